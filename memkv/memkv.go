@@ -258,7 +258,12 @@ func toUpdate(r *record) slipstream.Update {
 }
 
 // Watch implements [slipstream.Watcher]. A cursor that is none, revision 0,
-// or not an 8-byte token starts a state-sync watch.
+// or not an 8-byte token starts a state-sync watch. A resume fails with an
+// error wrapping [slipstream.ErrCursorExpired] when the first retained
+// revision is past the cursor + 1 or the cursor is ahead of the last
+// revision, and with [slipstream.ErrWatch] for a cursor of MaxUint64 (whose
+// successor would wrap to a full replay) or when compaction overruns the
+// live watch.
 func (kv *KV) Watch(ctx context.Context, scope slipstream.Scope, after slipstream.Cursor, out chan<- slipstream.Update) error {
 	if err := scope.Validate(); err != nil {
 		return err
@@ -285,14 +290,16 @@ func (kv *KV) Watch(ctx context.Context, scope slipstream.Scope, after slipstrea
 			kv.mu.Unlock()
 			return fmt.Errorf("%w: first retained revision %d is past cursor %d + 1", slipstream.ErrCursorExpired, first, rev)
 		}
-		if rev > last {
-			kv.mu.Unlock()
-			return fmt.Errorf("%w: cursor %d is ahead of the last revision %d (bucket recreated?)", slipstream.ErrCursorExpired, rev, last)
-		}
+		// The window check passes at MaxUint64 by saturation; refuse it
+		// before the ahead-of-last check, as a NATS resume does.
 		start, ok := protocol.ResumeStart(rev)
 		if !ok {
 			kv.mu.Unlock()
 			return fmt.Errorf("%w: resume revision is MaxUint64; refusing wrap to 0", slipstream.ErrWatch)
+		}
+		if rev > last {
+			kv.mu.Unlock()
+			return fmt.Errorf("%w: cursor %d is ahead of the last revision %d (bucket recreated?)", slipstream.ErrCursorExpired, rev, last)
 		}
 		pos = start - 1
 	}
