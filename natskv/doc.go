@@ -1,0 +1,99 @@
+// Package natskv implements slipstream's bucket seam on a NATS JetStream
+// key-value bucket: reads, writes with compare-and-swap, key listing, and
+// resumable watches that detect when the history after a cursor is gone.
+//
+// [Open] binds a [Bucket] to a caller's *nats.Conn (build one with [Dial],
+// which applies the command-line credential priority). A Bucket implements
+// slipstream.Watcher and slipstream.KeyLister, so it plugs into a
+// slipstream.Follower as both Watcher and Lister.
+//
+// # Configuration applies only at creation
+//
+// Open is get-or-create. The bucket fields of [Config] (History, MaxBytes,
+// MaxAge, Replicas, Storage, DiscardOld, AllowTTL) are used only when Open
+// creates the bucket; an existing bucket is returned as it is, whatever its
+// configuration, and is never reconciled. Change a live bucket out of band.
+// A bucket created here defaults to history 1 and a 10 MiB byte limit
+// (DefaultMaxBytes) with discard-new: writes then fail with ErrBucketFull at
+// capacity. DiscardOld evicts the oldest revisions instead; followers
+// recover an eviction through the cursor-expired resync. Storage is honoured
+// (file by default, memory on request).
+//
+// # Timeouts
+//
+// Every unary operation, every step of Open, Keys and Scan, and every watch
+// setup is bounded by Config.Timeout (DefaultTimeout, 30 s). Exceeding it
+// returns an error wrapping slipstream.ErrTimeout; the caller's own
+// cancellation returns ctx.Err() instead. A running watch is never bounded:
+// nats.go ends a watch's subscription when its context ends, so the watch
+// runs on the caller's context and only its creation is timed.
+//
+// # Prefixes
+//
+// Key prefixes must be token-aligned: empty (all keys) or whole tokens
+// ending in "." ("node.", "a.b."). A NATS filter "node>" is a literal
+// subject that matches nothing, while a fold's string-prefix match on "node"
+// would match "nodes.x" too; a resync under such a prefix would delete keys
+// the watch never delivered. Watch, Keys and Scan therefore reject other
+// prefixes with slipstream.ErrInvalidScope. A Prefixes scope is served by
+// one consumer with one filter per prefix (a prefix covered by a shorter one
+// is dropped, since the server refuses overlapping filters); an empty
+// Prefixes scope watches nothing and returns at once.
+//
+// # Resume and expiry
+//
+// A resume after cursor c reads revision c+1 onward. nats-server silently
+// moves a start below the stream's first sequence up to that sequence, so
+// Watch compares the cursor with the stream's first sequence before and
+// after creating the consumer and returns slipstream.ErrCursorExpired when
+// history after the cursor is gone; the Follower then resyncs. A cursor at
+// MaxUint64 is refused (c+1 would wrap to 0, which nats.go reads as "no
+// resume"). While an all-keys resume runs, a floor guard checks any delivery
+// that skips revisions against the first sequence before forwarding it,
+// with a 30 s backstop probe, and fails the watch ("retention overran live
+// watch") so a restart resyncs.
+//
+// # Deviations from the reference implementation
+//
+//   - A cursor ahead of the stream's last sequence is reported as
+//     slipstream.ErrCursorExpired. The bucket was deleted and recreated, or
+//     restored from an older backup; the server would deliver nothing until
+//     its sequence passed the old cursor, and new keys would stay invisible.
+//   - Keys and Scan cross-check their listing. The number of distinct keys
+//     the consumer delivered (markers included) must reach the stream's own
+//     subject count under the prefix, read before and after the drain (the
+//     smaller of the two, since keys may expire meanwhile). A short listing
+//     is retried by Keys and finally fails with ErrShortListing instead of
+//     being returned: a resync deletes every fold key missing from the
+//     listing, so a short list would delete live keys. The reference
+//     returned partial listings silently.
+//   - Keys and Scan return an error, not a partial result, when the drain
+//     times out or its subscription ends early.
+//   - Get hides markers and empty values; Entry shows empty-value CAS
+//     tombstones. Scan reports the unknown version (never 0) for a message
+//     whose ACK subject cannot be parsed.
+//   - Per-key TTLs are supported ([Bucket.PutTTL], Config.AllowTTL).
+//   - An update with revision 0 from nats.go (its parser's answer to a
+//     garbled ACK subject) carries the unknown version and never moves a
+//     cursor.
+//   - Dial strips URL userinfo even when a creds file or inline creds win,
+//     so exactly one authentication method is sent.
+//
+// # Server behaviours this package depends on
+//
+// The tests pin them against an embedded nats-server: the inclusive start
+// sequence of a resume, the nil "initial values done" entry, the silent
+// clamp below the first sequence, what PurgeDeletes and per-key TTL expiry
+// do to a resumed watch, and that a recreated bucket leaves an old cursor
+// ahead of the stream.
+//
+// PurgeDeletes removes delete markers from the middle of the stream without
+// moving its first sequence: a follower whose cursor predates a delete that
+// was then purged resumes without error and never sees the delete. Per-key
+// TTL and MaxAge removals write a marker that watchers see as a purge, but
+// the marker itself expires after LimitMarkerTTL; a follower offline longer
+// than that misses the delete, silently unless the expiry also moved the
+// first sequence past its cursor. Both are outside what a cursor check can
+// detect; keep LimitMarkerTTL and the delete-marker purge age longer than
+// any follower's downtime, or resync such followers from scratch.
+package natskv

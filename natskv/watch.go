@@ -1,0 +1,300 @@
+package natskv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/protocol"
+)
+
+// Watch sends the updates of scope into out until ctx is cancelled (then it
+// returns nil) or the watch fails. It implements slipstream.Watcher and never
+// closes out.
+//
+// With a none cursor (or revision 0) it is a state-sync watch: the latest
+// record of every key in scope, delete markers included, then live changes.
+// With a cursor it resumes strictly after it; before and after creating the
+// consumer it compares the cursor with the stream's retention window and
+// returns an error wrapping slipstream.ErrCursorExpired when history after
+// the cursor is gone (the server would silently skip it) or when the cursor
+// is ahead of the stream's last sequence (the bucket was recreated or
+// restored from a backup; the server would silently wait). An all-keys
+// resume is also floor-guarded while it runs: a delivery that jumps past the
+// next revision is checked against the stream's first sequence before it is
+// forwarded, and a backstop probe runs every 30 s; a trip returns an error
+// wrapping slipstream.ErrWatch that contains "retention overran live watch".
+//
+// A Prefixes scope is served by one consumer with one filter per prefix; an
+// empty Prefixes scope watches nothing and returns nil at once. Prefixes
+// must be token-aligned (slipstream.ErrInvalidScope otherwise). The "initial
+// values done" signal is consumed here and reported through
+// Config.OnProgress, never forwarded. The watch setup is bounded by the
+// bucket's timeout (slipstream.ErrTimeout); the watch itself is not. When the
+// subscription closes without ctx being cancelled (connection closed, the
+// consumer could not be recreated) Watch returns an error wrapping
+// slipstream.ErrWatch. Other setup failures wrap slipstream.ErrWatch, or
+// slipstream.ErrOperationFailed for the stream lookups of the resume checks.
+func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipstream.Cursor, out chan<- slipstream.Update) error {
+	filters, all, err := watchFilters(scope)
+	if err != nil {
+		return err
+	}
+	if len(filters) == 0 {
+		return nil // an empty Prefixes scope; WatchFiltered(nil) would watch everything
+	}
+	rev, ok := after.Uint64()
+	if !ok || rev == 0 {
+		w, err := b.startWatch(ctx, filters)
+		if err != nil {
+			return b.setupErr(ctx, err)
+		}
+		return b.forward(ctx, w, 0, false, out)
+	}
+
+	start, ok := protocol.ResumeStart(rev)
+	if !ok {
+		return fmt.Errorf("%w: resume revision is MaxUint64; refusing to wrap to 0", slipstream.ErrWatch)
+	}
+	if err := b.checkResume(ctx, rev, "before"); err != nil {
+		return err
+	}
+	w, err := b.startWatch(ctx, filters, jetstream.ResumeFromRevision(start))
+	if err != nil {
+		if ctx.Err() == nil && looksCursorExpired(err.Error()) {
+			return fmt.Errorf("%w: resume after %d: %w", slipstream.ErrCursorExpired, rev, err)
+		}
+		return b.setupErr(ctx, err)
+	}
+	// Head eviction can race the consumer's creation, and the server clamps
+	// a start below its first sequence silently: check again.
+	if err := b.checkResume(ctx, rev, "after"); err != nil {
+		w.Stop()
+		return err
+	}
+	b.log.Debug("watch resumed", slipstream.LogKeyCursor, rev, slipstream.LogKeyScope, scope.String())
+	return b.forward(ctx, w, rev, all, out)
+}
+
+// watchFilters turns a scope into WatchFiltered's key filters, without
+// overlaps (the server refuses overlapping consumer filters). all reports a
+// scope that covers every key, whose deliveries are dense.
+func watchFilters(scope slipstream.Scope) (filters []string, all bool, err error) {
+	if err := scope.Validate(); err != nil {
+		return nil, false, err
+	}
+	if scope.IsAll() {
+		return []string{">"}, true, nil
+	}
+	prefixes := scope.List()
+	for _, p := range prefixes {
+		if err := validPrefix(p); err != nil {
+			return nil, false, err
+		}
+		if p == "" {
+			return []string{">"}, true, nil
+		}
+	}
+	// A token-aligned prefix covers every longer prefix that starts with
+	// it; keep the shortest ones only.
+	slices.Sort(prefixes)
+	prefixes = slices.Compact(prefixes)
+	for i, p := range prefixes {
+		covered := false
+		for _, q := range prefixes[:i] {
+			if strings.HasPrefix(p, q) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			filters = append(filters, p+">")
+		}
+	}
+	return filters, false, nil
+}
+
+// setupErr maps a watch-setup failure. The caller's cancellation is a clean
+// end.
+func (b *Bucket) setupErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	if errors.Is(err, slipstream.ErrTimeout) {
+		return err
+	}
+	return fmt.Errorf("%w: create watch: %w", slipstream.ErrWatch, err)
+}
+
+// startWatch creates the watcher. The subscription lives as long as ctx, so
+// the Timeout bounds only the setup: WatchFiltered runs with ctx on its own
+// goroutine and is abandoned (its context cancelled, any late watcher
+// stopped) if it has not returned in time. filters are copied, since
+// WatchFiltered rewrites its argument in place.
+func (b *Bucket) startWatch(ctx context.Context, filters []string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	type result struct {
+		w   jetstream.KeyWatcher
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		w, err := b.kv.WatchFiltered(wctx, slices.Clone(filters), opts...)
+		done <- result{w, err}
+	}()
+	timer := time.NewTimer(b.timeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			cancel()
+			return nil, r.err
+		}
+		// The watcher ends with ctx (nats.go unsubscribes then); cancel is
+		// kept alive by the watcher's own Stop on every exit path.
+		return &stoppingWatcher{KeyWatcher: r.w, cancel: cancel}, nil
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	cancel()
+	go func() {
+		if r := <-done; r.w != nil {
+			r.w.Stop()
+		}
+	}()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return nil, fmt.Errorf("%w: create watch: no reply within %v", slipstream.ErrTimeout, b.timeout)
+}
+
+// stoppingWatcher releases the watch context with Stop.
+type stoppingWatcher struct {
+	jetstream.KeyWatcher
+	cancel context.CancelFunc
+}
+
+func (w *stoppingWatcher) Stop() error {
+	err := w.KeyWatcher.Stop()
+	w.cancel()
+	return err
+}
+
+// checkResume fails a resume after rev whose history is incomplete: the
+// stream's first sequence is past rev+1 (head eviction, expiry, purge) or
+// its last sequence is below rev (the bucket was recreated or restored).
+func (b *Bucket) checkResume(ctx context.Context, rev uint64, when string) error {
+	info, err := b.streamInfo(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return mapErr(ctx, "get KV stream for resume check", err)
+	}
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	if !protocol.ResumeWindowOK(rev, first) {
+		b.log.Info("resume cursor below the stream's first sequence", slipstream.LogKeyCursor, rev, "first_seq", first, "check", when)
+		return fmt.Errorf("%w: cursor %d is older than the stream's first sequence %d (checked %s creating the consumer)",
+			slipstream.ErrCursorExpired, rev, first, when)
+	}
+	if rev > last {
+		b.log.Warn("resume cursor ahead of the stream's last sequence: bucket recreated or restored", slipstream.LogKeyCursor, rev, "last_seq", last, "check", when)
+		return fmt.Errorf("%w: cursor %d is ahead of the stream's last sequence %d: the bucket was recreated or restored (checked %s creating the consumer)",
+			slipstream.ErrCursorExpired, rev, last, when)
+	}
+	return nil
+}
+
+// forward converts and sends the watcher's entries until ctx ends or the
+// subscription closes; it always stops the watcher. With guard set (an
+// all-keys resume, whose deliveries are dense) it runs the live floor guard
+// from frontier: a delivery that skips revisions is checked against the
+// stream's first sequence before it is forwarded, and a ticker probes on
+// its own.
+func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, frontier uint64, guard bool, out chan<- slipstream.Update) error {
+	defer w.Stop()
+	var tick <-chan time.Time
+	if guard {
+		t := time.NewTicker(b.guardInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	updates := w.Updates()
+	var delivered uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+			if err := b.checkFloor(ctx, frontier); err != nil {
+				return err
+			}
+		case e, ok := <-updates:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("%w: watch subscription closed", slipstream.ErrWatch)
+			}
+			if e == nil {
+				// End of the initial values: not an update, and it must
+				// not touch the frontier or any cursor.
+				if b.onProgress != nil {
+					b.onProgress(Progress{Delivered: delivered, InitialDone: true})
+				}
+				continue
+			}
+			rev := e.Revision()
+			if guard && rev != 0 {
+				if next, ok := protocol.ResumeStart(frontier); ok && rev > next {
+					if err := b.checkFloor(ctx, frontier); err != nil {
+						return err
+					}
+				}
+				frontier = max(frontier, rev)
+			}
+			u := slipstream.Update{Key: e.Key(), Version: revisionVersion(rev)}
+			switch e.Operation() {
+			case jetstream.KeyValueDelete:
+				u.Op = slipstream.OpDelete
+			case jetstream.KeyValuePurge:
+				u.Op = slipstream.OpPurge
+			default:
+				u.Op, u.Value = slipstream.OpPut, e.Value()
+			}
+			select {
+			case out <- u:
+			case <-ctx.Done():
+				return nil
+			}
+			delivered++
+			if b.onProgress != nil {
+				b.onProgress(Progress{Delivered: delivered, Pending: e.Delta(), Revision: rev})
+			}
+		}
+	}
+}
+
+// checkFloor trips the floor guard when the stream's first sequence has
+// moved past frontier+1: revisions the watch never delivered were evicted,
+// and one of them may have been a delete.
+func (b *Bucket) checkFloor(ctx context.Context, frontier uint64) error {
+	info, err := b.streamInfo(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return mapErr(ctx, "floor guard stream lookup", err)
+	}
+	if first := info.State.FirstSeq; !protocol.ResumeWindowOK(frontier, first) {
+		b.log.Warn("stream retention overran the live watch; failing it so a restart resyncs", "first_seq", first, "frontier", frontier)
+		return fmt.Errorf("%w: stream retention overran live watch (first sequence %d is past the delivered frontier %d); restart will resync",
+			slipstream.ErrWatch, first, frontier)
+	}
+	return nil
+}
