@@ -268,7 +268,7 @@ func (b *Bucket) subjectCount(ctx context.Context, filter string) (uint64, error
 		return 0, err
 	}
 	var resp struct {
-		Total int                  `json:"total"`
+		Total int                 `json:"total"`
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
