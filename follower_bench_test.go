@@ -1,0 +1,64 @@
+package slipstream_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+
+	"github.com/slipstream-kv/slipstream"
+)
+
+// sliceWatcher sends a fixed slice of updates, then returns (the stream
+// closes). It keeps no state, so one value serves every iteration.
+type sliceWatcher struct{ ups []slipstream.Update }
+
+func (w sliceWatcher) Watch(ctx context.Context, _ slipstream.Scope, _ slipstream.Cursor, out chan<- slipstream.Update) error {
+	for _, u := range w.ups {
+		select {
+		case out <- u:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// BenchmarkFollowerBatch1000 measures the loop's own per-update overhead
+// (spec core.md §7.1): one complete Run over 1,000 puts delivered by an
+// in-memory watcher that then closes the stream — receive, cursor tracking,
+// Filter, batching (window 10 ms, max 100, buffer 256), flush — with a no-op
+// Apply, no Store, no Lister and no exports.
+func BenchmarkFollowerBatch1000(b *testing.B) {
+	const n = 1000
+	value := make([]byte, 256)
+	for i := range value {
+		value[i] = 0x42
+	}
+	ups := make([]slipstream.Update, n)
+	for i := range ups {
+		ups[i] = slipstream.Put(fmt.Sprintf("node.region-%d", i), value, slipstream.VersionFromUint64(uint64(i)))
+	}
+	f := slipstream.NewFollower(sliceWatcher{ups: ups}, func(context.Context, []slipstream.Update) error { return nil })
+	f.Filter = keepPuts
+	f.Logger = discard
+	ctx := context.Background()
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := f.Run(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rank(b, c) != n-1 {
+			b.Fatalf("cursor %v, want %d", c, n-1)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	iters := float64(b.N)
+	b.ReportMetric(n*iters/b.Elapsed().Seconds(), "updates/s")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/(n*iters), "allocs/update")
+	b.ReportMetric(b.Elapsed().Seconds()*1e9/(n*iters), "ns/update")
+}
