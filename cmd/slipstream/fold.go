@@ -1,0 +1,203 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/applog"
+	"github.com/slipstream-kv/slipstream/pebblestore"
+)
+
+// Backend names accepted by -backend and reported by stat and /v1/status.
+const (
+	backendAppLog = "applog"
+	backendPebble = "pebble"
+)
+
+// errFoldHeld is returned by offline commands on a fold that a running
+// mirror holds and whose backend cannot be read safely beside it.
+var errFoldHeld = errors.New("fold is held by a running mirror (use --http)")
+
+// fold is an open fold with the backend-specific extras the command needs.
+type fold struct {
+	slipstream.Store
+	Backend  string
+	Dir      string
+	ReadOnly bool // opened beside a running mirror (applog only)
+
+	keys func() (int, error)
+	size func() (int64, error)
+}
+
+// Keys returns the number of live keys.
+func (f *fold) Keys() (int, error) { return f.keys() }
+
+// Size returns the fold's size on disk, in bytes.
+func (f *fold) Size() (int64, error) { return f.size() }
+
+// detectBackend names the backend whose files dir holds: "" when dir is
+// missing or empty, an error when it holds something else.
+func detectBackend(dir string) (string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read fold directory: %w", err)
+	}
+	if len(ents) == 0 {
+		return "", nil
+	}
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case name == applog.FileName:
+			return backendAppLog, nil
+		case name == "CURRENT", strings.HasPrefix(name, "MANIFEST-"), strings.HasPrefix(name, "OPTIONS-"),
+			strings.HasPrefix(name, "marker.manifest"):
+			return backendPebble, nil
+		}
+	}
+	return "", fmt.Errorf("%s holds neither an applog nor a pebble fold", dir)
+}
+
+// openFold opens (creating if needed) the fold at dir for a mirror. An
+// existing fold keeps its backend; backend, if not empty, must match it.
+func openFold(dir, backend string, logger *slog.Logger) (*fold, error) {
+	found, err := detectBackend(dir)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case found != "" && backend != "" && found != backend:
+		return nil, fmt.Errorf("fold %s holds a %s fold, not %s", dir, found, backend)
+	case found != "":
+		backend = found
+	case backend == "":
+		backend = backendAppLog
+	}
+	f, err := openBackend(dir, backend, logger)
+	if errors.Is(err, slipstream.ErrLocked) {
+		return nil, fmt.Errorf("fold %s is held by another process (a running mirror?): %w", dir, err)
+	}
+	return f, err
+}
+
+func openBackend(dir, backend string, logger *slog.Logger) (*fold, error) {
+	switch backend {
+	case backendAppLog:
+		st, err := applog.Open(dir, &applog.Options{Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("open applog fold %s: %w", dir, err)
+		}
+		return appLogFold(st, dir, false), nil
+	case backendPebble:
+		st, err := pebblestore.Open(dir, &pebblestore.Options{Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("open pebble fold %s: %w", dir, err)
+		}
+		return &fold{
+			Store:   st,
+			Backend: backendPebble,
+			Dir:     dir,
+			keys:    st.Len,
+			size:    func() (int64, error) { return dirSize(dir) },
+		}, nil
+	default:
+		return nil, fmt.Errorf("unknown backend %q", backend)
+	}
+}
+
+func appLogFold(st *applog.Store, dir string, readOnly bool) *fold {
+	return &fold{
+		Store:    st,
+		Backend:  backendAppLog,
+		Dir:      dir,
+		ReadOnly: readOnly,
+		keys:     func() (int, error) { return st.Len(), nil },
+		size:     st.Size,
+	}
+}
+
+// openFoldOffline opens an existing fold for the offline queries. A fold a
+// running mirror holds is read through applog's read-only view (noted on
+// notice), or refused with errFoldHeld for pebble.
+func openFoldOffline(dir string, logger *slog.Logger, notice func(string)) (*fold, error) {
+	backend, err := detectBackend(dir)
+	if err != nil {
+		return nil, err
+	}
+	if backend == "" {
+		return nil, fmt.Errorf("no fold at %s", dir)
+	}
+	f, err := openBackend(dir, backend, logger)
+	if !errors.Is(err, slipstream.ErrLocked) {
+		return f, err
+	}
+	if backend != backendAppLog {
+		return nil, fmt.Errorf("%s: %w", dir, errFoldHeld)
+	}
+	st, err := applog.OpenReadOnly(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open applog fold %s read-only: %w", dir, err)
+	}
+	notice("fold is held by a running mirror; reading it read-only (a snapshot as of now)")
+	return appLogFold(st, dir, true), nil
+}
+
+// dirSize sums the sizes of the regular files under dir.
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed under us by a compaction
+			}
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			n += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("measure fold size: %w", err)
+	}
+	return n, nil
+}
+
+// revision returns a NATS revision from a version token (0 when it holds
+// none).
+func revision(v slipstream.Version) uint64 {
+	r, _ := v.Uint64()
+	return r
+}
+
+// rangeLine is one JSON line of `slipstream range` and GET /v1/kv?prefix=.
+// Value is base64 in JSON.
+type rangeLine struct {
+	Key      string `json:"key"`
+	Value    []byte `json:"value"`
+	Revision uint64 `json:"revision"`
+}
+
+func newRangeLine(e slipstream.Entry) rangeLine {
+	v := e.Value
+	if v == nil {
+		v = []byte{}
+	}
+	return rangeLine{Key: e.Key, Value: v, Revision: revision(e.Version)}
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/slipstream-kv/slipstream"
+)
+
+// RevisionHeader carries an entry's revision on GET /v1/kv/{key}.
+const RevisionHeader = "Slipstream-Revision"
+
+// statusDoc is the body of GET /v1/status.
+type statusDoc struct {
+	Bucket     string   `json:"bucket"`
+	Fold       string   `json:"fold"`
+	Backend    string   `json:"backend"`
+	Scope      []string `json:"scope"`
+	State      string   `json:"state"`
+	Ready      bool     `json:"ready"`
+	Cursor     uint64   `json:"cursor"`
+	Keys       int      `json:"keys"`
+	ServerHead uint64   `json:"server_head"`
+	Lag        uint64   `json:"lag"`
+	Pending    uint64   `json:"pending"`
+	Resyncs    uint64   `json:"resyncs"`
+	Restarts   uint64   `json:"restarts"`
+	LastError  string   `json:"last_error,omitempty"`
+}
+
+// httpAPI serves a fold and its mirror's state over HTTP.
+type httpAPI struct {
+	store   slipstream.Store
+	status  func(ctx context.Context) (statusDoc, error)
+	ready   func() bool
+	metrics http.Handler // nil: 404
+	log     *slog.Logger
+}
+
+// handler returns the API's routes.
+func (a *httpAPI) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/kv/{key...}", a.getKey)
+	mux.HandleFunc("GET /v1/kv", a.listKeys)
+	mux.HandleFunc("GET /v1/status", a.getStatus)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !a.ready() {
+			http.Error(w, "not ready: catching up with the bucket", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	if a.metrics != nil {
+		mux.Handle("GET /metrics", a.metrics)
+	}
+	return mux
+}
+
+func (a *httpAPI) getKey(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if key == "" {
+		http.Error(w, "missing key", http.StatusBadRequest)
+		return
+	}
+	e, ok, err := a.store.Get(key)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("get %q: %w", key, err))
+		return
+	}
+	if !ok {
+		http.Error(w, "key not found", http.StatusNotFound)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.Itoa(len(e.Value)))
+	h.Set(RevisionHeader, strconv.FormatUint(revision(e.Version), 10))
+	w.Write(e.Value)
+}
+
+// listKeys streams the entries under ?prefix= as JSON lines, in key order.
+// An error after the first line can only cut the stream short.
+func (a *httpAPI) listKeys(w http.ResponseWriter, r *http.Request) {
+	prefix := r.URL.Query().Get("prefix")
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	bw := bufio.NewWriterSize(w, 32<<10)
+	wrote := false
+	err := a.store.ForEachInRange(prefix, func(e slipstream.Entry) error {
+		if err := r.Context().Err(); err != nil {
+			return err
+		}
+		wrote = true
+		b, err := json.Marshal(newRangeLine(e))
+		if err != nil {
+			return err
+		}
+		bw.Write(b)
+		return bw.WriteByte('\n')
+	})
+	if err != nil {
+		if !wrote {
+			a.fail(w, r, fmt.Errorf("range %q: %w", prefix, err))
+			return
+		}
+		a.log.Warn("range stream cut short", "prefix", prefix, "err", err)
+		return
+	}
+	bw.Flush()
+}
+
+func (a *httpAPI) getStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := a.status(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(st)
+}
+
+func (a *httpAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
+	a.log.Error("http request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	http.Error(w, err.Error(), http.StatusInternalServerError)
+}
+
+// serveHTTP serves h on ln until ctx is done, then shuts down gracefully
+// (in-flight requests get shutdownTimeout).
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	const shutdownTimeout = 5 * time.Second
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	if err != nil {
+		return fmt.Errorf("shut down http: %w", err)
+	}
+	return nil
+}

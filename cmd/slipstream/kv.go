@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/natskv"
+)
+
+// KVCommand is a small NATS KV client: put, get, del, purge and ls.
+type KVCommand struct {
+	m *Main
+
+	bucket  string
+	natsURL string
+	creds   string
+	timeout time.Duration
+	asJSON  bool
+	logs    logFlags
+}
+
+func (c *KVCommand) flagSet() *flag.FlagSet {
+	fs := newFlagSet("kv")
+	fs.StringVar(&c.bucket, "bucket", "", "bucket `name` (required; created if missing)")
+	fs.StringVar(&c.natsURL, "nats", DefaultNATSURL, "NATS server `URL` (the default reaches a local mirror's embedded server)")
+	fs.StringVar(&c.creds, "creds", "", "NATS credentials `file`")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "bound on the whole operation")
+	fs.BoolVar(&c.asJSON, "json", false, "get: print a JSON object {key, value (base64), revision}; put: {revision}")
+	c.logs.register(fs)
+	return fs
+}
+
+// Run executes the command.
+func (c *KVCommand) Run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usageErrorf("kv", "missing action: put, get, del, purge or ls")
+	}
+	action := args[0]
+	if action == "-h" || action == "-help" || action == "--help" || action == "help" {
+		c.Usage()
+		return flag.ErrHelp
+	}
+	var minArgs, maxArgs int
+	switch action {
+	case "put":
+		minArgs, maxArgs = 1, 2
+	case "get", "del", "purge":
+		minArgs, maxArgs = 1, 1
+	case "ls":
+		minArgs, maxArgs = 0, 1
+	default:
+		return usageErrorf("kv", "unknown action %q: want put, get, del, purge or ls", action)
+	}
+	args, err := parseFlags("kv", c.flagSet(), args[1:], c.Usage)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.bucket == "":
+		return usageErrorf("kv", "-bucket is required")
+	case !bucketNameRE.MatchString(c.bucket):
+		return usageErrorf("kv", "invalid -bucket %q: use letters, digits, '-' and '_'", c.bucket)
+	case len(args) < minArgs || len(args) > maxArgs:
+		return usageErrorf("kv", "kv %s: wrong number of arguments (%d)", action, len(args))
+	case c.timeout <= 0:
+		return usageErrorf("kv", "-timeout must be > 0")
+	}
+	logger, err := c.m.logger("kv", c.logs)
+	if err != nil {
+		return err
+	}
+
+	// Read stdin before connecting: a slow producer does not hold a
+	// connection open against the timeout.
+	var value []byte
+	if action == "put" {
+		if len(args) == 2 {
+			value = []byte(args[1])
+		} else if value, err = io.ReadAll(c.m.Stdin); err != nil {
+			return fmt.Errorf("read value from stdin: %w", err)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	nc, err := natskv.Dial(natskv.DialConfig{URL: c.natsURL, CredsFile: c.creds, Name: "slipstream kv"})
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", c.natsURL, err)
+	}
+	defer nc.Close()
+	b, err := natskv.Open(ctx, nc, natskv.Config{Bucket: c.bucket, MaxBytes: DefaultBucketMaxBytes, Timeout: c.timeout, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
+	}
+
+	key := ""
+	if len(args) > 0 {
+		key = args[0]
+	}
+	switch action {
+	case "put":
+		rev, err := b.Put(ctx, key, value)
+		if err != nil {
+			return fmt.Errorf("put %q: %w", key, err)
+		}
+		if c.asJSON {
+			return json.NewEncoder(c.m.Stdout).Encode(struct {
+				Revision uint64 `json:"revision"`
+			}{rev})
+		}
+		_, err = fmt.Fprintln(c.m.Stdout, rev)
+		return err
+	case "get":
+		e, ok, err := b.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("get %q: %w", key, err)
+		}
+		if !ok {
+			return fmt.Errorf("get %q: %w", key, slipstream.ErrNotFound)
+		}
+		if c.asJSON {
+			return json.NewEncoder(c.m.Stdout).Encode(newRangeLine(e))
+		}
+		_, err = c.m.Stdout.Write(e.Value)
+		return err
+	case "del":
+		if err := b.Delete(ctx, key); err != nil {
+			return fmt.Errorf("delete %q: %w", key, err)
+		}
+		return nil
+	case "purge":
+		if err := b.Purge(ctx, key); err != nil {
+			return fmt.Errorf("purge %q: %w", key, err)
+		}
+		return nil
+	default: // ls
+		keys, err := b.Keys(ctx, key)
+		if err != nil {
+			return fmt.Errorf("list keys: %w", err)
+		}
+		slices.Sort(keys)
+		w := bufio.NewWriter(c.m.Stdout)
+		for _, k := range keys {
+			fmt.Fprintln(w, k)
+		}
+		return w.Flush()
+	}
+}
+
+// Usage prints the command's help.
+func (c *KVCommand) Usage() {
+	printUsage(c.m.Stdout, `
+A small NATS KV client, so scripts need nothing else installed. By default it
+talks to nats://127.0.0.1:4222, the embedded server of a mirror started
+without -nats. The bucket is created if missing.
+
+Usage:
+
+	slipstream kv put   --bucket NAME KEY [VALUE]   (VALUE from stdin if omitted; prints the revision)
+	slipstream kv get   --bucket NAME KEY           (prints the value's bytes; a missing key exits 1)
+	slipstream kv del   --bucket NAME KEY           (writes a delete marker)
+	slipstream kv purge --bucket NAME KEY           (removes the key and its history)
+	slipstream kv ls    --bucket NAME [PREFIX]      (prints live keys, sorted)
+`, c.flagSet())
+}

@@ -1,0 +1,416 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/natskv"
+)
+
+// Mirror defaults.
+const (
+	// DefaultBucketMaxBytes caps a bucket that mirror or kv creates (1 GiB)
+	// unless -max-bytes says otherwise; -1 means unlimited.
+	DefaultBucketMaxBytes = 1 << 30
+	// DefaultBatchMax is mirror's -batch-max.
+	DefaultBatchMax = 1000
+
+	restartBackoffMin = 200 * time.Millisecond
+	restartBackoffMax = 10 * time.Second
+	// a run that lasted this long resets the backoff
+	restartBackoffReset = 30 * time.Second
+	headPollEvery       = 2 * time.Second
+)
+
+// MirrorCommand mirrors a bucket into a fold until SIGINT or SIGTERM.
+type MirrorCommand struct {
+	m *Main
+
+	bucket      string
+	foldDir     string
+	natsURL     string
+	creds       string
+	prefixes    stringList
+	backend     string
+	httpAddr    string
+	batchMax    int
+	batchWindow time.Duration
+	listen      string
+	natsStore   string
+	history     uint
+	maxBytes    int64
+	maxAge      time.Duration
+	replicas    int
+	asJSON      bool
+	logs        logFlags
+}
+
+func (c *MirrorCommand) flagSet() *flag.FlagSet {
+	fs := newFlagSet("mirror")
+	fs.StringVar(&c.bucket, "bucket", "", "bucket `name` (required; created if missing)")
+	fs.StringVar(&c.foldDir, "fold", "", "fold `directory` (required; created if missing)")
+	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL`; empty starts an embedded server with JetStream")
+	fs.StringVar(&c.creds, "creds", "", "NATS credentials `file`")
+	fs.Var(&c.prefixes, "prefix", "mirror only keys under `prefix` (ending in \".\"); repeatable, one consumer")
+	fs.StringVar(&c.backend, "backend", "", "fold `backend` for a new fold: applog or pebble (default applog; an existing fold keeps its own)")
+	fs.StringVar(&c.httpAddr, "http", "", "serve the fold and status over HTTP on `address` (e.g. :8080)")
+	fs.IntVar(&c.batchMax, "batch-max", DefaultBatchMax, "flush after `n` updates")
+	fs.DurationVar(&c.batchWindow, "batch-window", slipstream.DefaultMaxBatchDelay, "flush a batch at most `duration` after its first update")
+	fs.StringVar(&c.listen, "listen", DefaultListen, "embedded server: client listen `address` (port 0 picks one)")
+	fs.StringVar(&c.natsStore, "nats-store", "", "embedded server: JetStream store `directory` (default <fold>.nats)")
+	fs.UintVar(&c.history, "history", 1, "new bucket: revisions kept per key (1-64)")
+	fs.Int64Var(&c.maxBytes, "max-bytes", DefaultBucketMaxBytes, "new bucket: size limit in `bytes` (-1 unlimited)")
+	fs.DurationVar(&c.maxAge, "max-age", 0, "new bucket: expire entries older than `duration` (0 keeps them)")
+	fs.IntVar(&c.replicas, "replicas", 1, "new bucket: stream replicas")
+	fs.BoolVar(&c.asJSON, "json", false, "print the final cursor as a JSON object")
+	c.logs.register(fs)
+	return fs
+}
+
+var bucketNameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+// scope returns the watch scope of the -prefix flags.
+func scopeOf(prefixes []string) slipstream.Scope {
+	if len(prefixes) == 0 {
+		return slipstream.AllKeys()
+	}
+	for _, p := range prefixes {
+		if p == "" {
+			return slipstream.AllKeys()
+		}
+	}
+	return slipstream.Prefixes(prefixes...)
+}
+
+func (c *MirrorCommand) validate(set map[string]bool) error {
+	switch {
+	case c.bucket == "":
+		return usageErrorf("mirror", "-bucket is required")
+	case !bucketNameRE.MatchString(c.bucket):
+		return usageErrorf("mirror", "invalid -bucket %q: use letters, digits, '-' and '_'", c.bucket)
+	case c.foldDir == "":
+		return usageErrorf("mirror", "-fold is required")
+	case c.backend != "" && c.backend != backendAppLog && c.backend != backendPebble:
+		return usageErrorf("mirror", "invalid -backend %q: want applog or pebble", c.backend)
+	case c.batchMax <= 0:
+		return usageErrorf("mirror", "-batch-max must be > 0")
+	case c.batchWindow < 0:
+		return usageErrorf("mirror", "-batch-window must be ≥ 0")
+	case c.history < 1 || c.history > 64:
+		return usageErrorf("mirror", "-history must be between 1 and 64")
+	case c.maxBytes == 0 || c.maxBytes < -1:
+		return usageErrorf("mirror", "-max-bytes must be > 0, or -1 for unlimited")
+	case c.maxAge < 0:
+		return usageErrorf("mirror", "-max-age must be ≥ 0")
+	case c.replicas < 1:
+		return usageErrorf("mirror", "-replicas must be ≥ 1")
+	case c.natsURL != "" && (set["listen"] || set["nats-store"]):
+		return usageErrorf("mirror", "-listen and -nats-store configure the embedded server; they do not go with -nats")
+	}
+	if err := scopeOf(c.prefixes).Validate(); err != nil {
+		return usageErrorf("mirror", "%v", err)
+	}
+	return nil
+}
+
+// Run executes the command.
+func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
+	fs := c.flagSet()
+	args, err = parseFlags("mirror", fs, args, c.Usage)
+	if err != nil {
+		return err
+	}
+	if len(args) != 0 {
+		return usageErrorf("mirror", "unexpected argument %q", args[0])
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := c.validate(set); err != nil {
+		return err
+	}
+	logger, err := c.m.logger("mirror", c.logs)
+	if err != nil {
+		return err
+	}
+	scope := scopeOf(c.prefixes)
+
+	// The fold first: its lock stops a second mirror before it starts a
+	// second embedded server on the same store.
+	fd, err := openFold(c.foldDir, c.backend, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := fd.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close fold: %w", cerr)
+		}
+	}()
+
+	url := c.natsURL
+	if url == "" {
+		storeDir := c.natsStore
+		if storeDir == "" {
+			storeDir = filepath.Clean(c.foldDir) + embeddedStoreSuffix
+		}
+		emb, err := startEmbedded(ctx, embeddedConfig{Listen: c.listen, StoreDir: storeDir, Logger: logger})
+		if err != nil {
+			return err
+		}
+		defer emb.Shutdown()
+		url = emb.ClientURL()
+		logger.Info("embedded NATS server started", "url", url, "store", storeDir)
+	}
+	nc, err := natskv.Dial(natskv.DialConfig{URL: url, CredsFile: c.creds, Name: "slipstream mirror " + c.bucket},
+		nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", url, err)
+	}
+	defer nc.Close()
+
+	var term io.Writer // nil: progress as log lines
+	if c.m.stderrIsTerminal() && c.logs.format == "text" {
+		term = c.m.Stderr
+	}
+	t := newTracker(scope, logger, newProgressReporter(term, logger))
+	bucket, err := natskv.Open(ctx, nc, natskv.Config{
+		Bucket:     c.bucket,
+		History:    uint8(c.history),
+		MaxBytes:   c.maxBytes,
+		MaxAge:     c.maxAge,
+		Replicas:   c.replicas,
+		Logger:     logger,
+		OnProgress: t.onProgress,
+	})
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
+	}
+
+	mr := &mirror{
+		bucket:      bucket,
+		fold:        fd,
+		scope:       scope,
+		batchMax:    c.batchMax,
+		batchWindow: c.batchWindow,
+		log:         logger,
+		t:           t,
+	}
+
+	var wg sync.WaitGroup
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	var httpErr error
+	if c.httpAddr != "" {
+		ln, err := net.Listen("tcp", c.httpAddr)
+		if err != nil {
+			return fmt.Errorf("listen http: %w", err)
+		}
+		api := &httpAPI{
+			store:   fd,
+			status:  func(ctx context.Context) (statusDoc, error) { return mr.status(ctx, c.bucket) },
+			ready:   t.ready.Load,
+			metrics: newMetricsHandler(t),
+			log:     logger,
+		}
+		logger.Info("serving http", "addr", ln.Addr().String())
+		wg.Go(func() { httpErr = serveHTTP(httpCtx, ln, api.handler(), logger) })
+	}
+
+	logger.Info("mirror starting", "bucket", c.bucket, "fold", c.foldDir, "backend", fd.Backend,
+		slipstream.LogKeyScope, scope.String(), slipstream.LogKeyCursor, fd.Cursor().String())
+	runErr := mr.run(ctx)
+	stopHTTP()
+	wg.Wait()
+	if runErr != nil {
+		return runErr
+	}
+	if httpErr != nil {
+		return httpErr
+	}
+	final := fd.Cursor().Rank()
+	logger.Info("mirror stopped", slipstream.LogKeyCursor, final)
+	if c.asJSON {
+		return json.NewEncoder(c.m.Stdout).Encode(struct {
+			Cursor  uint64 `json:"cursor"`
+			Bucket  string `json:"bucket"`
+			Fold    string `json:"fold"`
+			Backend string `json:"backend"`
+		}{final, c.bucket, c.foldDir, fd.Backend})
+	}
+	_, err = fmt.Fprintln(c.m.Stdout, final)
+	return err
+}
+
+// Usage prints the command's help.
+func (c *MirrorCommand) Usage() {
+	printUsage(c.m.Stdout, `
+Mirror a bucket (or the keys under -prefix, on one consumer) into a fold and
+keep it in sync until SIGINT or SIGTERM; then flush, print the final cursor on
+stdout and exit 0. A restart resumes from the fold's cursor (delta only); if
+the history after it is gone, the mirror resyncs.
+
+Without -nats, an embedded NATS server with JetStream is started, storing its
+data in <fold>.nats next to the fold and listening on 127.0.0.1:4222 (see
+-listen), so 'slipstream kv' and any NATS client can write to it. The bucket
+is created if missing (-history, -max-bytes, -max-age, -replicas).
+
+With -http, the fold is served: GET /v1/kv/{key}, GET /v1/kv?prefix=P,
+GET /v1/status, /healthz, /readyz and /metrics.
+
+Usage:
+
+	slipstream mirror --bucket NAME --fold DIR [flags]
+`, c.flagSet())
+}
+
+// mirror runs a Follower from a bucket into a fold, restarting it from the
+// fold's cursor when its watch fails.
+type mirror struct {
+	bucket      *natskv.Bucket
+	fold        *fold
+	scope       slipstream.Scope
+	batchMax    int
+	batchWindow time.Duration
+	log         *slog.Logger
+	t           *tracker
+}
+
+// fatalRunError reports whether a Follower error must stop the mirror rather
+// than restart it: misconfiguration and a fold that cannot be used.
+func fatalRunError(err error) bool {
+	for _, target := range []error{
+		slipstream.ErrInvalidConfig, slipstream.ErrInvalidScope, slipstream.ErrCorrupt,
+		slipstream.ErrInvalidFormat, slipstream.ErrClosed, slipstream.ErrLocked,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// run follows until ctx is done. Each Follower resumes from the fold's own
+// cursor (never a remembered one); a failed watch (a server restart, a
+// floor-guard trip, a lost subscription) restarts it after a backoff.
+func (m *mirror) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	wg.Go(func() { m.pollHead(pollCtx) })
+	defer func() {
+		stopPoll()
+		wg.Wait()
+		m.t.stopped()
+	}()
+
+	backoff := restartBackoffMin
+	for {
+		resume := m.fold.Cursor()
+		m.t.runStarting(resume)
+		f := slipstream.NewFollower(observedWatcher{bucket: m.bucket, t: m.t, resume: resume}, noApply)
+		f.Scope = m.scope
+		f.Resume = resume
+		f.Store = m.fold
+		f.Lister = m.bucket
+		f.MaxBatchSize = m.batchMax
+		f.MaxBatchDelay = m.batchWindow
+		f.Logger = m.log
+		f.OnApplied = m.t.onApplied
+		f.OnFlush = m.t.onFlush
+		f.OnResync = m.t.onResync
+
+		started := time.Now()
+		_, err := f.Run(ctx)
+		if ctx.Err() != nil {
+			if err != nil {
+				return fmt.Errorf("final flush: %w", err)
+			}
+			return nil
+		}
+		if err == nil {
+			err = errors.New("watch ended")
+		}
+		if fatalRunError(err) {
+			return err
+		}
+		if time.Since(started) > restartBackoffReset {
+			backoff = restartBackoffMin
+		}
+		m.t.runFailed(err)
+		m.log.Warn("follower stopped; restarting from the fold's cursor", "err", err,
+			slipstream.LogKeyCursor, m.fold.Cursor().String(), "retry_in", backoff)
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+		backoff = min(backoff*2, restartBackoffMax)
+	}
+}
+
+func noApply(context.Context, []slipstream.Update) error { return nil }
+
+// pollHead keeps the tracker's server head fresh for lag and metrics.
+func (m *mirror) pollHead(ctx context.Context) {
+	tick := time.NewTicker(headPollEvery)
+	defer tick.Stop()
+	for {
+		m.refreshHead(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (m *mirror) refreshHead(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if st, err := m.bucket.Status(ctx); err == nil {
+		m.t.setHead(st.LastSeq)
+	}
+}
+
+// status builds GET /v1/status, refreshing the server head first.
+func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
+	m.refreshHead(ctx)
+	keys, err := m.fold.Keys()
+	if err != nil {
+		return statusDoc{}, fmt.Errorf("count keys: %w", err)
+	}
+	state, pending, lastErr := m.t.snapshot()
+	cursor, head := m.fold.Cursor().Rank(), m.t.head.Load()
+	var lag uint64
+	if head > cursor {
+		lag = head - cursor
+	}
+	return statusDoc{
+		Bucket:     bucket,
+		Fold:       m.fold.Dir,
+		Backend:    m.fold.Backend,
+		Scope:      m.scope.List(),
+		State:      state,
+		Ready:      m.t.ready.Load(),
+		Cursor:     cursor,
+		Keys:       keys,
+		ServerHead: head,
+		Lag:        lag,
+		Pending:    pending,
+		Resyncs:    m.t.resyncs.Load(),
+		Restarts:   m.t.restarts.Load(),
+		LastError:  lastErr,
+	}, nil
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/natskv"
+)
+
+// States of a mirror, as reported by GET /v1/status.
+const (
+	stateStarting  = "starting"  // connecting; no watch yet
+	stateSyncing   = "syncing"   // first full copy into an empty fold
+	stateResuming  = "resuming"  // catching up on the delta after the fold's cursor
+	stateResyncing = "resyncing" // the cursor expired: stale keys dropped, full re-list running
+	stateSynced    = "synced"    // caught up; following live changes
+	stateRetrying  = "retrying"  // the watch failed; restarting from the fold's cursor after a backoff
+	stateStopped   = "stopped"   // shut down
+)
+
+// tracker follows a mirror's progress for /v1/status, /readyz, /metrics and
+// the hydration progress display. Its hooks are called from the follower's
+// goroutines; its readers run on HTTP handlers.
+type tracker struct {
+	scopeAll bool
+	log      *slog.Logger
+	progress *progressReporter // nil: no progress display
+
+	applied  atomic.Uint64 // applied cursor
+	head     atomic.Uint64 // last observed server head (stream last sequence)
+	ready    atomic.Bool   // latched once the first catch-up completed
+	updates  atomic.Uint64 // updates folded
+	failures atomic.Uint64 // transient store failures
+	resyncs  atomic.Uint64 // cursor-expired resyncs
+	stale    atomic.Uint64 // keys dropped by resyncs
+	restarts atomic.Uint64 // follower restarts after a watch failure
+
+	readyCh chan struct{} // closed when ready is first set
+
+	batchSizes   prometheus.Histogram
+	flushLatency prometheus.Histogram
+
+	mu struct {
+		sync.Mutex
+		state       string
+		since       time.Time // when state was entered
+		initialDone bool      // the current watch delivered its initial state
+		doneRev     uint64    // revision delivered when the initial state was done
+		lastRev     uint64    // revision of the last entry the current watch delivered
+		headAtStart uint64    // server head when the current watch started
+		headKnown   bool      // whether headAtStart was read
+		appliedAt   uint64    // applied cursor when the current watch started
+		delivered   uint64
+		pending     uint64
+		lastErr     string
+	}
+}
+
+func newTracker(scope slipstream.Scope, log *slog.Logger, progress *progressReporter) *tracker {
+	t := &tracker{
+		scopeAll: scope.IsAll(),
+		log:      log,
+		progress: progress,
+		readyCh:  make(chan struct{}),
+		batchSizes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "slipstream_flush_batch_updates",
+			Help:    "Updates folded per flush.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9), // 1 … 65536
+		}),
+		flushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "slipstream_flush_duration_seconds",
+			Help:    "Time spent applying and folding one batch.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 3, 12), // 50µs … ~9s
+		}),
+	}
+	t.mu.state = stateStarting
+	t.mu.since = time.Now()
+	return t
+}
+
+// setStateLocked changes the state, logging the transition.
+func (t *tracker) setStateLocked(s string) {
+	if t.mu.state == s {
+		return
+	}
+	t.mu.state = s
+	t.mu.since = time.Now()
+}
+
+// runStarting is called before each Follower.Run with the fold's cursor.
+func (t *tracker) runStarting(resume slipstream.Cursor) {
+	t.applied.Store(resume.Rank())
+}
+
+// watchStarting is called when the follower opens a watch: after is its
+// cursor (none for a state-sync watch), resume the cursor the run started
+// from, head the server's last sequence (when headKnown).
+func (t *tracker) watchStarting(after, resume slipstream.Cursor, head uint64, headKnown bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case !after.IsNone():
+		t.setStateLocked(stateResuming)
+	case resume.IsNone():
+		t.setStateLocked(stateSyncing)
+	default:
+		t.setStateLocked(stateResyncing)
+	}
+	if t.progress != nil {
+		t.progress.reset()
+	}
+	t.mu.initialDone = false
+	t.mu.doneRev, t.mu.lastRev = 0, 0
+	t.mu.delivered, t.mu.pending = 0, 0
+	t.mu.headAtStart, t.mu.headKnown = head, headKnown
+	t.mu.appliedAt = t.applied.Load()
+	if headKnown {
+		t.head.Store(head)
+	}
+	t.checkCaughtUpLocked()
+}
+
+// onProgress is natskv's OnProgress hook for the mirror's watches.
+func (t *tracker) onProgress(p natskv.Progress) {
+	t.mu.Lock()
+	t.mu.delivered, t.mu.pending = p.Delivered, p.Pending
+	state := t.mu.state
+	if !p.InitialDone {
+		t.mu.lastRev = max(t.mu.lastRev, p.Revision)
+	} else if !t.mu.initialDone {
+		t.mu.initialDone = true
+		t.mu.doneRev = t.mu.lastRev
+	}
+	t.checkCaughtUpLocked()
+	t.mu.Unlock()
+	if t.progress != nil && catchingUp(state) {
+		t.progress.update(state, p)
+	}
+}
+
+// onApplied is the follower's OnApplied hook.
+func (t *tracker) onApplied(c slipstream.Cursor) {
+	t.applied.Store(c.Rank())
+	t.mu.Lock()
+	t.checkCaughtUpLocked()
+	t.mu.Unlock()
+}
+
+// onFlush is the follower's OnFlush hook.
+func (t *tracker) onFlush(fi slipstream.FlushInfo) {
+	if fi.Updates > 0 {
+		t.updates.Add(uint64(fi.Updates))
+		t.batchSizes.Observe(float64(fi.Updates))
+		t.flushLatency.Observe(fi.Duration.Seconds())
+	}
+	if fi.StoreErr != nil {
+		t.failures.Add(1)
+	}
+}
+
+// onResync is the follower's OnResync hook.
+func (t *tracker) onResync(ri slipstream.ResyncInfo) {
+	t.resyncs.Add(1)
+	t.stale.Add(uint64(ri.StaleKeys))
+	t.log.Warn("resync folded", "live_keys", ri.LiveKeys, "stale_keys", ri.StaleKeys)
+}
+
+// runFailed records a follower failure and the backoff before the restart.
+func (t *tracker) runFailed(err error) {
+	t.restarts.Add(1)
+	t.mu.Lock()
+	t.mu.lastErr = err.Error()
+	t.setStateLocked(stateRetrying)
+	t.mu.Unlock()
+	if t.progress != nil {
+		t.progress.abort()
+	}
+}
+
+// stopped marks the mirror as shut down.
+func (t *tracker) stopped() {
+	t.mu.Lock()
+	t.setStateLocked(stateStopped)
+	t.mu.Unlock()
+	if t.progress != nil {
+		t.progress.abort()
+	}
+}
+
+func catchingUp(state string) bool {
+	return state == stateSyncing || state == stateResuming || state == stateResyncing
+}
+
+// checkCaughtUpLocked moves a catching-up mirror to synced once the applied
+// cursor covers what the watch's initial state delivered, or, for an
+// all-keys scope, the server head seen when the watch started: reached by
+// applying, or equal to it from the start (nothing to deliver). A cursor
+// beyond the head (a recreated bucket) is not caught up: it waits for the
+// resync.
+func (t *tracker) checkCaughtUpLocked() {
+	if !catchingUp(t.mu.state) {
+		return
+	}
+	applied := t.applied.Load()
+	byMarker := t.mu.initialDone && applied >= t.mu.doneRev
+	byHead := t.scopeAll && t.mu.headKnown &&
+		(applied == t.mu.headAtStart || (applied > t.mu.appliedAt && applied >= t.mu.headAtStart))
+	if !byMarker && !byHead {
+		return
+	}
+	from, took := t.mu.state, time.Since(t.mu.since)
+	t.setStateLocked(stateSynced)
+	first := !t.ready.Swap(true)
+	if first {
+		close(t.readyCh)
+	}
+	if t.progress != nil {
+		t.progress.finish(from, t.mu.delivered, took)
+	}
+	t.log.Info("caught up", "from", from, slipstream.LogKeyCursor, applied,
+		"delivered", t.mu.delivered, "took", took.Round(time.Millisecond), "first", first)
+}
+
+// setHead records the server's last sequence.
+func (t *tracker) setHead(head uint64) { t.head.Store(head) }
+
+// lag is the server head minus the applied cursor (0 when ahead or unknown).
+func (t *tracker) lag() uint64 {
+	h, a := t.head.Load(), t.applied.Load()
+	if h <= a {
+		return 0
+	}
+	return h - a
+}
+
+// snapshot returns the state, pending count and last error.
+func (t *tracker) snapshot() (state string, pending uint64, lastErr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.mu.state, t.mu.pending, t.mu.lastErr
+}
+
+// observedWatcher reports each watch a follower opens to the tracker, with
+// the server head at that moment, then delegates.
+type observedWatcher struct {
+	bucket *natskv.Bucket
+	t      *tracker
+	resume slipstream.Cursor // the cursor the run started from
+}
+
+func (w observedWatcher) Watch(ctx context.Context, scope slipstream.Scope, after slipstream.Cursor, out chan<- slipstream.Update) error {
+	var head uint64
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	st, err := w.bucket.Status(sctx)
+	cancel()
+	if err == nil {
+		head = st.LastSeq
+	}
+	w.t.watchStarting(after, w.resume, head, err == nil)
+	return w.bucket.Watch(ctx, scope, after, out)
+}
