@@ -20,16 +20,20 @@ import (
 func streamSequenceFromAck(subject string) (uint64, bool) {
 	const maxKept = 8 // tokens 0..7 are all we ever look at
 	var starts, ends [maxKept]int
-	n, start := 0, 0
-	for i := 0; i <= len(subject); i++ {
-		if i < len(subject) && subject[i] != '.' {
-			continue
+	n, pos := 0, 0
+	for {
+		end := len(subject)
+		if j := strings.IndexByte(subject[pos:], '.'); j >= 0 {
+			end = pos + j
 		}
 		if n < maxKept {
-			starts[n], ends[n] = start, i
+			starts[n], ends[n] = pos, end
 		}
 		n++
-		start = i + 1
+		if end == len(subject) {
+			break
+		}
+		pos = end + len(".") // skip the separator
 	}
 	if n < 9 {
 		return 0, false
