@@ -285,16 +285,33 @@ func (f *Follower) Run(ctx context.Context) (Cursor, error) {
 			continue
 		default:
 		}
-		select {
-		case u, ok := <-updates:
-			if !ok {
-				return streamClosed()
+		// Take a burst of ready updates. Shutdown keeps its priority over
+		// every single update; the window, resync and export checks above
+		// (a timer channel check costs a lock) run again after at most
+		// maxDrain updates, which bounds how far they can be delayed.
+		drained := 0
+	drain:
+		for drained < maxDrain {
+			select {
+			case u, ok := <-updates:
+				if !ok {
+					return streamClosed()
+				}
+				drained++
+				if err := l.receive(ctx, u); err != nil {
+					return l.applied, err
+				}
+				select {
+				case <-ctxDone:
+					return shutdown()
+				default:
+				}
+			default:
+				break drain
 			}
-			if err := l.receive(ctx, u); err != nil {
-				return l.applied, err
-			}
+		}
+		if drained > 0 {
 			continue
-		default:
 		}
 
 		select {
@@ -328,6 +345,10 @@ func (f *Follower) Run(ctx context.Context) (Cursor, error) {
 		}
 	}
 }
+
+// maxDrain is the number of ready updates the loop takes in a row before it
+// checks the window timer, resync and export requests again.
+const maxDrain = 64
 
 // watch runs on its own goroutine: resume, expiry fallback and the resync
 // hand-off. Its result is surfaced by Run when the stream closes.
@@ -453,11 +474,14 @@ type loop struct {
 // movesCursor reports whether an update's version may become a cursor:
 // unknown versions and revision 0 (never a real stream sequence) may not.
 func movesCursor(v Version) bool {
-	if v.IsUnknown() {
+	switch v.n {
+	case 0:
 		return false
+	case 8:
+		// Bytes past n are always zero, so an all-zero buffer is revision 0.
+		return v.b != [MaxVersionLen]byte{}
 	}
-	rev, ok := v.Uint64()
-	return !ok || rev != 0
+	return true
 }
 
 func (l *loop) receive(ctx context.Context, u Update) error {

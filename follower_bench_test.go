@@ -14,10 +14,18 @@ import (
 type sliceWatcher struct{ ups []slipstream.Update }
 
 func (w sliceWatcher) Watch(ctx context.Context, _ slipstream.Scope, _ slipstream.Cursor, out chan<- slipstream.Update) error {
+	done := ctx.Done()
 	for _, u := range w.ups {
+		// A send that does not block needs no select over ctx; only a
+		// full channel waits on both.
 		select {
 		case out <- u:
-		case <-ctx.Done():
+			continue
+		default:
+		}
+		select {
+		case out <- u:
+		case <-done:
 			return nil
 		}
 	}

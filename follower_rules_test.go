@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -635,5 +636,45 @@ func TestOnFlushReportsEveryFlush(t *testing.T) {
 			t.Fatalf("second flush = %+v, want a cumulative commit of 2 updates, 0 applied (delete rejected)", infos[1])
 		}
 		wantCursor(t, "second flush cursor", infos[1].Cursor, 2)
+	})
+}
+
+// firehose sends updates with increasing revisions until ctx is cancelled.
+type firehose struct{}
+
+func (firehose) Watch(ctx context.Context, _ slipstream.Scope, _ slipstream.Cursor, out chan<- slipstream.Update) error {
+	for rev := uint64(1); ; rev++ {
+		select {
+		case out <- put("k", "v", rev):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func TestExportNotStarvedByFirehose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore()
+		f := newFollower(firehose{}, &recorder{})
+		f.Apply = func(context.Context, []slipstream.Update) error { return nil }
+		f.Store = store
+		f.MaxBatchDelay = time.Hour
+		running := make(chan struct{})
+		var once sync.Once
+		f.OnApplied = func(slipstream.Cursor) { once.Do(func() { close(running) }) }
+		r := start(t, f)
+		<-running // synctest.Wait would wait forever: the firehose never idles
+		for range 3 {
+			exp, err := f.Export(t.Context(), filepath.Join(t.TempDir(), "exp"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if exp.Cursor.IsNone() {
+				t.Fatal("export under a firehose captured nothing")
+			}
+		}
+		if _, err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
 	})
 }
