@@ -1,0 +1,222 @@
+package applog
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"unicode/utf8"
+
+	"github.com/slipstream-kv/slipstream"
+)
+
+// sink receives the records of a replay in file order. key and value alias
+// the log's bytes: a sink that keeps them copies them.
+type sink interface {
+	// put inserts or overwrites key and reports whether key was live.
+	put(key, value []byte, v slipstream.Version) (overwrote bool)
+	// del removes key.
+	del(key []byte)
+}
+
+// replayResult is what a successful replay found besides the entries.
+type replayResult struct {
+	cursor slipstream.Cursor
+	// compact is true when the file holds no redundant record and ends
+	// cleanly: rewriting it would produce the same bytes' state and loading
+	// it again needs no repair.
+	compact bool
+	// cleanEOF is false when a torn tail (or trailing NUL slack) was dropped.
+	cleanEOF bool
+	// end is the length of the valid prefix: the end of the last good record.
+	end int
+	// records counts the good records.
+	records int
+}
+
+// replay parses a whole log file (header included) into s, following the
+// rules of storage.md §4.3. A returned error is a *FormatError without Path.
+func replay(data []byte, s sink) (replayResult, error) {
+	res := replayResult{cleanEOF: true}
+	if err := checkHeader(data); err != nil {
+		return res, err
+	}
+	if len(data) < headerLen {
+		// Torn at creation: an empty log whose header must be rewritten.
+		res.cleanEOF = false
+		return res, nil
+	}
+	n := len(data)
+	pos := headerLen
+	redundant := false
+	for pos < n {
+		rem := n - pos
+		if rem < 5 {
+			res.cleanEOF = false
+			break
+		}
+		crc := binary.LittleEndian.Uint32(data[pos:])
+		typ := data[pos+4]
+		var end, keyStart, keyEnd, valStart, valEnd, verStart int
+		torn := false
+		switch typ {
+		case recPut, recDelete:
+			if rem < 7 {
+				torn = true
+				break
+			}
+			klen := int(binary.LittleEndian.Uint16(data[pos+5:]))
+			keyStart, keyEnd = pos+7, pos+7+klen
+			p := keyEnd
+			if typ == recPut {
+				if n < p+4 {
+					torn = true
+					break
+				}
+				vlen := binary.LittleEndian.Uint32(data[p:])
+				if vlen > MaxValueLen {
+					// A bit-flipped length would otherwise look like a record
+					// running past EOF and silently drop every later record:
+					// treat it as a checksum mismatch (§4.3 rule 4).
+					if tornCRC(n, pos, p+4-pos) {
+						torn = true
+						break
+					}
+					return res, corruptAt(pos, "value length %d exceeds %d (checksum mismatch class)", vlen, MaxValueLen)
+				}
+				valStart, valEnd = p+4, p+4+int(vlen)
+				p = valEnd
+			}
+			if n < p+1 {
+				torn = true
+				break
+			}
+			vl := int(data[p])
+			if vl > maxTokenLen {
+				return res, invalidAt(pos, "version length %d exceeds %d", vl, maxTokenLen)
+			}
+			verStart, end = p+1, p+1+vl
+			if end > n {
+				torn = true
+			}
+		case recCursor:
+			if rem < 6 {
+				torn = true
+				break
+			}
+			cl := int(data[pos+5])
+			if cl > maxTokenLen {
+				return res, invalidAt(pos, "cursor length %d exceeds %d", cl, maxTokenLen)
+			}
+			verStart, end = pos+6, pos+6+cl
+			if end > n {
+				torn = true
+			}
+		default:
+			if crc == 0 && typ == 0 {
+				if allZero(data[pos:]) {
+					// NUL slack from preallocation or a torn copy.
+					torn = true
+					break
+				}
+				return res, invalidAt(pos, "mid-file zero hole before a non-zero suffix")
+			}
+			return res, invalidAt(pos, "unknown record type 0x%02x", typ)
+		}
+		if torn {
+			res.cleanEOF = false
+			break
+		}
+		if crc32.ChecksumIEEE(data[pos+4:end]) != crc {
+			if tornCRC(n, pos, end-pos) {
+				res.cleanEOF = false
+				break
+			}
+			return res, corruptAt(pos, "checksum mismatch")
+		}
+		switch typ {
+		case recPut, recDelete:
+			key := data[keyStart:keyEnd]
+			if !utf8.Valid(key) {
+				return res, invalidAt(pos, "key is not valid UTF-8")
+			}
+			if typ == recPut {
+				v, _ := slipstream.VersionFromBytes(data[verStart:end])
+				if s.put(key, data[valStart:valEnd], v) {
+					redundant = true
+				}
+			} else {
+				s.del(key)
+				redundant = true
+			}
+		case recCursor:
+			if !res.cursor.IsNone() {
+				redundant = true
+			}
+			v, _ := slipstream.VersionFromBytes(data[verStart:end])
+			res.cursor = slipstream.CursorAt(v)
+		}
+		res.records++
+		pos = end
+	}
+	res.end = pos
+	res.compact = !redundant && res.cleanEOF
+	return res, nil
+}
+
+// tornCRC reports whether a checksum mismatch of a record of consumed bytes at
+// pos is a torn tail: the record reaches EOF or fewer bytes than the smallest
+// record follow it. Otherwise it is corruption.
+func tornCRC(n, pos, consumed int) bool {
+	return pos+consumed >= n || n-(pos+consumed) < minRecordLen
+}
+
+// checkHeader validates the 6-byte header. A file that is a strict prefix of
+// the header (including an empty file) is a log torn at creation; replay
+// treats it as an empty log with a torn tail, see [isHeaderPrefix].
+func checkHeader(data []byte) error {
+	if len(data) < headerLen {
+		if isHeaderPrefix(data) {
+			return nil
+		}
+		return invalidAt(0, "file too short (%d bytes) and not a prefix of the header", len(data))
+	}
+	if !bytes.Equal(data[:4], header[:4]) {
+		return invalidAt(0, "bad magic %q", data[:4])
+	}
+	if v := binary.LittleEndian.Uint16(data[4:]); v != FormatVersion {
+		return invalidAt(0, "unsupported format version %d (want %d)", v, FormatVersion)
+	}
+	return nil
+}
+
+// isHeaderPrefix reports whether data is shorter than the header and a
+// prefix of it.
+func isHeaderPrefix(data []byte) bool {
+	return len(data) < headerLen && bytes.Equal(data, header[:len(data)])
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func corruptAt(off int, format string, args ...any) error {
+	return &FormatError{Offset: int64(off), Reason: fmt.Sprintf(format, args...), Err: slipstream.ErrCorrupt}
+}
+
+func invalidAt(off int, format string, args ...any) error {
+	return &FormatError{Offset: int64(off), Reason: fmt.Sprintf(format, args...), Err: slipstream.ErrInvalidFormat}
+}
+
+// withPath sets the path of a *FormatError (other errors pass through).
+func withPath(err error, path string) error {
+	if fe, ok := err.(*FormatError); ok {
+		fe.Path = path
+	}
+	return err
+}

@@ -1,0 +1,165 @@
+package applog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+
+	"github.com/slipstream-kv/slipstream"
+)
+
+// Snapshot is the state a log file replays to: its live entries and the
+// cursor of its last CURSOR record.
+type Snapshot struct {
+	Cursor  slipstream.Cursor
+	Entries map[string]slipstream.Entry
+}
+
+// StaleKeys returns the keys of s that are absent from live, the freshly
+// listed key set of the bucket, in ascending order. A raw writer user calls
+// it after a cursor-expired fallback to synthesise deletes for keys removed
+// during the gap.
+func (s Snapshot) StaleKeys(live []string) []string {
+	set := make(map[string]struct{}, len(live))
+	for _, k := range live {
+		set[k] = struct{}{}
+	}
+	var stale []string
+	for k := range s.Entries {
+		if _, ok := set[k]; !ok {
+			stale = append(stale, k)
+		}
+	}
+	slices.Sort(stale)
+	return stale
+}
+
+// sortedKeys returns the keys of s in ascending order.
+func (s Snapshot) sortedKeys() []string {
+	keys := make([]string, 0, len(s.Entries))
+	for k := range s.Entries {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// emit writes s's entries to rw in key order.
+func (s Snapshot) emit(rw *recordWriter) {
+	for _, k := range s.sortedKeys() {
+		e := s.Entries[k]
+		rw.put(k, e.Value, e.Version)
+	}
+}
+
+// snapshotSink replays into a Snapshot's map, copying keys and values.
+type snapshotSink map[string]slipstream.Entry
+
+func (m snapshotSink) put(key, value []byte, v slipstream.Version) bool {
+	_, ok := m[string(key)]
+	k := string(key)
+	m[k] = slipstream.Entry{Key: k, Value: bytes.Clone(value), Version: v}
+	return ok
+}
+
+func (m snapshotSink) del(key []byte) { delete(m, string(key)) }
+
+// Load replays the log at path. It reports false, with no error, when there
+// is nothing to resume from: the file is missing, or holds no entry and no
+// cursor (a cursor-only file is a snapshot with zero entries, so the resume
+// position survives).
+//
+// Load repairs the file as storage.md §4.4 prescribes, and only then: a log
+// with a torn tail or redundant records (overwrites, deletes, repeated
+// cursors) is rewritten compactly through a temp file, fsync and rename; an
+// empty log with bytes past the header (junk, a none cursor, a torn first
+// record) is rewritten to a bare header so later appends are not stranded
+// behind it. A compact file is left byte-for-byte unchanged. A file shorter
+// than the header that is a prefix of it (a log torn at creation) counts as
+// an empty log and is given its full header.
+//
+// Errors: a *[FormatError] wrapping [slipstream.ErrInvalidFormat] (bad
+// header, unknown record type, oversized length field, non-UTF-8 key, a zero
+// hole before valid records) or [slipstream.ErrCorrupt] (a checksum mismatch
+// in the middle of the log); the file is then left untouched. Other errors
+// are I/O errors.
+func Load(path string) (Snapshot, bool, error) {
+	return load(osFS{}, path)
+}
+
+func load(fsys fsys, path string) (Snapshot, bool, error) {
+	m := snapshotSink(make(map[string]slipstream.Entry))
+	st, err := loadInto(fsys, path, m, true)
+	if err != nil || !st.exists || (len(m) == 0 && st.res.cursor.IsNone()) {
+		return Snapshot{}, false, err
+	}
+	return Snapshot{Cursor: st.res.cursor, Entries: m}, true, nil
+}
+
+// fold is a replay target that can also write itself out compactly.
+type fold interface {
+	sink
+	// size returns the number of live entries.
+	size() int
+	// emit writes every live entry, in ascending key order.
+	emit(rw *recordWriter)
+}
+
+func (m snapshotSink) size() int { return len(m) }
+
+func (m snapshotSink) emit(rw *recordWriter) {
+	Snapshot{Entries: m}.emit(rw)
+}
+
+// loadState describes what loadInto found and did.
+type loadState struct {
+	exists  bool         // the file existed
+	res     replayResult // the replay's outcome
+	fileLen int          // length of the file as read
+	size    int64        // length of the file after any rewrite
+	rewrote bool         // the file was rewritten
+}
+
+// loadInto replays the log at path into f. With rewrite, it repairs the file
+// as [Load] documents; without, it never writes (a torn tail is ignored in
+// memory). A missing file is an empty log. Replay errors carry the path and
+// leave the file untouched.
+func loadInto(fsys fsys, path string, f fold, rewrite bool) (loadState, error) {
+	var st loadState
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("applog: read %s: %w", path, err)
+	}
+	st.exists, st.fileLen, st.size = true, len(data), int64(len(data))
+	st.res, err = replay(data, f)
+	if err != nil {
+		return st, withPath(err, path)
+	}
+	if !rewrite {
+		return st, nil
+	}
+	if f.size() == 0 && st.res.cursor.IsNone() {
+		if len(data) != headerLen {
+			size, _, err := compactToFile(fsys, path, slipstream.Cursor{}, func(*recordWriter) {})
+			if err != nil {
+				return st, fmt.Errorf("applog: reset empty log %s: %w", path, err)
+			}
+			st.size, st.rewrote = size, true
+		}
+		return st, nil
+	}
+	if !st.res.compact {
+		size, _, err := compactToFile(fsys, path, st.res.cursor, f.emit)
+		if err != nil {
+			return st, fmt.Errorf("applog: compact %s on load: %w", path, err)
+		}
+		st.size, st.rewrote = size, true
+	}
+	return st, nil
+}
