@@ -3,9 +3,9 @@ package natskv_test
 import (
 	"bytes"
 	"context"
-	"strconv"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
