@@ -126,12 +126,17 @@ func exitCode(err error) int {
 	}
 }
 
-// errorLine renders err on one line; nothing is printed for -h.
+// errorLine renders err as the one line main prints, prefixed with
+// "slipstream: " once; it is empty for nil and -h.
 func errorLine(err error) string {
-	if errors.Is(err, flag.ErrHelp) {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return ""
 	}
-	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+	if !strings.HasPrefix(msg, "slipstream:") {
+		msg = "slipstream: " + msg
+	}
+	return msg
 }
 
 // newFlagSet returns a silent flag set: parse errors are returned (and

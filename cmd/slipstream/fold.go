@@ -51,9 +51,6 @@ func detectBackend(dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read fold directory: %w", err)
 	}
-	if len(ents) == 0 {
-		return "", nil
-	}
 	for _, e := range ents {
 		name := e.Name()
 		switch {
@@ -64,7 +61,12 @@ func detectBackend(dir string) (string, error) {
 			return backendPebble, nil
 		}
 	}
-	return "", fmt.Errorf("%s holds neither an applog nor a pebble fold", dir)
+	for _, e := range ents {
+		if e.Name() != "LOCK" { // left alone, a lock file holds no fold
+			return "", fmt.Errorf("%s holds neither an applog nor a pebble fold (found %q)", dir, e.Name())
+		}
+	}
+	return "", nil
 }
 
 // openFold opens (creating if needed) the fold at dir for a mirror. An

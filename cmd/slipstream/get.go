@@ -52,7 +52,7 @@ func (c *GetCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("get %q: %w", args[0], err)
 	}
 	if !ok {
-		return fmt.Errorf("get %q: %w", args[0], slipstream.ErrNotFound)
+		return fmt.Errorf("%w: %q", slipstream.ErrNotFound, args[0])
 	}
 	if c.asJSON {
 		return json.NewEncoder(c.m.Stdout).Encode(newRangeLine(e))

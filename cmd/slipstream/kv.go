@@ -92,7 +92,7 @@ func (c *KVCommand) Run(ctx context.Context, args []string) error {
 	defer cancel()
 	nc, err := natskv.Dial(natskv.DialConfig{URL: c.natsURL, CredsFile: c.creds, Name: "slipstream kv"})
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", c.natsURL, err)
+		return err
 	}
 	defer nc.Close()
 	b, err := natskv.Open(ctx, nc, natskv.Config{Bucket: c.bucket, MaxBytes: DefaultBucketMaxBytes, Timeout: c.timeout, Logger: logger})
@@ -123,7 +123,7 @@ func (c *KVCommand) Run(ctx context.Context, args []string) error {
 			return fmt.Errorf("get %q: %w", key, err)
 		}
 		if !ok {
-			return fmt.Errorf("get %q: %w", key, slipstream.ErrNotFound)
+			return fmt.Errorf("%w: %q", slipstream.ErrNotFound, key)
 		}
 		if c.asJSON {
 			return json.NewEncoder(c.m.Stdout).Encode(newRangeLine(e))

@@ -14,8 +14,8 @@ func main() {
 	m.SetDefaultLogger = true
 	err := m.Run(ctx, os.Args[1:])
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "slipstream: "+errorLine(err))
+	if msg := errorLine(err); msg != "" {
+		fmt.Fprintln(os.Stderr, msg)
 	}
 	os.Exit(exitCode(err))
 }

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
@@ -172,10 +171,9 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		url = emb.ClientURL()
 		logger.Info("embedded NATS server started", "url", url, "store", storeDir)
 	}
-	nc, err := natskv.Dial(natskv.DialConfig{URL: url, CredsFile: c.creds, Name: "slipstream mirror " + c.bucket},
-		nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))
+	nc, err := natskv.Dial(natskv.DialConfig{URL: url, CredsFile: c.creds, Name: "slipstream mirror " + c.bucket})
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", url, err)
+		return err
 	}
 	defer nc.Close()
 

@@ -1,0 +1,114 @@
+// Command slipstream mirrors a NATS JetStream KV bucket into a local,
+// durable fold, keeps it in sync, serves it over HTTP and queries it.
+//
+// Usage:
+//
+//	slipstream <command> [flags] [arguments]
+//
+// Every command takes -h, -log-level (debug, info, warn, error) and
+// -log-format (text, json); logs go to stderr, results to stdout. Flags may
+// come before or after the arguments. Exit status: 0 on success (and -h), 2
+// for a usage error, 1 for any other failure, each with one line on stderr.
+//
+// # mirror
+//
+//	slipstream mirror --bucket NAME --fold DIR [--nats URL] [--creds FILE]
+//	    [--prefix P]... [--backend applog|pebble] [--http ADDR]
+//	    [--batch-max N] [--batch-window DUR] [--listen ADDR] [--nats-store DIR]
+//	    [--history N] [--max-bytes N] [--max-age DUR] [--replicas N] [-json]
+//
+// Mirrors the bucket (or the keys under the -prefix flags, all on one
+// consumer) into the fold at DIR and keeps it in sync until SIGINT or
+// SIGTERM; then it flushes, prints the final cursor on stdout (a revision, or
+// a JSON object with -json) and exits 0.
+//
+// The fold's own cursor is the resume point: a restart reads only the delta.
+// When the history after the cursor is gone (max age, purges, a recreated
+// bucket), the follower resyncs: fold keys the bucket no longer holds are
+// deleted, then the bucket is re-listed. If the watch fails (a server
+// restart, a lost subscription, a floor-guard trip), the mirror restarts the
+// follower from the fold's cursor with a backoff of 200 ms doubling to 10 s;
+// only a misconfiguration or an unusable fold stops it (exit 1).
+//
+// The fold's backend is applog (default: an append-only log folded in
+// memory) or pebble (an LSM tree on disk); an existing fold keeps its own.
+// Changing -prefix on an existing fold is not detected: use a fresh fold.
+//
+// Without -nats, mirror starts an embedded nats-server with JetStream,
+// storing its data in <fold>.nats next to the fold (-nats-store overrides)
+// and listening on 127.0.0.1:4222 (-listen overrides; port 0 picks one), so
+// that 'slipstream kv' and any NATS client on the host can write to it. The
+// bucket is created if missing, with -history (1), -max-bytes (1 GiB; -1 is
+// unlimited), -max-age (none) and -replicas (1); an existing bucket is used
+// as it is.
+//
+// While catching up, progress is shown as a bar when stderr is a terminal,
+// else as a log line every 5 s (keys done, pending, rate, ETA; from the watch
+// consumer's pending count).
+//
+// With -http ADDR it serves:
+//
+//	GET /v1/kv/{key}      the value's bytes; 404 when absent; revision in the
+//	                      Slipstream-Revision header
+//	GET /v1/kv?prefix=P   JSON lines {"key","value" (base64),"revision"}, in
+//	                      key order, streamed
+//	GET /v1/status        JSON: bucket, fold, backend, scope, state, ready,
+//	                      cursor, keys, server_head, lag, pending, resyncs,
+//	                      restarts, last_error
+//	GET /healthz          200 while the process serves
+//	GET /readyz           200 once the first sync or resume has caught up
+//	                      (latched), 503 before
+//	GET /metrics          Prometheus metrics (slipstream_applied_cursor,
+//	                      slipstream_server_head, slipstream_lag_revisions,
+//	                      slipstream_flush_batch_updates,
+//	                      slipstream_flush_duration_seconds,
+//	                      slipstream_store_failures_total,
+//	                      slipstream_resyncs_total, …)
+//
+// The states of /v1/status are starting, syncing (first copy into an empty
+// fold), resuming (catching up on the delta after the fold's cursor),
+// resyncing (the cursor expired), synced, retrying (the watch failed; a
+// restart is pending) and stopped. Lag is the stream's last sequence minus
+// the fold's cursor; with -prefix it counts messages outside the scope too.
+//
+// # get, range, stat
+//
+//	slipstream get   --fold DIR [-json] KEY
+//	slipstream range --fold DIR [PREFIX]
+//	slipstream stat  --fold DIR [-json]
+//
+// Offline queries of a fold; the backend is detected from the directory.
+// get prints the value's bytes (a missing key exits 1); range prints JSON
+// lines as GET /v1/kv does; stat prints the cursor, key count, backend and
+// size on disk. On a fold a running mirror holds, an applog fold is read
+// through a read-only view (said on stderr) and a pebble fold is refused:
+// query the mirror's -http instead.
+//
+// # kv
+//
+//	slipstream kv put   --bucket NAME [--nats URL] [--creds FILE] KEY [VALUE]
+//	slipstream kv get   --bucket NAME KEY
+//	slipstream kv del   --bucket NAME KEY
+//	slipstream kv purge --bucket NAME KEY
+//	slipstream kv ls    --bucket NAME [PREFIX]
+//
+// A small NATS KV client. put reads the value from stdin when VALUE is
+// omitted and prints the new revision. The default -nats is
+// nats://127.0.0.1:4222, the embedded server of a local mirror. The bucket is
+// created if missing (1 GiB limit).
+//
+// # bench
+//
+//	slipstream bench [-keys 200000] [-value-size 256] [-backend applog,pebble]
+//
+// Starts an embedded server, fills a bucket with async publishes, then in one
+// run measures hydration by raw nats.go WatchAll to the initial-values marker
+// and by the mirror's own path (natskv watch → Follower → fold) into each
+// backend: keys/s, peak RSS per phase and the ratio against raw.
+//
+// # version
+//
+//	slipstream version [-json]
+//
+// Prints the module version, Go version and VCS revision of the build.
+package main

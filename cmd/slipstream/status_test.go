@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/natskv"
+)
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func state(t *tracker) string { s, _, _ := t.snapshot(); return s }
+
+func wantState(tb testing.TB, tr *tracker, want string, ready bool) {
+	tb.Helper()
+	if got := state(tr); got != want || tr.ready.Load() != ready {
+		tb.Fatalf("state %s ready %v, want %s ready %v", got, tr.ready.Load(), want, ready)
+	}
+}
+
+func TestTracker_SyncCaughtUpOnlyAfterApplied(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	wantState(t, tr, stateStarting, false)
+	tr.runStarting(slipstream.Cursor{})
+	tr.watchStarting(slipstream.Cursor{}, slipstream.Cursor{}, 0, false) // head unknown
+	wantState(t, tr, stateSyncing, false)
+	for rev := uint64(1); rev <= 3; rev++ {
+		tr.onProgress(natskv.Progress{Delivered: rev, Pending: 3 - rev, Revision: rev})
+	}
+	tr.onProgress(natskv.Progress{Delivered: 3, InitialDone: true})
+	// Delivered is not applied: not caught up until the fold holds rev 3.
+	wantState(t, tr, stateSyncing, false)
+	tr.onApplied(slipstream.CursorFromUint64(2))
+	wantState(t, tr, stateSyncing, false)
+	tr.onApplied(slipstream.CursorFromUint64(3))
+	wantState(t, tr, stateSynced, true)
+	select {
+	case <-tr.readyCh:
+	default:
+		t.Fatal("readyCh not closed")
+	}
+}
+
+func TestTracker_CaughtUpByHead(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	tr.runStarting(slipstream.Cursor{})
+	tr.watchStarting(slipstream.Cursor{}, slipstream.Cursor{}, 5, true)
+	tr.onApplied(slipstream.CursorFromUint64(4))
+	wantState(t, tr, stateSyncing, false)
+	tr.onApplied(slipstream.CursorFromUint64(5))
+	wantState(t, tr, stateSynced, true)
+	if tr.lag() != 0 {
+		t.Errorf("lag = %d, want 0", tr.lag())
+	}
+	tr.setHead(9)
+	if tr.lag() != 4 {
+		t.Errorf("lag = %d, want 4", tr.lag())
+	}
+}
+
+func TestTracker_EmptyBucketIsCaughtUpAtOnce(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	tr.runStarting(slipstream.Cursor{})
+	tr.watchStarting(slipstream.Cursor{}, slipstream.Cursor{}, 0, true)
+	wantState(t, tr, stateSynced, true)
+}
+
+func TestTracker_ResumeAtHeadIsCaughtUp(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	c := slipstream.CursorFromUint64(7)
+	tr.runStarting(c)
+	tr.watchStarting(c, c, 7, true)
+	wantState(t, tr, stateSynced, true)
+}
+
+// A cursor beyond the head (the bucket was recreated) is not caught up: the
+// resume will expire and resync.
+func TestTracker_CursorAheadOfHeadWaitsForResync(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	c := slipstream.CursorFromUint64(20)
+	tr.runStarting(c)
+	tr.watchStarting(c, c, 5, true)
+	wantState(t, tr, stateResuming, false)
+	// The resume expired; the follower opens a state-sync watch.
+	tr.watchStarting(slipstream.Cursor{}, c, 5, true)
+	wantState(t, tr, stateResyncing, false)
+	tr.onResync(slipstream.ResyncInfo{LiveKeys: 2, StaleKeys: 3})
+	tr.onApplied(slipstream.CursorFromUint64(3))
+	wantState(t, tr, stateResyncing, false)
+	tr.onApplied(slipstream.CursorFromUint64(5))
+	wantState(t, tr, stateSynced, true)
+	if tr.resyncs.Load() != 1 || tr.stale.Load() != 3 {
+		t.Errorf("resyncs %d stale %d, want 1 and 3", tr.resyncs.Load(), tr.stale.Load())
+	}
+}
+
+// With prefixes, the head counts messages outside the scope: only the
+// watch's own initial-values marker says caught up.
+func TestTracker_PrefixScopeIgnoresHead(t *testing.T) {
+	tr := newTracker(slipstream.Prefixes("a."), discardLogger(), nil)
+	tr.runStarting(slipstream.Cursor{})
+	tr.watchStarting(slipstream.Cursor{}, slipstream.Cursor{}, 0, true)
+	wantState(t, tr, stateSyncing, false)
+	tr.onProgress(natskv.Progress{Delivered: 1, Revision: 4})
+	tr.onProgress(natskv.Progress{Delivered: 1, InitialDone: true})
+	tr.onApplied(slipstream.CursorFromUint64(4))
+	wantState(t, tr, stateSynced, true)
+}
+
+func TestTracker_FailureKeepsReadinessLatched(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	tr.runStarting(slipstream.Cursor{})
+	tr.watchStarting(slipstream.Cursor{}, slipstream.Cursor{}, 0, true)
+	wantState(t, tr, stateSynced, true)
+	tr.runFailed(errors.New("subscription closed"))
+	wantState(t, tr, stateRetrying, true)
+	if _, _, lastErr := tr.snapshot(); lastErr != "subscription closed" || tr.restarts.Load() != 1 {
+		t.Errorf("lastErr %q restarts %d", lastErr, tr.restarts.Load())
+	}
+	c := slipstream.CursorFromUint64(3)
+	tr.runStarting(c)
+	tr.watchStarting(c, c, 9, true)
+	wantState(t, tr, stateResuming, true)
+	tr.stopped()
+	wantState(t, tr, stateStopped, true)
+}
+
+func TestTracker_OnFlush(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	tr.onFlush(slipstream.FlushInfo{Updates: 10, Duration: time.Millisecond})
+	tr.onFlush(slipstream.FlushInfo{Updates: 5, StoreErr: errors.New("disk full"), StoreFailures: 1})
+	if tr.updates.Load() != 15 || tr.failures.Load() != 1 {
+		t.Errorf("updates %d failures %d, want 15 and 1", tr.updates.Load(), tr.failures.Load())
+	}
+}
+
+func TestProgress_LogLines(t *testing.T) {
+	synctest.Test(t, testProgressLogLines)
+}
+
+func testProgressLogLines(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgressReporter(nil, slog.New(slog.NewTextHandler(&buf, nil)))
+	p.logEvery = 0
+	p.reset()
+	p.update(stateSyncing, natskv.Progress{Delivered: 1, Pending: 99})
+	time.Sleep(time.Second) // fake time: 49 keys/s, ETA 1s
+	p.update(stateSyncing, natskv.Progress{Delivered: 50, Pending: 50})
+	out := buf.String()
+	for _, want := range []string{"msg=hydrating", "state=syncing", "keys_done=50", "pending=50", "keys_per_sec=50", "eta=1s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lines lack %q:\n%s", want, out)
+		}
+	}
+	// Nothing pending: no line (the tracker logs the catch-up itself).
+	buf.Reset()
+	p.update(stateSyncing, natskv.Progress{Delivered: 100, Pending: 0})
+	if buf.Len() != 0 {
+		t.Errorf("logged with nothing pending: %s", buf.String())
+	}
+}
+
+func TestProgress_TerminalBar(t *testing.T) {
+	synctest.Test(t, testProgressTerminalBar)
+}
+
+func testProgressTerminalBar(t *testing.T) {
+	var term bytes.Buffer
+	p := newProgressReporter(&term, discardLogger())
+	p.reset()
+	p.update(stateResuming, natskv.Progress{Delivered: 1, Pending: 3})
+	time.Sleep(time.Second)
+	p.update(stateResuming, natskv.Progress{Delivered: 2, Pending: 2})
+	out := term.String()
+	for _, want := range []string{"\r\033[K", "resuming", " 50%", "2/4 keys", "2/s", "ETA 1s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bar lacks %q: %q", want, out)
+		}
+	}
+	p.finish(stateResuming, 4, time.Second)
+	if !strings.HasSuffix(term.String(), "resuming done: 4 keys in 1s (4 keys/s)\n") {
+		t.Errorf("finish line: %q", term.String())
+	}
+}
