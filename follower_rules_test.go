@@ -146,36 +146,44 @@ func TestExportPanicIsFatal(t *testing.T) {
 }
 
 func TestShutdownOutranksReadyUpdate(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var ups []slipstream.Update
-		for i := range uint64(10) {
-			ups = append(ups, put(fmt.Sprintf("k%d", i), "v", i+1))
-		}
-		w := &scriptedWatcher{full: ups, hold: true}
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		applies := 0
-		f := &slipstream.Follower{
-			Watcher: w,
-			Apply: func(context.Context, []slipstream.Update) error {
-				applies++
-				synctest.Wait() // the watcher has buffered the other nine updates
-				cancel()        // shutdown now competes with nine ready updates
-				return nil
-			},
-			MaxBatchSize:  1,
-			MaxBatchDelay: time.Hour,
-			Logger:        discard,
-		}
-		c, err := f.Run(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if applies != 1 {
-			t.Fatalf("Apply called %d times: updates were taken after shutdown was signalled", applies)
-		}
-		wantCursor(t, "returned cursor", c, 1)
-	})
+	// Shutdown is signalled inside the first or second Apply, while nine or
+	// eight updates sit ready in the buffer; none of them may be taken.
+	for _, cancelAt := range []int{1, 2} {
+		t.Run(fmt.Sprintf("cancel in apply %d", cancelAt), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var ups []slipstream.Update
+				for i := range uint64(10) {
+					ups = append(ups, put(fmt.Sprintf("k%d", i), "v", i+1))
+				}
+				w := &scriptedWatcher{full: ups, hold: true}
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				applies := 0
+				f := &slipstream.Follower{
+					Watcher: w,
+					Apply: func(context.Context, []slipstream.Update) error {
+						applies++
+						synctest.Wait() // the watcher has buffered every update
+						if applies == cancelAt {
+							cancel() // shutdown now competes with ready updates
+						}
+						return nil
+					},
+					MaxBatchSize:  1,
+					MaxBatchDelay: time.Hour,
+					Logger:        discard,
+				}
+				c, err := f.Run(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if applies != cancelAt {
+					t.Fatalf("Apply called %d times: updates were taken after shutdown was signalled", applies)
+				}
+				wantCursor(t, "returned cursor", c, uint64(cancelAt))
+			})
+		})
+	}
 }
 
 func TestRevisionZeroAndUnknownVersionsNeverMoveCursor(t *testing.T) {
@@ -392,14 +400,15 @@ func TestResyncAckBarrier(t *testing.T) {
 	})
 }
 
-func TestResyncDeletesStaleKeysOnceAcrossOverlappingPrefixes(t *testing.T) {
+func TestResyncDeletesStaleKeysOnceSortedAcrossOverlappingPrefixes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore().seed(t, cur(3), put("a.x.1", "1", 1), put("a.y", "2", 2), put("b.z", "3", 3))
+		store := newMemStore().seed(t, cur(5),
+			put("a.x.1", "1", 1), put("a.y", "2", 2), put("a.z", "3", 3), put("b.q", "4", 4), put("c.out", "5", 5))
 		w := &scriptedWatcher{fromExpires: true}
 		rec := &recorder{}
 		f := newFollower(w, rec)
 		f.Filter = rec.filter(func(slipstream.Update) bool { return true })
-		f.Scope = slipstream.Prefixes("a.", "a.x.")
+		f.Scope = slipstream.Prefixes("b.", "a.", "a.x.")
 		f.Resume = store.Cursor()
 		f.Store = store
 		f.Lister = &prefixLister{live: []string{"a.y"}}
@@ -408,10 +417,10 @@ func TestResyncDeletesStaleKeysOnceAcrossOverlappingPrefixes(t *testing.T) {
 		for _, u := range rec.filtered {
 			deleted = append(deleted, u.Key)
 		}
-		if !slices.Equal(deleted, []string{"a.x.1"}) {
-			t.Fatalf("synthetic deletes = %q, want [a.x.1] once", deleted)
+		if want := []string{"a.x.1", "a.z", "b.q"}; !slices.Equal(deleted, want) {
+			t.Fatalf("synthetic deletes = %q, want %q: sorted, each once", deleted, want)
 		}
-		if got := store.snapshot(); len(got) != 2 || got["b.z"] != "3" || got["a.y"] != "2" {
+		if got := store.snapshot(); len(got) != 2 || got["c.out"] != "5" || got["a.y"] != "2" {
 			t.Fatalf("fold = %v", got)
 		}
 	})

@@ -240,6 +240,27 @@ func TestCorruptParseEntriesAdvanceCursor(t *testing.T) {
 	})
 }
 
+// #6, window variant: a run of rejected updates arms the window too, so the
+// cursor advances within MaxBatchDelay even though nothing reaches Apply.
+func TestRejectedUpdatesArmTheWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &scriptedWatcher{full: []slipstream.Update{put("a", "1", 5), put("b", "2", 6), put("c", "3", 7)}, hold: true}
+		rec := &recorder{}
+		f := newFollower(w, rec)
+		f.Filter = func(slipstream.Update) bool { return false }
+		r := start(t, f)
+		time.Sleep(2 * slipstream.DefaultMaxBatchDelay)
+		synctest.Wait()
+		wantCursor(t, "OnApplied after the window", rec.lastApplied(), 7)
+		if rec.applyCalls() != 0 {
+			t.Fatal("Apply called for rejected updates")
+		}
+		if _, err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // #7
 func TestUnknownVersionUpdateDoesNotMoveOrClobberCursor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
