@@ -1,7 +1,7 @@
 package slipstream_test
 
 import (
-		"testing"
+	"testing"
 	"testing/synctest"
 
 	"github.com/slipstream-kv/slipstream"
