@@ -148,9 +148,12 @@ func (s *Store) open() error {
 	if err != nil {
 		return err
 	}
-	if st.rewrote {
-		s.log.Info("log repaired on load", "path", s.path, "bytes_before", st.fileLen, "bytes_after", st.size,
-			"torn_tail", !st.res.cleanEOF, "dropped_bytes", st.fileLen-st.res.end)
+	switch {
+	case st.rewrote && !st.res.cleanEOF:
+		s.log.Info("log repaired on load: torn tail dropped", "path", s.path,
+			"dropped_bytes", st.fileLen-min(st.res.end, st.fileLen), "bytes_after", st.size)
+	case st.rewrote:
+		s.log.Debug("log compacted on load", "path", s.path, "bytes_before", st.fileLen, "bytes_after", st.size)
 	}
 	w, err := openWriter(s.fs, s.path, s.threshold)
 	if err != nil {

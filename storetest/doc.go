@@ -1,0 +1,22 @@
+// Package storetest implements the conformance suite and the benchmark
+// workload that every [slipstream.Store] backend runs with one call.
+//
+// A backend's test file calls [Run] with a factory that opens (or reopens)
+// the fold at a directory, [RunLocking] with an error-returning opener, and
+// [Bench] from a benchmark:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T, dir string) slipstream.Store {
+//			s, err := applog.Open(dir, nil)
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return s
+//		})
+//	}
+//
+// The checks follow storage.md §10.1 (those that do not need the artifact
+// layer) plus crash-and-reopen, locking and concurrent-read checks. The
+// suite closes every store it opens before opening the same directory
+// again, because backends hold single-writer locks.
+package storetest
