@@ -246,8 +246,9 @@ func (f *Follower) Run(ctx context.Context) (Cursor, error) {
 
 	// Go's select picks uniformly among ready cases, so the reference's
 	// biased priority (shutdown > window > resync > export > update) is
-	// emulated: non-blocking checks in priority order, then a blocking
-	// select over everything.
+	// emulated: non-blocking checks in priority order, then a burst of at
+	// most maxDrain ready updates (shutdown is re-checked after each), and
+	// only when nothing is ready a blocking select over everything.
 	for {
 		select {
 		case <-ctxDone:
