@@ -1,0 +1,225 @@
+package natskv_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/natskv"
+)
+
+// supervised runs a Follower with a store the way a supervisor would: when
+// Run fails it is restarted from the store's own cursor. It records every
+// applied revision across runs.
+type supervised struct {
+	mu       sync.Mutex
+	revs     []uint64
+	restarts int
+	errs     []error
+	store    *natskv.MemStore
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+func supervise(t *testing.T, b *natskv.Bucket) *supervised {
+	t.Helper()
+	s := &supervised{store: natskv.NewMemStore(), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(t.Context())
+	s.cancel = cancel
+	go func() {
+		defer close(s.done)
+		for ctx.Err() == nil {
+			f := slipstream.NewFollower(b, func(_ context.Context, batch []slipstream.Update) error {
+				s.mu.Lock()
+				for _, u := range batch {
+					r, _ := u.Version.Uint64()
+					s.revs = append(s.revs, r)
+				}
+				s.mu.Unlock()
+				return nil
+			})
+			f.Store, f.Lister, f.Resume, f.Logger = s.store, b, s.store.Cursor(), quietLogger()
+			_, err := f.Run(ctx)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			s.mu.Lock()
+			s.restarts++
+			s.errs = append(s.errs, err)
+			s.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-s.done
+	})
+	return s
+}
+
+func (s *supervised) cursor() uint64 { return s.store.Cursor().Rank() }
+
+// check asserts the run applied every revision 1..last exactly once, in
+// order, and that the fold matches the bucket.
+func (s *supervised) check(t *testing.T, b *natskv.Bucket, last uint64) {
+	t.Helper()
+	s.cancel()
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.Logf("%d revisions applied, %d follower restarts: %v", len(s.revs), s.restarts, s.errs)
+	for i, r := range s.revs {
+		if r != uint64(i+1) {
+			t.Fatalf("applied revision #%d is %d, want %d (gap or duplicate); around: %v", i, r, i+1, s.revs[max(0, i-3):min(len(s.revs), i+3)])
+		}
+	}
+	if uint64(len(s.revs)) != last {
+		t.Fatalf("applied %d revisions, want %d", len(s.revs), last)
+	}
+	want := map[string]string{}
+	if err := b.Scan(t.Context(), "", func(e slipstream.Entry) error {
+		want[e.Key] = string(e.Value)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got := s.store.Snapshot()
+	if len(got) != len(want) {
+		t.Fatalf("fold has %d keys, bucket %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("fold %s=%q, bucket %q", k, got[k], v)
+		}
+	}
+}
+
+// writeKeys creates keys w0..w(n-1), pacing them, and retries through
+// outages; a create whose ack was lost is recognised on retry by
+// ErrAlreadyExists, so every key is written exactly once.
+func writeKeys(t *testing.T, b *natskv.Bucket, n int, pace time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		for i := range n {
+			key := fmt.Sprintf("w%05d", i)
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				_, err := b.Create(t.Context(), key, []byte("v"))
+				if err == nil || errors.Is(err, slipstream.ErrAlreadyExists) {
+					break
+				}
+				if t.Context().Err() != nil || time.Now().After(deadline) {
+					done <- fmt.Errorf("create %s: %w", key, err)
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(pace)
+		}
+		done <- nil
+	}()
+	return done
+}
+
+func waitWriter(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("writer did not finish")
+	}
+}
+
+func waitCursor(t *testing.T, s *supervised, rev uint64, d time.Duration) {
+	t.Helper()
+	eventually(t, d, fmt.Sprintf("fold cursor reaches %d", rev), func() bool { return s.cursor() >= rev })
+}
+
+// TestServerRestartMidWatch restarts the server (same store and port) while
+// a Follower follows a bucket under writes: the run resumes with no gap and
+// no duplicate.
+func TestServerRestartMidWatch(t *testing.T) {
+	srv := natstest.Start(t)
+	e := envFor(t, srv, srv.Conn(t))
+	// A short timeout keeps a write that straddles the restart from
+	// blocking for 30 s.
+	b := e.open(t, natskv.Config{Bucket: "restart", Timeout: 2 * time.Second})
+	const n = 400
+	s := supervise(t, b)
+	writer := writeKeys(t, b, n, 2*time.Millisecond)
+	waitCursor(t, s, n/4, 30*time.Second)
+	start := time.Now()
+	srv.Restart(t)
+	t.Logf("restarted in %v", time.Since(start))
+	waitWriter(t, writer)
+	t.Logf("writer done %v after the restart", time.Since(start))
+	st, err := b.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastSeq != n {
+		t.Fatalf("stream holds %d revisions, want %d", st.LastSeq, n)
+	}
+	waitCursor(t, s, n, 30*time.Second)
+	t.Logf("follower caught up %v after the restart", time.Since(start))
+	s.check(t, b, n)
+}
+
+// TestClusterFailoverMidWatch shuts down the cluster node the follower's
+// client is connected to, mid-watch, on an R3 bucket.
+func TestClusterFailoverMidWatch(t *testing.T) {
+	servers := natstest.StartCluster(t, 3)
+	url := natstest.ClusterURL(servers)
+	nc := natstest.Connect(t, url, nats.DontRandomize())
+	writerNC := natstest.Connect(t, url)
+	var b *natskv.Bucket
+	eventually(t, 20*time.Second, "R3 bucket created", func() bool {
+		var err error
+		b, err = natskv.Open(t.Context(), nc, natskv.Config{Bucket: "r3", Replicas: 3, Timeout: 5 * time.Second, Logger: quietLogger()})
+		return err == nil
+	})
+	wb, err := natskv.Open(t.Context(), writerNC, natskv.Config{Bucket: "r3", Timeout: 5 * time.Second, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := b.Status(t.Context()); err != nil || st.Replicas != 3 {
+		t.Fatalf("Status = %+v, %v; want 3 replicas", st, err)
+	}
+	const n = 300
+	s := supervise(t, b)
+	writer := writeKeys(t, wb, n, 3*time.Millisecond)
+	waitCursor(t, s, n/4, 30*time.Second)
+	connected := nc.ConnectedServerName()
+	var victim *natstest.Server
+	for _, srv := range servers {
+		if srv.NATS() != nil && srv.NATS().Name() == connected {
+			victim = srv
+		}
+	}
+	if victim == nil {
+		t.Fatalf("connected to %q, not one of the cluster's servers", connected)
+	}
+	victim.Shutdown()
+	waitWriter(t, writer)
+	waitCursor(t, s, n, 60*time.Second)
+	if now := nc.ConnectedServerName(); now == connected || now == "" {
+		t.Fatalf("client still on %q after its server stopped", now)
+	}
+	s.check(t, b, n)
+	if t.Failed() {
+		return
+	}
+	t.Logf("follower moved from %s to %s", connected, nc.ConnectedServerName())
+}
