@@ -169,8 +169,10 @@ func (f *Follower) logger() *slog.Logger {
 // misconfigured (see [Follower.Validate]), an Apply error as soon as it
 // happens, and an error wrapping [ErrWatch] for a watch failure, a failed
 // resync, a Store that failed MaxStoreFailures consecutive times, or a Store
-// that panicked. The returned cursor is always one whose updates were all
-// applied.
+// that panicked. A panic in the Watcher becomes an error wrapping
+// [ErrWatch] when it ends the stream, and is logged at Error level when it
+// happens during shutdown. The returned cursor is always one whose updates
+// were all applied.
 func (f *Follower) Run(ctx context.Context) (Cursor, error) {
 	if err := f.Validate(); err != nil {
 		return f.Resume, err
@@ -234,6 +236,12 @@ func (f *Follower) Run(ctx context.Context) (Cursor, error) {
 
 	shutdown := func() (Cursor, error) {
 		err := l.flush(context.WithoutCancel(ctx))
+		cancel()
+		wg.Wait()
+		if errors.Is(watchErr, errWatchPanicked) {
+			// Nobody else will see it: shutdown returns a nil error.
+			log.Error("watch goroutine panicked during shutdown", "err", watchErr)
+		}
 		return l.applied, err
 	}
 	streamClosed := func() (Cursor, error) {
@@ -347,6 +355,9 @@ func (f *Follower) Run(ctx context.Context) (Cursor, error) {
 	}
 }
 
+// errWatchPanicked marks the result of a watch goroutine that panicked.
+var errWatchPanicked = errors.New("watch task panicked")
+
 // maxDrain is the number of ready updates the loop takes in a row before it
 // checks the window timer, resync and export requests again.
 const maxDrain = 64
@@ -356,7 +367,7 @@ const maxDrain = 64
 func (f *Follower) watch(ctx context.Context, log *slog.Logger, out chan<- Update, resync chan<- resyncRequest) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: watch task panicked: %v", ErrWatch, r)
+			err = fmt.Errorf("%w: %w: %v", ErrWatch, errWatchPanicked, r)
 		}
 	}()
 	if f.Resume.IsNone() {

@@ -1,9 +1,11 @@
 package slipstream_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -684,6 +686,36 @@ func TestExportNotStarvedByFirehose(t *testing.T) {
 		}
 		if _, err := r.stop(); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// panicOnCancel holds the stream open, then panics when ctx is cancelled.
+type panicOnCancel struct{}
+
+func (panicOnCancel) Watch(ctx context.Context, _ slipstream.Scope, _ slipstream.Cursor, out chan<- slipstream.Update) error {
+	select {
+	case out <- put("a", "1", 1):
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+	panic("watcher bug at shutdown")
+}
+
+func TestWatchPanicDuringShutdownIsLoggedNotReturned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		f := newFollower(panicOnCancel{}, &recorder{})
+		f.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+		r := start(t, f)
+		synctest.Wait()
+		c, err := r.stop()
+		if err != nil {
+			t.Fatalf("Run = %v, want nil on shutdown", err)
+		}
+		wantCursor(t, "returned cursor", c, 1)
+		if out := buf.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "watcher bug at shutdown") {
+			t.Fatalf("log = %q, want the watch panic at ERROR", out)
 		}
 	})
 }
