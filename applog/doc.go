@@ -1,0 +1,115 @@
+// Package applog implements the append-log fold, the default
+// [slipstream.Store]: the whole live state in RAM, persisted as an
+// append-only log of CRC-checked records that is replayed at open and
+// periodically rewritten compactly. The file format (version 2) is
+// byte-compatible with the reference implementation's: a fold written by
+// either loads in the other.
+//
+// # Format
+//
+// A log is a 6-byte header followed by records. Integers are little-endian.
+//
+//	header: "PGSS" ‖ version:u16 (= 2)
+//
+//	+----------+---------+-------------------------------------------------+
+//	| crc: u32 | type: u8| payload                                         |
+//	+----------+---------+-------------------------------------------------+
+//	             \________________ covered by crc ________________________/
+//
+//	PUT    0x01  key_len:u16 ‖ key ‖ value_len:u32 ‖ value ‖ ver_len:u8 ‖ ver
+//	DELETE 0x02  key_len:u16 ‖ key ‖ ver_len:u8 ‖ ver
+//	CURSOR 0x03  cur_len:u8 ‖ cursor
+//
+// The CRC is CRC-32/IEEE (hash/crc32.ChecksumIEEE) over the type byte through
+// the record's last byte. Versions and cursors are raw tokens of 0 to 10
+// bytes; a none cursor is a 0-length CURSOR record. Purges are written as
+// DELETEs, and a DELETE's version is ignored on replay. Keys are UTF-8 and
+// sort byte-wise.
+//
+// Apply appends the batch's PUT and DELETE records, then one CURSOR record,
+// in one write. Compaction writes the header, one PUT per live key in
+// ascending key order, then the CURSOR record (omitted when the cursor is
+// none): the same logical state always yields the same bytes.
+//
+// # Replay
+//
+// Loading tells a torn tail from corruption. A record whose lengths run past
+// the end of the file, a checksum mismatch within the last bytes of the file
+// (fewer than 6 bytes after the record), or trailing zero bytes from
+// preallocation are a torn tail: it is dropped, and the file is rewritten
+// without it. A checksum mismatch with more records after it is corruption
+// ([slipstream.ErrCorrupt]). A value length over 16 MiB is read as a
+// checksum mismatch rather than a record running past the end, so a
+// bit-flipped length cannot silently drop the rest of the file. A bad
+// header, an unknown record type, a version length over 10, a non-UTF-8 key,
+// and a run of zero bytes followed by non-zero data are
+// [slipstream.ErrInvalidFormat]. A failed load never writes: the file stays
+// byte-for-byte as it was, so no CRC-valid suffix is ever burned. Errors are
+// *[FormatError] values naming the file and the offset. A corruption that
+// inflates a length field so the record seems to run past the end is
+// indistinguishable from a torn write; the format cannot detect it.
+//
+// A successful load rewrites the file when it has a torn tail or redundant
+// records (overwrites, deletes, repeated cursors), and when it holds no
+// entry and no cursor but has bytes past the header; a compact file is left
+// unchanged.
+//
+// # Durability
+//
+// By default Apply hands its records to the operating system with one
+// write(2) and no fsync: an Apply survives a process crash but a power loss
+// may drop a tail of applies. Data records precede their CURSOR record, so
+// what survives always carries a cursor no later than its data, and the
+// watch resumes from it. Options.Sync adds an fsync after every Apply.
+// Compaction is durable on its own: temp file in the fold directory, fsync,
+// rename over the log, fsync of the directory.
+//
+// # Compaction
+//
+// Apply compacts from memory once more than Options.CompactThreshold bytes
+// (default 10 MiB) have been appended since the last compaction and those
+// bytes also exceed the log's compacted size; the second condition keeps a
+// large fold from being rewritten every 10 MiB. Once the rename has
+// happened the writer always moves to the new file; if it cannot reopen it,
+// the writer is poisoned ([ErrPoisoned]) rather than appending into the
+// renamed-away inode. A write or fsync failure also poisons it, after
+// truncating any partial record. Close and reopen the store to recover.
+//
+// # Concurrency
+//
+// A [Store] has one writer (Apply, ExportTo, Close, serialised by a lock)
+// and any number of concurrent readers (Get, ForEachInRange, Cursor, Len,
+// Size) guarded by a read-write lock. Range scans read an ordered key index
+// kept beside the hash map, so they never sort the fold. A scan holds the
+// read lock only while resolving a chunk of keys: an Apply may land between
+// chunks, and the scan is not a point-in-time snapshot (see [Store]).
+// Values are never modified in place, so a value handed to a scan stays
+// valid.
+//
+// The directory holds the log [FileName] and the lock file [LockName], on
+// which Open takes an exclusive flock: a second Open, in any process, fails
+// with [slipstream.ErrLocked]. [OpenReadOnly] takes no lock and never writes,
+// for offline queries on a fold a running process holds.
+//
+// # Decisions on the reference's latent issues
+//
+//   - Values larger than 16 MiB ([MaxValueLen]), keys longer than 65535
+//     bytes or not UTF-8 are refused at write time with
+//     [slipstream.ErrInvalidFormat]; Apply refuses the whole batch before
+//     writing anything. The reference accepted values up to 4 GiB that its
+//     own reader then rejected as corruption.
+//   - A file shorter than the header that is a prefix of it (including an
+//     empty file) was torn at creation: it counts as an empty log and is
+//     given its full header. Any other file shorter than the header is
+//     refused with [slipstream.ErrInvalidFormat] and left alone.
+//   - A failure after the compaction's rename (the directory fsync) still
+//     moves the writer to the new file, then returns the error; a failed
+//     reopen poisons the writer.
+//
+// # Raw API
+//
+// [Writer] ([OpenWriter], WriteUpdate, Checkpoint, Flush, Sync, Compact,
+// Close) and [Load] expose the log to callers that keep their own state;
+// [Snapshot.StaleKeys] diffs a loaded snapshot against a live key listing
+// after a cursor-expired fallback.
+package applog
