@@ -198,4 +198,3 @@ func TestE2E_ExitCodes(t *testing.T) {
 		}
 	}
 }
-
