@@ -214,22 +214,36 @@ func fill(t testing.TB, e *env, bucket string, n, size int) {
 }
 
 // fillKeys writes keys prefix<from>..prefix<to-1> with asynchronous
-// publishes (windows of 4,096), returning when all are acknowledged.
+// publishes in windows of 4,096, returning when all are acknowledged.
 func fillKeys(t testing.TB, e *env, bucket, prefix string, from, to, size int) {
 	t.Helper()
-	js, err := jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	const window = 4096
+	js, err := jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(window))
 	if err != nil {
 		t.Fatal(err)
 	}
 	value := bytes.Repeat([]byte("v"), size)
-	for i := from; i < to; i++ {
-		if _, err := js.PublishAsync("$KV."+bucket+"."+prefix+strconv.Itoa(i), value); err != nil {
-			t.Fatal(err)
+	futures := make([]jetstream.PubAckFuture, 0, window)
+	for i := from; i < to; {
+		futures = futures[:0]
+		for ; i < to && len(futures) < window; i++ {
+			f, err := js.PublishAsync("$KV."+bucket+"."+prefix+strconv.Itoa(i), value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			futures = append(futures, f)
 		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(2 * time.Minute):
-		t.Fatal("async publishes not acknowledged")
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			t.Fatal("async publishes not acknowledged")
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				t.Fatalf("async publish: %v", err)
+			}
+		}
 	}
 }

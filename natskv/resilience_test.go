@@ -173,8 +173,15 @@ func TestServerRestartMidWatch(t *testing.T) {
 		t.Fatalf("stream holds %d revisions, want %d", st.LastSeq, n)
 	}
 	waitCursor(t, s, n, 30*time.Second)
-	t.Logf("follower caught up %v after the restart", time.Since(start))
+	caughtUp := time.Since(start)
+	t.Logf("follower caught up %v after the restart", caughtUp)
 	s.check(t, b, n)
+	// nats.go's ordered consumer alone would notice the lost consumer only
+	// after two missed 5 s heartbeats; the watch re-creates itself on
+	// reconnect instead.
+	if caughtUp > 9*time.Second {
+		t.Errorf("follower needed %v to catch up after the restart; the reconnect re-creation did not happen", caughtUp)
+	}
 }
 
 // TestClusterFailoverMidWatch shuts down the cluster node the follower's

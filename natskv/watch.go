@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/protocol"
@@ -54,7 +55,7 @@ func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipst
 		if err != nil {
 			return b.setupErr(ctx, err)
 		}
-		return b.forward(ctx, w, 0, false, out)
+		return b.forward(ctx, w, filters, 0, false, out)
 	}
 
 	start, ok := protocol.ResumeStart(rev)
@@ -78,7 +79,7 @@ func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipst
 		return err
 	}
 	b.log.Debug("watch resumed", slipstream.LogKeyCursor, rev, slipstream.LogKeyScope, scope.String())
-	return b.forward(ctx, w, rev, all, out)
+	return b.forward(ctx, w, filters, rev, all, out)
 }
 
 // watchFilters turns a scope into WatchFiltered's key filters, without
@@ -211,13 +212,21 @@ func (b *Bucket) checkResume(ctx context.Context, rev uint64, when string) error
 }
 
 // forward converts and sends the watcher's entries until ctx ends or the
-// subscription closes; it always stops the watcher. With guard set (an
-// all-keys resume, whose deliveries are dense) it runs the live floor guard
-// from frontier: a delivery that skips revisions is checked against the
-// stream's first sequence before it is forwarded, and a ticker probes on
-// its own.
-func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, frontier uint64, guard bool, out chan<- slipstream.Update) error {
-	defer w.Stop()
+// subscription closes; it always stops the watcher. last is the revision
+// the watch resumed after (0 for a state sync); it then tracks the highest
+// revision forwarded.
+//
+// With guard set (an all-keys resume, whose deliveries are dense) it runs
+// the live floor guard from last: a delivery that skips revisions is
+// checked against the stream's first sequence before it is forwarded, and
+// a ticker probes on its own.
+//
+// After the connection reconnects, the watch is re-created from the last
+// forwarded revision (see rewatch).
+func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []string, last uint64, guard bool, out chan<- slipstream.Update) error {
+	defer func() { w.Stop() }()
+	reconnected := b.nc.StatusChanged(nats.CONNECTED)
+	defer b.nc.RemoveStatusListener(reconnected)
 	var tick <-chan time.Time
 	if guard {
 		t := time.NewTicker(b.guardInterval)
@@ -226,12 +235,20 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, frontier u
 	}
 	updates := w.Updates()
 	var delivered uint64
+	initialDone := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-reconnected:
+			w.Stop()
+			nw, err := b.rewatch(ctx, filters, last)
+			if err != nil || nw == nil {
+				return err
+			}
+			w, updates = nw, nw.Updates()
 		case <-tick:
-			if err := b.checkFloor(ctx, frontier); err != nil {
+			if err := b.checkFloor(ctx, last); err != nil {
 				return err
 			}
 		case e, ok := <-updates:
@@ -244,19 +261,19 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, frontier u
 			if e == nil {
 				// End of the initial values: not an update, and it must
 				// not touch the frontier or any cursor.
-				if b.onProgress != nil {
+				if !initialDone && b.onProgress != nil {
 					b.onProgress(Progress{Delivered: delivered, InitialDone: true})
 				}
+				initialDone = true
 				continue
 			}
 			rev := e.Revision()
 			if guard && rev != 0 {
-				if next, ok := protocol.ResumeStart(frontier); ok && rev > next {
-					if err := b.checkFloor(ctx, frontier); err != nil {
+				if next, ok := protocol.ResumeStart(last); ok && rev > next {
+					if err := b.checkFloor(ctx, last); err != nil {
 						return err
 					}
 				}
-				frontier = max(frontier, rev)
 			}
 			u := slipstream.Update{Key: e.Key(), Version: revisionVersion(rev)}
 			switch e.Operation() {
@@ -272,12 +289,90 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, frontier u
 			case <-ctx.Done():
 				return nil
 			}
+			last = max(last, rev)
 			delivered++
 			if b.onProgress != nil {
 				b.onProgress(Progress{Delivered: delivered, Pending: e.Delta(), Revision: rev})
 			}
 		}
 	}
+}
+
+// rewatch re-creates a watch after the connection reconnected. nats.go's
+// ordered consumer notices a consumer lost with its server only through
+// missed heartbeats (twice 5 s, and again if JetStream was not ready yet),
+// so a watch would stall for 10–20 s after a server restart; re-creating it
+// at once from the last forwarded revision resumes in about a second.
+// Entries the old watcher had buffered but this loop had not forwarded are
+// delivered again by the new one, from last+1 on; with last 0 (nothing
+// forwarded yet) the state sync starts over.
+//
+// It retries while JetStream is not ready, with attempts bounded by 1 s
+// growing to the bucket's timeout, for up to twice that timeout, and runs the resume-window checks: history lost while disconnected fails
+// the watch with slipstream.ErrWatch ("retention overran live watch"), so a
+// restart resyncs. It returns nil, nil when ctx ends.
+func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64) (jetstream.KeyWatcher, error) {
+	var opts []jetstream.WatchOpt
+	if last > 0 {
+		start, ok := protocol.ResumeStart(last)
+		if !ok {
+			return nil, fmt.Errorf("%w: resume revision is MaxUint64; refusing to wrap to 0", slipstream.ErrWatch)
+		}
+		opts = append(opts, jetstream.ResumeFromRevision(start))
+	}
+	// Early attempts get short bounds: right after a failover a request
+	// can go unanswered until the stream has a new leader, and waiting the
+	// full timeout on it only delays the retry that would succeed.
+	deadline := time.Now().Add(2 * b.timeout)
+	backoff := 50 * time.Millisecond
+	attempt := *b
+	attempt.timeout = min(b.timeout, time.Second)
+	for {
+		w, err := attempt.rewatchOnce(ctx, filters, last, opts)
+		if ctx.Err() != nil {
+			if w != nil {
+				w.Stop()
+			}
+			return nil, nil
+		}
+		if err == nil {
+			b.log.Info("watch re-created after reconnect", slipstream.LogKeyCursor, last)
+			return w, nil
+		}
+		if errors.Is(err, slipstream.ErrCursorExpired) {
+			return nil, fmt.Errorf("%w: stream retention overran live watch while reconnecting: %v; restart will resync", slipstream.ErrWatch, err)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: re-create watch after reconnect: %w", slipstream.ErrWatch, err)
+		}
+		b.log.Debug("re-creating watch after reconnect", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+		attempt.timeout = min(2*attempt.timeout, b.timeout)
+	}
+}
+
+func (b *Bucket) rewatchOnce(ctx context.Context, filters []string, last uint64, opts []jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	if last > 0 {
+		if err := b.checkResume(ctx, last, "before re-creating"); err != nil {
+			return nil, err
+		}
+	}
+	w, err := b.startWatch(ctx, filters, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if last > 0 {
+		if err := b.checkResume(ctx, last, "after re-creating"); err != nil {
+			w.Stop()
+			return nil, err
+		}
+	}
+	return w, nil
 }
 
 // checkFloor trips the floor guard when the stream's first sequence has
