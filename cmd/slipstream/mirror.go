@@ -272,10 +272,19 @@ Usage:
 `, c.flagSet())
 }
 
+// mirrorBucket is what a mirror needs of a bucket; *natskv.Bucket has it.
+type mirrorBucket interface {
+	slipstream.Watcher
+	slipstream.KeyLister
+	Status(ctx context.Context) (natskv.Status, error)
+}
+
+var _ mirrorBucket = (*natskv.Bucket)(nil)
+
 // mirror runs a Follower from a bucket into a fold, restarting it from the
 // fold's cursor when its watch fails.
 type mirror struct {
-	bucket      *natskv.Bucket
+	bucket      mirrorBucket
 	fold        *fold
 	scope       slipstream.Scope
 	batchMax    int

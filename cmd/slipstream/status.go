@@ -248,7 +248,7 @@ func (t *tracker) snapshot() (state string, pending uint64, lastErr string) {
 // observedWatcher reports each watch a follower opens to the tracker, with
 // the server head at that moment, then delegates.
 type observedWatcher struct {
-	bucket *natskv.Bucket
+	bucket mirrorBucket
 	t      *tracker
 	resume slipstream.Cursor // the cursor the run started from
 }
