@@ -220,3 +220,41 @@ func withPath(err error, path string) error {
 	}
 	return err
 }
+
+// countRecords walks the framing of a log without checking anything and
+// counts its PUT, DELETE and CURSOR records up to the first record it cannot
+// frame. It is a sizing hint for the replay, nothing more.
+func countRecords(data []byte) (puts, dels, cursors int) {
+	pos, n := headerLen, len(data)
+	for pos+6 <= n {
+		switch data[pos+4] {
+		case recPut:
+			if pos+11 > n {
+				return
+			}
+			p := pos + 7 + int(binary.LittleEndian.Uint16(data[pos+5:]))
+			if p+4 > n {
+				return
+			}
+			p += 4 + int(binary.LittleEndian.Uint32(data[p:]))
+			if p >= n {
+				return
+			}
+			pos = p + 1 + int(data[p])
+			puts++
+		case recDelete:
+			p := pos + 7 + int(binary.LittleEndian.Uint16(data[pos+5:]))
+			if p >= n {
+				return
+			}
+			pos = p + 1 + int(data[p])
+			dels++
+		case recCursor:
+			pos += 6 + int(data[pos+5])
+			cursors++
+		default:
+			return
+		}
+	}
+	return
+}

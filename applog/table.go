@@ -38,14 +38,26 @@ type index struct {
 
 func newTable() *table { return &table{m: make(map[string]*item)} }
 
+// reserve sizes an empty table for n keys.
+func (t *table) reserve(n int) {
+	if len(t.m) == 0 && n > 0 {
+		t.m = make(map[string]*item, n)
+		t.idx.pending = make([]string, 0, n)
+	}
+}
+
 // put folds a replayed PUT (key and value alias the log and are copied).
+// Replayed PUTs are mostly inserts, so it assigns first and detects an
+// overwrite by the map's unchanged length: one hash per record. An
+// overwritten key's previous string may linger in the index until its next
+// rebuild; it is a copy of the same bytes.
 func (t *table) put(key, value []byte, v slipstream.Version) bool {
-	if it, ok := t.m[string(key)]; ok {
-		it.val, it.ver = cloneBytes(value), v
+	k := string(key)
+	n := len(t.m)
+	t.m[k] = &item{val: cloneBytes(value), ver: v}
+	if len(t.m) == n {
 		return true
 	}
-	k := string(key)
-	t.m[k] = &item{val: cloneBytes(value), ver: v}
 	t.idx.pending = append(t.idx.pending, k)
 	return false
 }
@@ -107,10 +119,17 @@ func (t *table) refresh() {
 	x := &t.idx
 	if len(x.pending) > 0 {
 		slices.Sort(x.pending)
-		if len(x.base) == 0 && len(x.delta) == 0 {
+		switch {
+		case len(x.base) == 0 && len(x.delta) == 0 && x.dead == 0:
+			// Nothing was deleted since the index was empty, so every
+			// pending key is live: the sorted pending keys become the base
+			// as they are (the bulk of a load).
+			x.base = slices.Clip(slices.Compact(x.pending))
+			x.pending = nil
+		case len(x.base) == 0 && len(x.delta) == 0:
 			x.base = mergeKeys(nil, x.pending, t.m)
 			x.dead = 0
-		} else {
+		default:
 			x.delta = mergeKeys(x.delta, x.pending, nil)
 		}
 		if cap(x.pending) > 1024 {

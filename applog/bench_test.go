@@ -1,0 +1,102 @@
+package applog_test
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/applog"
+	"github.com/slipstream-kv/slipstream/storetest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B, dir string) slipstream.Store {
+		s, err := applog.Open(dir, &applog.Options{Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	})
+}
+
+// BenchmarkLoad measures opening a compact fold of BenchKeys entries
+// (storetest's workload: ~27-byte keys, 256-byte values): the replay, the
+// in-RAM table and its key index. MB/s is of log bytes.
+func BenchmarkLoad(b *testing.B) {
+	dir := b.TempDir()
+	w := storetest.NewWorkload(storetest.BenchKeys())
+	s, err := applog.Open(dir, &applog.Options{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.Hydrate(b, s)
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	// Reopen once so the file is compact (the timed loads never rewrite).
+	s, err = applog.Open(dir, &applog.Options{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Close()
+	fi, err := os.Stat(filepath.Join(dir, applog.FileName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(fi.Size())
+	for b.Loop() {
+		s, err := applog.Open(dir, &applog.Options{Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if s.Len() != len(w.Keys) {
+			b.Fatalf("loaded %d entries", s.Len())
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(len(w.Keys)*b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkMemory measures the heap a fold of BenchKeys entries holds (the
+// HeapInuse delta after GC, with the fold loaded from disk as after a
+// restart) against the raw key and value bytes. Run with -benchtime=1x.
+func BenchmarkMemory(b *testing.B) {
+	dir := b.TempDir()
+	w := storetest.NewWorkload(storetest.BenchKeys())
+	s, err := applog.Open(dir, &applog.Options{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.Hydrate(b, s)
+	s.Close()
+	raw := w.RawBytes(len(w.Keys))
+	var perEntry float64
+	for b.Loop() {
+		before := heapInuse()
+		s, err := applog.Open(dir, &applog.Options{Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		after := heapInuse()
+		perEntry = float64(after-before) / float64(len(w.Keys))
+		runtime.KeepAlive(s)
+		s.Close()
+	}
+	b.ReportMetric(perEntry, "heap-B/entry")
+	b.ReportMetric(float64(raw)/float64(len(w.Keys)), "raw-B/entry")
+	b.ReportMetric(perEntry*float64(len(w.Keys))/float64(raw), "x-raw")
+}
+
+func heapInuse() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
