@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
+	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
@@ -79,7 +80,12 @@ func TestDialCredentialPriority(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Dial with inline creds: %v", err)
 		}
-		nc.Close()
+		defer nc.Close()
+		// This server has no JetStream: Open says so instead of hanging.
+		_, err = natskv.Open(t.Context(), nc, natskv.Config{Bucket: "nojs", Timeout: 2 * time.Second, Logger: quietLogger()})
+		if !errors.Is(err, slipstream.ErrOperationFailed) || !strings.Contains(err.Error(), "jetstream not enabled") {
+			t.Fatalf("Open without JetStream = %v", err)
+		}
 	})
 	t.Run("creds_file_wins_over_url", func(t *testing.T) {
 		nc, err := natskv.Dial(natskv.DialConfig{URL: wrongURL, CredsFile: file})

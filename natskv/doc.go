@@ -53,6 +53,17 @@
 // with a 30 s backstop probe, and fails the watch ("retention overran live
 // watch") so a restart resyncs.
 //
+// # Reconnects
+//
+// A watch survives reconnects. nats.go's ordered consumer would notice a
+// consumer lost with its server only after two missed 5 s heartbeats (and
+// again if JetStream was not ready yet), so after a reconnect the watch
+// re-creates its consumer at once, from the last revision it forwarded, with
+// the same resume-window checks; history lost while disconnected fails the
+// watch ("retention overran live watch") so a restart resyncs. Nothing is
+// skipped or forwarded twice. [Dial] reconnects without limit; a connection
+// that closes for good ends the watch with slipstream.ErrWatch.
+//
 // # Deviations from the reference implementation
 //
 //   - A cursor ahead of the stream's last sequence is reported as
@@ -78,6 +89,9 @@
 //     cursor.
 //   - Dial strips URL userinfo even when a creds file or inline creds win,
 //     so exactly one authentication method is sent.
+//   - A watch re-creates its consumer on reconnect (see Reconnects).
+//   - A watch whose subscription closes without its context ending returns
+//     slipstream.ErrWatch rather than success, so a supervisor restarts it.
 //
 // # Server behaviours this package depends on
 //

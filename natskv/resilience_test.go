@@ -225,8 +225,26 @@ func TestClusterFailoverMidWatch(t *testing.T) {
 		t.Fatalf("client still on %q after its server stopped", now)
 	}
 	s.check(t, b, n)
-	if t.Failed() {
-		return
-	}
 	t.Logf("follower moved from %s to %s", connected, nc.ConnectedServerName())
+	if keys, err := b.Keys(t.Context(), ""); err != nil || len(keys) != n {
+		t.Fatalf("Keys on the R3 bucket = %d keys, %v; want %d", len(keys), err, n)
+	}
+	// Replicated streams report CAS conflicts as 10164, not 10071.
+	ctx := t.Context()
+	r, err := b.Create(ctx, "cas", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Create(ctx, "cas", []byte("2")); !errors.Is(err, slipstream.ErrAlreadyExists) {
+		t.Fatalf("Create on R3 over a live key = %v, want ErrAlreadyExists", err)
+	}
+	if _, err := b.Update(ctx, "cas", []byte("2"), r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Update(ctx, "cas", []byte("3"), r); !errors.Is(err, slipstream.ErrRevisionMismatch) {
+		t.Fatalf("stale Update on R3 = %v, want ErrRevisionMismatch", err)
+	}
+	if err := b.DeleteWithVersion(ctx, "cas", r); !errors.Is(err, slipstream.ErrRevisionMismatch) {
+		t.Fatalf("stale DeleteWithVersion on R3 = %v, want ErrRevisionMismatch", err)
+	}
 }

@@ -36,8 +36,11 @@ import (
 // must be token-aligned (slipstream.ErrInvalidScope otherwise). The "initial
 // values done" signal is consumed here and reported through
 // Config.OnProgress, never forwarded. The watch setup is bounded by the
-// bucket's timeout (slipstream.ErrTimeout); the watch itself is not. When the
-// subscription closes without ctx being cancelled (connection closed, the
+// bucket's timeout (slipstream.ErrTimeout); the watch itself is not. After
+// the connection reconnects (a server restart, a failover) the watch is
+// re-created from the last revision it forwarded, with the same resume
+// checks, instead of waiting for nats.go to notice missed heartbeats. When
+// the subscription closes without ctx being cancelled (connection closed, the
 // consumer could not be recreated) Watch returns an error wrapping
 // slipstream.ErrWatch. Other setup failures wrap slipstream.ErrWatch, or
 // slipstream.ErrOperationFailed for the stream lookups of the resume checks.
