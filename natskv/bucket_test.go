@@ -482,6 +482,15 @@ func TestTimeoutAndCancellation(t *testing.T) {
 	if _, _, err := b.Get(ctx, "k"); !errors.Is(err, ctx.Err()) || errors.Is(err, slipstream.ErrTimeout) {
 		t.Fatalf("Get with a cancelled ctx = %v", err)
 	}
+	if _, err := b.Keys(ctx, ""); !errors.Is(err, ctx.Err()) {
+		t.Fatalf("Keys with a cancelled ctx = %v", err)
+	}
+	if _, err := b.Put(ctx, "k", []byte("v")); !errors.Is(err, ctx.Err()) {
+		t.Fatalf("Put with a cancelled ctx = %v", err)
+	}
+	if err := b.Watch(ctx, slipstream.AllKeys(), slipstream.Cursor{}, make(chan slipstream.Update)); err != nil {
+		t.Fatalf("Watch with a cancelled ctx = %v, want nil", err)
+	}
 	// With the server gone, our own bound expires: ErrTimeout, promptly.
 	e.srv.Shutdown()
 	start := time.Now()
