@@ -30,9 +30,10 @@ const (
 	// modest, for small machines. A large fold whose reads must stay in RAM
 	// wants far more (the reference used 1 GiB).
 	DefaultCacheSize = 64 << 20
-	// memTableSize is the size of each memtable; up to four may queue before
-	// writes stall.
-	memTableSize = 64 << 20
+	// Memtables are charged to the block cache: each is a quarter of the
+	// cache, within these bounds, so blocks keep most of it.
+	minMemTableSize = 4 << 20
+	maxMemTableSize = 64 << 20
 )
 
 // Options tunes a [Store]. The zero value is ready to use.
@@ -45,6 +46,9 @@ type Options struct {
 	// the fold reopens at an older cursor and the watch resumes from it.
 	Sync bool
 	// CacheSize is the block cache size in bytes; 0 means DefaultCacheSize.
+	// Pebble charges its memtables to this budget: each memtable is a
+	// quarter of it (4 to 64 MiB), and up to four may be in memory while
+	// flushes catch up.
 	CacheSize int64
 	// Logger receives pebble's own events (its informational chatter at
 	// Debug); nil means slog.Default().
@@ -124,7 +128,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		Cache:                       cache,
 		Lock:                        lock,
 		FormatMajorVersion:          pebble.FormatNewest,
-		MemTableSize:                memTableSize,
+		MemTableSize:                uint64(min(max(o.CacheSize/4, minMemTableSize), maxMemTableSize)),
 		MemTableStopWritesThreshold: 4,
 		BytesPerSync:                1 << 20,
 		Logger:                      pebbleLogger{log},
