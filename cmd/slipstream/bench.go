@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,7 +35,9 @@ type BenchCommand struct {
 	batchWindow time.Duration
 	window      int
 	dir         string
+	cpuProfile  string
 	asJSON      bool
+	lastFlush   time.Duration // time the last hydration spent in flushes
 	logs        logFlags
 }
 
@@ -48,7 +51,11 @@ type benchPhase struct {
 	Seconds    float64 `json:"seconds"`
 	KeysPerSec float64 `json:"keys_per_sec"`
 	PeakRSS    int64   `json:"peak_rss_bytes"`
-	Ratio      float64 `json:"ratio_vs_raw,omitempty"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// FlushSeconds is the time the follower's loop spent flushing
+	// (Apply and the fold's write): the loop receives nothing meanwhile.
+	FlushSeconds float64 `json:"flush_seconds,omitempty"`
+	Ratio        float64 `json:"ratio_vs_raw,omitempty"`
 }
 
 // benchReport is the output of `slipstream bench -json`.
@@ -73,6 +80,7 @@ func (c *BenchCommand) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.batchWindow, "batch-window", slipstream.DefaultMaxBatchDelay, "mirror's -batch-window")
 	fs.IntVar(&c.window, "publish-window", 4096, "outstanding async publishes while filling")
 	fs.StringVar(&c.dir, "dir", "", "work `directory` (default: a temporary one, removed afterwards)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the hydration phases to `file`")
 	fs.BoolVar(&c.asJSON, "json", false, "print a JSON report")
 	c.logs.register(fs)
 	return fs
@@ -134,6 +142,18 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 	rep.FillSeconds, rep.FillPerSec = fill.Seconds(), float64(c.keys)/fill.Seconds()
 	c.progress(logger, "filled", "seconds", fill.Seconds())
 
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("create CPU profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("start CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
 	// raw, each backend, raw again: the ratio is taken against the faster
 	// raw run, so a cold first read does not flatter the mirror.
 	rep.PhaseRSSReset = resetPeakRSS()
@@ -141,7 +161,10 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 		runtime.GC()
 		debug.FreeOSMemory()
 		resetPeakRSS()
+		c.lastFlush = 0
+		cpu0 := cpuTime()
 		n, d, err := f()
+		cpu := cpuTime() - cpu0
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", name, err)
 		}
@@ -149,7 +172,8 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 			return fmt.Errorf("bench %s: hydrated %d keys, want %d", name, n, c.keys)
 		}
 		rep.Phases = append(rep.Phases, benchPhase{Name: name, Keys: n, Seconds: d.Seconds(),
-			KeysPerSec: float64(n) / d.Seconds(), PeakRSS: peakRSS()})
+			KeysPerSec: float64(n) / d.Seconds(), PeakRSS: peakRSS(), CPUSeconds: cpu.Seconds(),
+			FlushSeconds: c.lastFlush.Seconds()})
 		c.progress(logger, name, "seconds", d.Seconds())
 		return nil
 	}
@@ -188,9 +212,13 @@ func (c *BenchCommand) print(rep benchReport) error {
 		rep.Keys, rep.ValueSize, rep.GOMAXPROCS, rep.BatchMax, rep.BatchWindow)
 	fmt.Fprintf(w, "fill (PublishAsync, window %d): %.2fs, %s keys/s\n\n", c.window, rep.FillSeconds, humanCount(rep.FillPerSec))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\ttime\tkeys/s\tpeak RSS\tvs raw\t")
+	fmt.Fprintln(tw, "phase\ttime\tin flush\tkeys/s\tCPU\tpeak RSS\tvs raw\t")
 	for _, p := range rep.Phases {
-		fmt.Fprintf(tw, "%s\t%.2fs\t%s\t%s\t%.2f×\t\n", p.Name, p.Seconds, humanCount(p.KeysPerSec), humanBytes(p.PeakRSS), p.Ratio)
+		flush := "-"
+		if p.FlushSeconds > 0 {
+			flush = fmt.Sprintf("%.2fs", p.FlushSeconds)
+		}
+		fmt.Fprintf(tw, "%s\t%.2fs\t%s\t%s\t%.2fs\t%s\t%.2f×\t\n", p.Name, p.Seconds, flush, humanCount(p.KeysPerSec), p.CPUSeconds, humanBytes(p.PeakRSS), p.Ratio)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -199,7 +227,7 @@ func (c *BenchCommand) print(rep benchReport) error {
 	if !rep.PhaseRSSReset {
 		rss = "peak RSS is the process's peak so far (no per-phase reset on this OS)"
 	}
-	_, err := fmt.Fprintf(w, "\n%s; the server runs in-process and is included.\n", rss)
+	_, err := fmt.Fprintf(w, "\n'in flush' is the time the follower's loop spent applying and folding batches;\nCPU is the process's user+system time, the in-process server included;\n%s.\n", rss)
 	return err
 }
 
@@ -343,6 +371,7 @@ func (c *BenchCommand) hydrate(ctx context.Context, url, foldDir, backend string
 		return 0, 0, fmt.Errorf("mirror stopped before catching up: %w", err)
 	}
 	took := time.Since(start)
+	c.lastFlush = time.Duration(t.flushNanos.Load())
 	stop()
 	if err := <-errc; err != nil {
 		return 0, 0, err

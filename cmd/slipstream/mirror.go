@@ -331,6 +331,10 @@ func (m *mirror) run(ctx context.Context) error {
 		f.Lister = m.bucket
 		f.MaxBatchSize = m.batchMax
 		f.MaxBatchDelay = m.batchWindow
+		// Room for several batches between the watch and the loop, so
+		// the watch keeps receiving while a batch is folded (otherwise the
+		// consumer's flow control stalls the server on every flush).
+		f.BufferSize = max(slipstream.DefaultBufferSize, 4*m.batchMax)
 		f.Logger = m.log
 		f.OnApplied = m.t.onApplied
 		f.OnFlush = m.t.onFlush

@@ -2,6 +2,10 @@
 
 package main
 
+import "time"
+
 func resetPeakRSS() bool { return false }
 
 func peakRSS() int64 { return 0 }
+
+func cpuTime() time.Duration { return 0 }

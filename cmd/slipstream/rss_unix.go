@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // resetPeakRSS resets the kernel's peak-RSS mark (Linux ≥ 4.0), so the next
@@ -39,4 +40,13 @@ func peakRSS() int64 {
 		return 0
 	}
 	return maxrssBytes(ru.Maxrss)
+}
+
+// cpuTime returns the process's user+system CPU time so far (0 if unknown).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -31,14 +31,15 @@ type tracker struct {
 	log      *slog.Logger
 	progress *progressReporter // nil: no progress display
 
-	applied  atomic.Uint64 // applied cursor
-	head     atomic.Uint64 // last observed server head (stream last sequence)
-	ready    atomic.Bool   // latched once the first catch-up completed
-	updates  atomic.Uint64 // updates folded
-	failures atomic.Uint64 // transient store failures
-	resyncs  atomic.Uint64 // cursor-expired resyncs
-	stale    atomic.Uint64 // keys dropped by resyncs
-	restarts atomic.Uint64 // follower restarts after a watch failure
+	applied    atomic.Uint64 // applied cursor
+	head       atomic.Uint64 // last observed server head (stream last sequence)
+	ready      atomic.Bool   // latched once the first catch-up completed
+	updates    atomic.Uint64 // updates folded
+	failures   atomic.Uint64 // transient store failures
+	resyncs    atomic.Uint64 // cursor-expired resyncs
+	stale      atomic.Uint64 // keys dropped by resyncs
+	restarts   atomic.Uint64 // follower restarts after a watch failure
+	flushNanos atomic.Int64  // time spent in flushes
 
 	readyCh chan struct{} // closed when ready is first set
 
@@ -153,6 +154,7 @@ func (t *tracker) onApplied(c slipstream.Cursor) {
 
 // onFlush is the follower's OnFlush hook.
 func (t *tracker) onFlush(fi slipstream.FlushInfo) {
+	t.flushNanos.Add(int64(fi.Duration))
 	if fi.Updates > 0 {
 		t.updates.Add(uint64(fi.Updates))
 		t.batchSizes.Observe(float64(fi.Updates))
