@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,11 +15,9 @@ import (
 )
 
 const (
-	// listBatch is how many messages a Keys/Scan drain keeps in flight.
-	listBatch = 1024
-	// listIdleProbe is how long a drain waits for its next message before
-	// asking the server whether anything is still pending (a message can be
-	// removed between the consumer's creation and its delivery).
+	// listIdleProbe is how often a drain checks for progress; when none was
+	// made it asks the server whether anything is still pending (a message
+	// can be removed between the consumer's creation and its delivery).
 	listIdleProbe = time.Second
 	// listAttempts bounds the retries of a listing found short.
 	listAttempts = 3
@@ -41,10 +40,10 @@ func validPrefix(prefix string) error {
 // tombstones) are excluded, as [Bucket.Get] would report them absent. It
 // implements slipstream.KeyLister.
 //
-// The listing runs on one ephemeral consumer (last message per subject,
-// headers only, no acks) drained to the count the server reported at its
-// creation, so it costs one round trip per batch, not per key, and it is not
-// capped by a consumer's max-ack-pending. The number of distinct keys seen
+// The listing runs on one ephemeral push consumer (last message per
+// subject, headers only, no acks, flow control) drained to the count the
+// server reported at its creation: no round trip per key, and no cap from a
+// consumer's max-ack-pending. The number of distinct keys seen
 // (markers included) is then cross-checked against the stream's own subject
 // count taken before and after the drain; a listing that falls short is
 // retried and finally fails with an error wrapping ErrShortListing rather
@@ -74,14 +73,13 @@ func (b *Bucket) Keys(ctx context.Context, prefix string) ([]string, error) {
 func (b *Bucket) keys(ctx context.Context, prefix string) ([]string, error) {
 	var order []string
 	live := make(map[string]bool)
-	err := b.list(ctx, prefix, true, func(key string, m jetstream.Msg) bool {
+	err := b.list(ctx, prefix, true, func(key string, m *nats.Msg) (bool, error) {
 		_, dup := live[key]
 		if !dup {
 			order = append(order, key)
 		}
-		hdr := m.Headers()
-		live[key] = !isMarker(hdr) && hdr.Get(hdrMsgSize) != "0"
-		return !dup
+		live[key] = !isMarker(m.Header) && m.Header.Get(hdrMsgSize) != "0"
+		return !dup, nil
 	})
 	if err != nil {
 		return nil, err
@@ -99,7 +97,9 @@ func (b *Bucket) keys(ctx context.Context, prefix string) ([]string, error) {
 // (empty means all), streaming on one consumer like [Bucket.Keys]; markers
 // and empty values are skipped. A key written during the scan may be
 // reported twice, newest last. An error from fn stops the scan and is
-// returned. The Entry's Value is owned by fn.
+// returned. The Entry's Value is owned by fn. fn is called one entry at a
+// time from the connection's delivery goroutine: it must not block for
+// long, since the server waits for the listing to keep up.
 //
 // Scan does not retry: when the cross-check finds the listing short, it has
 // already called fn for what it saw and returns an error wrapping
@@ -110,44 +110,51 @@ func (b *Bucket) Scan(ctx context.Context, prefix string, fn func(slipstream.Ent
 		return err
 	}
 	seen := make(map[string]struct{})
-	var fnErr error
-	err := b.list(ctx, prefix, false, func(key string, m jetstream.Msg) bool {
+	return b.list(ctx, prefix, false, func(key string, m *nats.Msg) (bool, error) {
 		_, dup := seen[key]
 		if !dup {
 			seen[key] = struct{}{}
 		}
-		if fnErr != nil {
-			return !dup
-		}
-		u, ok := decodeMsg(b.pre, m.Subject(), m.Reply(), m.Headers(), m.Data())
+		u, ok := decodeMsg(b.pre, m.Subject, m.Reply, m.Header, m.Data)
 		if ok && u.Op == slipstream.OpPut && len(u.Value) > 0 {
-			fnErr = fn(slipstream.Entry{Key: u.Key, Value: u.Value, Version: u.Version})
+			if err := fn(slipstream.Entry{Key: u.Key, Value: u.Value, Version: u.Version}); err != nil {
+				return !dup, err
+			}
 		}
-		return !dup
+		return !dup, nil
 	})
-	if fnErr != nil {
-		return fnErr
-	}
-	return err
 }
 
 // list drains the last message of every subject under prefix through one
-// ephemeral consumer, calling fn for each; fn reports whether the key was
-// new to this listing. It then cross-checks the distinct count.
-func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, fn func(key string, m jetstream.Msg) bool) error {
+// ephemeral push consumer with flow control, calling fn for each on the
+// subscription's goroutine; fn reports whether the key was new to this
+// listing, or an error that stops the listing. It then cross-checks the
+// distinct count against the stream's subject count.
+func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, fn func(key string, m *nats.Msg) (bool, error)) error {
 	filter := b.pre + prefix + ">"
 	before, err := b.subjectCount(ctx, filter)
 	if err != nil {
 		return mapErr(ctx, "list: count subjects", err)
 	}
+	d := &drain{b: b, fn: fn, done: make(chan struct{})}
+	// Subscribe first: the consumer starts pushing as soon as it exists.
+	inbox := b.nc.NewInbox()
+	sub, err := b.nc.Subscribe(inbox, d.handle)
+	if err != nil {
+		return mapErr(ctx, "list: subscribe", err)
+	}
+	defer sub.Unsubscribe()
 	octx, cancel := b.opContext(ctx)
-	cons, err := b.stream.CreateConsumer(octx, jetstream.ConsumerConfig{
-		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-		FilterSubject: filter,
-		HeadersOnly:   headersOnly,
+	cons, err := b.stream.CreatePushConsumer(octx, jetstream.ConsumerConfig{
+		DeliverSubject: inbox,
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		FilterSubject:  filter,
+		HeadersOnly:    headersOnly,
 		// The zero value is AckExplicit, which would stall the drain at
 		// max-ack-pending (1,000 by default) and truncate large buckets.
 		AckPolicy:         jetstream.AckNonePolicy,
+		FlowControl:       true,
+		IdleHeartbeat:     5 * time.Second,
 		InactiveThreshold: listInactiveThreshold,
 		MemoryStorage:     true,
 		Replicas:          1,
@@ -167,12 +174,13 @@ func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, fn f
 		}
 	}()
 
-	var distinct uint64
-	if pending := info.NumPending; pending > 0 {
-		distinct, err = b.drain(ctx, cons, pending, fn)
-		if err != nil {
-			return err
-		}
+	d.start(info.NumPending)
+	distinct, err := d.wait(ctx, cons)
+	if err != nil {
+		return err
+	}
+	if n, _ := sub.Dropped(); n > 0 {
+		return fmt.Errorf("%w: %w: the client dropped %d messages of the listing under %q", slipstream.ErrOperationFailed, ErrShortListing, n, prefix)
 	}
 	after, err := b.subjectCount(ctx, filter)
 	if err != nil {
@@ -185,60 +193,129 @@ func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, fn f
 	return nil
 }
 
-// drain receives pending messages from cons, or fewer if the server says
-// nothing is left, and returns the number of distinct keys seen.
-func (b *Bucket) drain(ctx context.Context, cons jetstream.Consumer, pending uint64, fn func(string, jetstream.Msg) bool) (uint64, error) {
-	it, err := cons.Messages(jetstream.PullMaxMessages(listBatch))
-	if err != nil {
-		return 0, mapErr(ctx, "list: pull messages", err)
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
+// drain is the state of one listing, shared between the subscription's
+// goroutine (handle) and the caller (start, wait).
+type drain struct {
+	b    *Bucket
+	fn   func(string, *nats.Msg) (bool, error)
+	done chan struct{} // closed once finished
 
-	var received, distinct uint64
-	var idle time.Duration
-	for received < pending {
-		m, err := it.Next(jetstream.NextMaxWait(listIdleProbe))
-		if err != nil {
-			if ctx.Err() != nil {
-				return distinct, fmt.Errorf("list: %w", ctx.Err())
-			}
-			if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-				return distinct, fmt.Errorf("%w: list: receive after %d of %d keys: %w", slipstream.ErrOperationFailed, received, pending, err)
-			}
-			// Nothing arrived: a message may have been removed before it
-			// was delivered. Ask the server whether anything is pending.
-			idle += listIdleProbe
-			octx, cancel := b.opContext(ctx)
-			ci, ierr := cons.Info(octx)
-			cancel()
-			if ierr != nil {
-				return distinct, mapErr(ctx, "list: consumer info", ierr)
-			}
-			if ci.NumPending == 0 {
-				break
-			}
-			if idle >= b.timeout {
-				return distinct, fmt.Errorf("%w: list: no message for %v after %d of %d keys", slipstream.ErrTimeout, idle, received, pending)
-			}
-			continue
+	mu       sync.Mutex
+	finished bool
+	known    bool   // pending has been set
+	pending  uint64 // messages the consumer had at creation
+	received uint64
+	distinct uint64
+	err      error
+}
+
+// handle receives one pushed message.
+func (d *drain) handle(m *nats.Msg) {
+	if len(m.Data) == 0 && m.Header.Get("Status") != "" {
+		// Flow control request or idle heartbeat.
+		if m.Reply != "" {
+			m.Respond(nil)
 		}
-		idle = 0
-		received++
-		subject := m.Subject()
-		if len(subject) <= len(b.pre) {
-			continue
+		if stalled := m.Header.Get("Nats-Consumer-Stalled"); stalled != "" {
+			d.b.nc.Publish(stalled, nil)
 		}
-		key := subject[len(b.pre):]
-		if b.testDropListed != nil && b.testDropListed(key) {
-			continue
-		}
-		if fn(key, m) {
-			distinct++
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.finished {
+		return
+	}
+	d.received++
+	if len(m.Subject) > len(d.b.pre) {
+		key := m.Subject[len(d.b.pre):]
+		if d.b.testDropListed == nil || !d.b.testDropListed(key) {
+			isNew, err := d.fn(key, m)
+			if err != nil {
+				d.err = err
+				d.finishLocked()
+				return
+			}
+			if isNew {
+				d.distinct++
+			}
 		}
 	}
-	return distinct, nil
+	if d.known && d.received >= d.pending {
+		d.finishLocked()
+	}
+}
+
+func (d *drain) finishLocked() {
+	if !d.finished {
+		d.finished = true
+		close(d.done)
+	}
+}
+
+// start records how many messages the consumer had pending at creation.
+func (d *drain) start(pending uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pending, d.known = pending, true
+	if d.received >= pending {
+		d.finishLocked()
+	}
+}
+
+// wait returns when the listing is complete: pending messages received, or
+// fewer when the server says nothing is left (a message can be removed
+// between the consumer's creation and its delivery). It fails when no
+// message arrives for the bucket's timeout, or when ctx ends.
+func (d *drain) wait(ctx context.Context, cons jetstream.PushConsumer) (uint64, error) {
+	ticker := time.NewTicker(listIdleProbe)
+	defer ticker.Stop()
+	var idle time.Duration
+	var lastReceived uint64
+	for {
+		select {
+		case <-d.done:
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return d.distinct, d.err
+		case <-ctx.Done():
+			d.stop()
+			return 0, fmt.Errorf("list: %w", ctx.Err())
+		case <-ticker.C:
+		}
+		d.mu.Lock()
+		received, pending := d.received, d.pending
+		d.mu.Unlock()
+		if received != lastReceived {
+			lastReceived, idle = received, 0
+			continue
+		}
+		idle += listIdleProbe
+		octx, cancel := d.b.opContext(ctx)
+		ci, err := cons.Info(octx)
+		cancel()
+		if err != nil {
+			d.stop()
+			return 0, mapErr(ctx, "list: consumer info", err)
+		}
+		if ci.NumPending == 0 {
+			d.mu.Lock()
+			d.finishLocked()
+			d.mu.Unlock()
+			continue
+		}
+		if idle >= d.b.timeout {
+			d.stop()
+			return 0, fmt.Errorf("%w: list: no message for %v after %d of %d keys", slipstream.ErrTimeout, idle, received, pending)
+		}
+	}
+}
+
+// stop ends the listing early; the handler ignores later messages.
+func (d *drain) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.finishLocked()
 }
 
 // subjectCount returns how many subjects (keys with any retained message,
