@@ -615,8 +615,8 @@ func TestExportWithoutStoreRepliesError(t *testing.T) {
 		r := start(t, f)
 		time.Sleep(time.Millisecond)
 		dir := filepath.Join(t.TempDir(), "never-created")
-		if _, err := f.Export(t.Context(), dir); err == nil {
-			t.Fatal("Export without a store succeeded")
+		if _, err := f.Export(t.Context(), dir); !errors.Is(err, slipstream.ErrUnsupported) {
+			t.Fatalf("Export without a store = %v, want ErrUnsupported", err)
 		}
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("export destination was touched: %v", err)
