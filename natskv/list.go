@@ -72,8 +72,12 @@ func (b *Bucket) Keys(ctx context.Context, prefix string) ([]string, error) {
 
 func (b *Bucket) keys(ctx context.Context, prefix string) ([]string, error) {
 	var order []string
-	live := make(map[string]bool)
-	err := b.list(ctx, prefix, true, func(key string, m *nats.Msg) (bool, error) {
+	var live map[string]bool
+	err := b.list(ctx, prefix, true, func(n uint64) {
+		// Sized from the stream's subject count: no rehashing at 1 M keys.
+		order = make([]string, 0, n)
+		live = make(map[string]bool, n)
+	}, func(key string, m *nats.Msg) (bool, error) {
 		_, dup := live[key]
 		if !dup {
 			order = append(order, key)
@@ -109,8 +113,10 @@ func (b *Bucket) Scan(ctx context.Context, prefix string, fn func(slipstream.Ent
 	if err := validPrefix(prefix); err != nil {
 		return err
 	}
-	seen := make(map[string]struct{})
-	return b.list(ctx, prefix, false, func(key string, m *nats.Msg) (bool, error) {
+	var seen map[string]struct{}
+	return b.list(ctx, prefix, false, func(n uint64) {
+		seen = make(map[string]struct{}, n)
+	}, func(key string, m *nats.Msg) (bool, error) {
 		_, dup := seen[key]
 		if !dup {
 			seen[key] = struct{}{}
@@ -129,13 +135,15 @@ func (b *Bucket) Scan(ctx context.Context, prefix string, fn func(slipstream.Ent
 // ephemeral push consumer with flow control, calling fn for each on the
 // subscription's goroutine; fn reports whether the key was new to this
 // listing, or an error that stops the listing. It then cross-checks the
-// distinct count against the stream's subject count.
-func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, fn func(key string, m *nats.Msg) (bool, error)) error {
+// distinct count against the stream's subject count, which it first passes
+// to size, before any call of fn.
+func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, size func(n uint64), fn func(key string, m *nats.Msg) (bool, error)) error {
 	filter := b.pre + prefix + ">"
 	before, err := b.subjectCount(ctx, filter)
 	if err != nil {
 		return mapErr(ctx, "list: count subjects", err)
 	}
+	size(min(before, 1<<24))
 	d := &drain{b: b, fn: fn, done: make(chan struct{})}
 	// Subscribe first: the consumer starts pushing as soon as it exists.
 	inbox := b.nc.NewInbox()
