@@ -139,9 +139,8 @@ func loadInto(fsys fsys, path string, f fold, rewrite bool) (loadState, error) {
 	st.exists, st.fileLen, st.size = true, len(data), int64(len(data))
 	if h, ok := f.(interface{ reserve(int) }); ok {
 		// A compacted log (no deletes, at most one cursor) is one PUT per
-		// live key: size the map once instead of growing it record by
-		// record. Other logs may overwrite keys many times; a hint would
-		// oversize a map that never shrinks.
+		// live key: size the key index once. Other logs may overwrite keys
+		// many times; a hint would oversize it.
 		if puts, dels, cursors := countRecords(data); dels == 0 && cursors <= 1 {
 			h.reserve(puts)
 		}

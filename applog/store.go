@@ -318,7 +318,7 @@ func (s *Store) emitter() func(*recordWriter) {
 	return func(rw *recordWriter) {
 		it := newKeyIter(base, delta, "")
 		for k, ok := it.next(); ok; k, ok = it.next() {
-			if e, live := s.t.m[k]; live {
+			if e := s.t.get(k); e != nil {
 				rw.put(k, e.val, e.ver)
 			}
 		}
@@ -343,11 +343,11 @@ func (s *Store) Get(key string) (slipstream.Entry, bool, error) {
 	if s.closed {
 		return slipstream.Entry{}, false, fmt.Errorf("applog: get from %s: %w", s.path, slipstream.ErrClosed)
 	}
-	it, ok := s.t.m[key]
-	if !ok {
+	e := s.t.get(key)
+	if e == nil {
 		return slipstream.Entry{}, false, nil
 	}
-	return slipstream.Entry{Key: key, Value: cloneBytes(it.val), Version: it.ver}, true, nil
+	return slipstream.Entry{Key: key, Value: cloneBytes(e.val), Version: e.ver}, true, nil
 }
 
 // ForEachInRange calls fn for every live entry whose key starts with prefix,
@@ -385,7 +385,7 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 			return fmt.Errorf("applog: scan %s: %w", s.path, slipstream.ErrClosed)
 		}
 		for _, k := range keys {
-			if e, ok := s.t.m[k]; ok {
+			if e := s.t.get(k); e != nil {
 				ents = append(ents, slipstream.Entry{Key: k, Value: e.val, Version: e.ver})
 			}
 		}
@@ -436,7 +436,7 @@ func (s *Store) Len() int {
 	if s.closed {
 		return 0
 	}
-	return len(s.t.m)
+	return s.t.size()
 }
 
 // Size returns the length of the log file in bytes, as last written by this

@@ -114,7 +114,7 @@ func TestIndexMatchesModel(t *testing.T) {
 		var out []string
 		it := newKeyIter(tb.idx.base, tb.idx.delta, prefix)
 		for k, ok := it.next(); ok; k, ok = it.next() {
-			if _, ok := tb.m[k]; ok {
+			if tb.get(k) != nil {
 				out = append(out, k)
 			}
 		}
@@ -153,7 +153,7 @@ func TestIndexMatchesModel(t *testing.T) {
 	// The index stays bounded: base and delta hold at most a few times the
 	// live keys.
 	tb.refresh()
-	if n := len(tb.idx.base) + len(tb.idx.delta) + len(tb.idx.pending); n > 2*len(tb.m)+2*4096 {
-		t.Fatalf("index holds %d keys for %d live", n, len(tb.m))
+	if n := len(tb.idx.base) + len(tb.idx.delta) + len(tb.idx.pending); n > 2*tb.size()+2*4096 {
+		t.Fatalf("index holds %d keys for %d live", n, tb.size())
 	}
 }

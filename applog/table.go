@@ -7,28 +7,20 @@ import (
 	"github.com/slipstream-kv/slipstream"
 )
 
-// item is a live entry's value and version. An overwrite replaces val with a
-// new slice and never writes into the old one, so a value slice handed to a
-// reader stays valid and unchanged for as long as the reader keeps it.
-type item struct {
-	val []byte
-	ver slipstream.Version
-}
-
-// table is the in-RAM fold: a hash map for point reads and an ordered key
-// index for range scans. Mutations need the store's write lock; lookups in m
-// need at least its read lock, or the single-writer lock (m changes only
-// under both).
+// table is the in-RAM fold: a hash index for point reads and an ordered key
+// index for range scans. Mutations need the store's write lock; lookups need
+// at least its read lock, or the single-writer lock (the hash index changes
+// only under both).
 type table struct {
-	m   map[string]*item
+	h   hashIndex
 	idx index
 }
 
 // index orders the keys of a table without sorting on every scan. base and
 // delta are sorted, duplicate-free and published: once built they are never
 // written again, so a reader may iterate a captured pair without a lock.
-// Both may name keys deleted since (a scan checks each key against the map)
-// and the same key may sit in both (a scan emits it once).
+// Both may name keys deleted since (a scan checks each key against the hash
+// index) and the same key may sit in both (a scan emits it once).
 type index struct {
 	base    []string // keys as of the last full build
 	delta   []string // keys inserted since base was built
@@ -36,28 +28,32 @@ type index struct {
 	dead    int      // deletes since base was built
 }
 
-func newTable() *table { return &table{m: make(map[string]*item)} }
+func newTable() *table { return &table{h: newHashIndex()} }
 
-// reserve sizes an empty table for n keys.
+// reserve sizes an empty table for n keys (a compact log's PUT count).
 func (t *table) reserve(n int) {
-	if len(t.m) == 0 && n > 0 {
-		t.m = make(map[string]*item, n)
-		t.idx.pending = make([]string, 0, n)
+	if t.h.n != 0 || n <= 0 {
+		return
 	}
+	size := minSlots
+	for n*10 > size*maxLoad {
+		size *= 2
+	}
+	t.h.slots = make([]uint64, size)
+	t.h.ents = make([]entry, 0, n)
+	t.idx.pending = make([]string, 0, n)
 }
 
 // put folds a replayed PUT (key and value alias the log and are copied).
-// Replayed PUTs are mostly inserts, so it assigns first and detects an
-// overwrite by the map's unchanged length: one hash per record. An
-// overwritten key's previous string may linger in the index until its next
-// rebuild; it is a copy of the same bytes.
 func (t *table) put(key, value []byte, v slipstream.Version) bool {
-	k := string(key)
-	n := len(t.m)
-	t.m[k] = &item{val: cloneBytes(value), ver: v}
-	if len(t.m) == n {
+	fp := t.h.fingerprintBytes(key)
+	if i, ok := find(&t.h, key, fp); ok {
+		e := &t.h.ents[uint32(t.h.slots[i])-1]
+		e.val, e.ver = cloneBytes(value), v
 		return true
 	}
+	k := string(key)
+	t.h.insert(entry{key: k, val: cloneBytes(value), ver: v}, fp)
 	t.idx.pending = append(t.idx.pending, k)
 	return false
 }
@@ -72,21 +68,26 @@ func (t *table) apply(u *slipstream.Update) {
 		t.remove(u.Key)
 		return
 	}
-	if it, ok := t.m[u.Key]; ok {
-		it.val, it.ver = cloneBytes(u.Value), u.Version
+	fp := t.h.fingerprint(u.Key)
+	if i, ok := find(&t.h, u.Key, fp); ok {
+		e := &t.h.ents[uint32(t.h.slots[i])-1]
+		e.val, e.ver = cloneBytes(u.Value), u.Version
 		return
 	}
 	k := strings.Clone(u.Key)
-	t.m[k] = &item{val: cloneBytes(u.Value), ver: u.Version}
+	t.h.insert(entry{key: k, val: cloneBytes(u.Value), ver: u.Version}, fp)
 	t.idx.pending = append(t.idx.pending, k)
 }
 
 func (t *table) remove(key string) {
-	if _, ok := t.m[key]; ok {
-		delete(t.m, key)
+	if t.h.remove(key) {
 		t.idx.dead++
 	}
 }
+
+// get returns the live entry for key, or nil; valid until the next
+// mutation.
+func (t *table) get(key string) *entry { return t.h.get(key) }
 
 // cloneBytes copies b into an exactly sized, non-nil slice (an empty value
 // is a present entry).
@@ -127,7 +128,7 @@ func (t *table) refresh() {
 			x.base = slices.Clip(slices.Compact(x.pending))
 			x.pending = nil
 		case len(x.base) == 0 && len(x.delta) == 0:
-			x.base = mergeKeys(nil, x.pending, t.m)
+			x.base = mergeKeys(nil, x.pending, &t.h)
 			x.dead = 0
 		default:
 			x.delta = mergeKeys(x.delta, x.pending, nil)
@@ -139,23 +140,21 @@ func (t *table) refresh() {
 		}
 	}
 	if len(x.delta)+x.dead > len(x.base)/8+1024 {
-		x.base = mergeKeys(x.base, x.delta, t.m)
+		x.base = mergeKeys(x.base, x.delta, &t.h)
 		x.delta, x.dead = nil, 0
 	}
 }
 
 // mergeKeys merges two sorted slices into a new sorted slice without
 // duplicates, keeping only keys present in live when live is not nil.
-func mergeKeys(a, b []string, live map[string]*item) []string {
+func mergeKeys(a, b []string, live *hashIndex) []string {
 	out := make([]string, 0, len(a)+len(b))
 	keep := func(k string) {
 		if n := len(out); n > 0 && out[n-1] == k {
 			return
 		}
-		if live != nil {
-			if _, ok := live[k]; !ok {
-				return
-			}
+		if live != nil && live.get(k) == nil {
+			return
 		}
 		out = append(out, k)
 	}
@@ -223,7 +222,7 @@ func (it *keyIter) next() (string, bool) {
 	return k, true
 }
 
-func (t *table) size() int { return len(t.m) }
+func (t *table) size() int { return t.h.n }
 
 // emit writes the live entries in key order (the load-time compaction; no
 // reader exists yet).
@@ -231,7 +230,7 @@ func (t *table) emit(rw *recordWriter) {
 	t.refresh()
 	it := newKeyIter(t.idx.base, t.idx.delta, "")
 	for k, ok := it.next(); ok; k, ok = it.next() {
-		if e, live := t.m[k]; live {
+		if e := t.get(k); e != nil {
 			rw.put(k, e.val, e.ver)
 		}
 	}
