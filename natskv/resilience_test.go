@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
 	"github.com/slipstream-kv/slipstream/natskv"
@@ -246,5 +248,49 @@ func TestClusterFailoverMidWatch(t *testing.T) {
 	}
 	if err := b.DeleteWithVersion(ctx, "cas", r); !errors.Is(err, slipstream.ErrRevisionMismatch) {
 		t.Fatalf("stale DeleteWithVersion on R3 = %v, want ErrRevisionMismatch", err)
+	}
+}
+
+// TestReconnectDetectsHistoryLostWhileDisconnected: history evicted while
+// the watch's client was away fails the re-created watch instead of letting
+// the server clamp it silently.
+func TestReconnectDetectsHistoryLostWhileDisconnected(t *testing.T) {
+	srv := natstest.Start(t)
+	// The watch's client comes back slowly; the admin client at once.
+	watchNC := natstest.Connect(t, srv.URL(), nats.ReconnectWait(2*time.Second))
+	admin := envFor(t, srv, srv.Conn(t))
+	b, err := natskv.Open(t.Context(), watchNC, natskv.Config{Bucket: "lost", Timeout: 2 * time.Second, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab := admin.open(t, natskv.Config{Bucket: "lost"})
+	var cursor uint64
+	for i := range 5 {
+		cursor = put(t, ab, keyN("p.k", i), "1")
+	}
+	// A prefix watch has no live floor guard: only the re-creation's own
+	// resume checks can notice.
+	w := startWatch(t, b, slipstream.Prefix("p."), slipstream.CursorFromUint64(cursor))
+	time.Sleep(100 * time.Millisecond) // let the resume checks pass
+	srv.Restart(t)
+	eventually(t, 5*time.Second, "admin client reconnected", func() bool { return admin.nc.IsConnected() })
+	if watchNC.IsConnected() {
+		t.Fatal("premise: the watch's client reconnected before the eviction")
+	}
+	var last uint64
+	for i := range 3 {
+		last = put(t, ab, keyN("p.new", i), "1")
+	}
+	if err := admin.stream(t, "lost").Purge(t.Context(), jetstream.WithPurgeSequence(last)); err != nil {
+		t.Fatal(err)
+	}
+	err = w.waitResult(t, 15*time.Second)
+	if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "retention overran live watch") {
+		t.Fatalf("watch after history was lost while disconnected = %v", err)
+	}
+	select {
+	case u := <-w.updates:
+		t.Fatalf("forwarded %s@%s across the lost history", u.Key, u.Version)
+	default:
 	}
 }
