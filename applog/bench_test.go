@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/applog"
@@ -50,7 +51,12 @@ func BenchmarkLoad(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(fi.Size())
+	var cpu0 time.Duration
+	first := true
 	for b.Loop() {
+		if first {
+			cpu0, first = storetest.CPUTime(), false
+		}
 		s, err := applog.Open(dir, &applog.Options{Logger: quiet})
 		if err != nil {
 			b.Fatal(err)
@@ -61,6 +67,9 @@ func BenchmarkLoad(b *testing.B) {
 		s.Close()
 	}
 	b.ReportMetric(float64(len(w.Keys)*b.N)/b.Elapsed().Seconds(), "entries/s")
+	if cpu := storetest.CPUTime() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(fi.Size())*float64(b.N)/cpu.Seconds()/1e6, "MB/cpu-s")
+	}
 }
 
 // BenchmarkMemory measures the heap a fold of BenchKeys entries holds (the

@@ -80,7 +80,7 @@
 // A [Store] has one writer (Apply, ExportTo, Close, serialised by a lock)
 // and any number of concurrent readers (Get, ForEachInRange, Cursor, Len,
 // Size) guarded by a read-write lock. Range scans read an ordered key index
-// kept beside the hash map, so they never sort the fold. A scan holds the
+// kept beside the hash index, so they never sort the fold. A scan holds the
 // read lock only while resolving a chunk of keys: an Apply may land between
 // chunks, and the scan is not a point-in-time snapshot (see [Store]).
 // Values are never modified in place, so a value handed to a scan stays

@@ -221,6 +221,25 @@ func withPath(err error, path string) error {
 	return err
 }
 
+// hintSample is how much of a log sizeHint reads.
+const hintSample = 4 << 20
+
+// sizeHint estimates the number of live keys of a compact log from its
+// first hintSample bytes: their PUT count, scaled to the file's length. It
+// reports false when the sample shows deletes or repeated cursors (the log
+// is not compact, and its PUT count says little about its live keys).
+func sizeHint(data []byte) (int, bool) {
+	sample := data[:min(len(data), hintSample)]
+	puts, dels, cursors := countRecords(sample)
+	if dels > 0 || cursors > 1 || puts == 0 {
+		return 0, false
+	}
+	if len(sample) == len(data) {
+		return puts, true
+	}
+	return int(float64(puts) * float64(len(data)) / float64(len(sample)) * 1.02), true
+}
+
 // countRecords walks the framing of a log without checking anything and
 // counts its PUT, DELETE and CURSOR records up to the first record it cannot
 // frame. It is a sizing hint for the replay, nothing more.

@@ -141,8 +141,8 @@ func loadInto(fsys fsys, path string, f fold, rewrite bool) (loadState, error) {
 		// A compacted log (no deletes, at most one cursor) is one PUT per
 		// live key: size the key index once. Other logs may overwrite keys
 		// many times; a hint would oversize it.
-		if puts, dels, cursors := countRecords(data); dels == 0 && cursors <= 1 {
-			h.reserve(puts)
+		if hint, ok := sizeHint(data); ok {
+			h.reserve(hint)
 		}
 	}
 	st.res, err = replay(data, f)

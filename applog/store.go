@@ -308,7 +308,7 @@ func (s *Store) compact(c slipstream.Cursor) error {
 }
 
 // emitter returns a function writing the live entries in key order. The
-// caller holds the writer lock, so the map does not change underneath; the
+// caller holds the writer lock, so the table does not change underneath; the
 // index view is captured under the read-write lock because scans refresh it.
 func (s *Store) emitter() func(*recordWriter) {
 	s.mu.Lock()
