@@ -70,6 +70,9 @@
 //     slipstream.ErrCursorExpired. The bucket was deleted and recreated, or
 //     restored from an older backup; the server would deliver nothing until
 //     its sequence passed the old cursor, and new keys would stay invisible.
+//     A recreated bucket whose sequence has already passed the old cursor is
+//     not detectable this way; a caller that records [Status].Created can
+//     compare it.
 //   - Keys and Scan cross-check their listing. The number of distinct keys
 //     the consumer delivered (markers included) must reach the stream's own
 //     subject count under the prefix, read before and after the drain (the
