@@ -331,3 +331,21 @@ func TestExportMatchesGoldenBytes(t *testing.T) {
 		t.Fatalf("exported bytes differ from testdata/fixture_compacted.snap:\n got % x\nwant % x", got, want)
 	}
 }
+
+func TestSecondOpenIsLockedAndLeavesTheFoldAlone(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, nil)
+	mustApply(t, s, 1, put("a", "1", 1), put("a", "2", 2)) // redundant: a load would compact it
+	path := filepath.Join(dir, applog.FileName)
+	before, _ := os.ReadFile(path)
+	for _, opts := range []*applog.Options{nil, {Sync: true}} {
+		_, err := applog.Open(dir, opts)
+		if !errors.Is(err, slipstream.ErrLocked) || !strings.Contains(err.Error(), dir) {
+			t.Fatalf("second Open = %v, want ErrLocked naming %s", err, dir)
+		}
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("a refused Open modified the log")
+	}
+	mustApply(t, s, 3, put("b", "3", 3))
+}
