@@ -54,7 +54,7 @@
 //	                      key order, streamed
 //	GET /v1/status        JSON: bucket, fold, backend, scope, state, ready,
 //	                      cursor, keys, server_head, lag, pending, resyncs,
-//	                      restarts, last_error
+//	                      restarts, nats_connected, last_error
 //	GET /healthz          200 while the process serves
 //	GET /readyz           200 once the first sync or resume has caught up
 //	                      (latched), 503 before

@@ -103,7 +103,7 @@ func e2eScenario(t *testing.T, m *proc, natsURL, bucket, fold string) {
 		t.Fatalf("GET /v1/kv: %+v", lines)
 	}
 	st, ok := getStatus(base)
-	if !ok || st.State != stateSynced || st.Keys != 2 || st.Cursor != 6 {
+	if !ok || st.State != stateSynced || st.Keys != 2 || st.Cursor != 6 || !st.Connected || st.Lag != 0 {
 		t.Fatalf("status %+v", st)
 	}
 	if code, body, _ := httpGet(t, base+"/metrics"); code != 200 || !strings.Contains(body, "slipstream_applied_cursor 6") {

@@ -33,6 +33,7 @@ type statusDoc struct {
 	Pending    uint64   `json:"pending"`
 	Resyncs    uint64   `json:"resyncs"`
 	Restarts   uint64   `json:"restarts"`
+	Connected  bool     `json:"nats_connected"`
 	LastError  string   `json:"last_error,omitempty"`
 }
 

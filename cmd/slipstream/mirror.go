@@ -203,6 +203,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		batchWindow: c.batchWindow,
 		log:         logger,
 		t:           t,
+		connected:   nc.IsConnected,
 	}
 
 	var wg sync.WaitGroup
@@ -291,6 +292,7 @@ type mirror struct {
 	batchWindow time.Duration
 	log         *slog.Logger
 	t           *tracker
+	connected   func() bool // nil: unknown (reported as connected)
 }
 
 // fatalRunError reports whether a Follower error must stop the mirror rather
@@ -422,6 +424,7 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 		Pending:    pending,
 		Resyncs:    m.t.resyncs.Load(),
 		Restarts:   m.t.restarts.Load(),
+		Connected:  m.connected == nil || m.connected(),
 		LastError:  lastErr,
 	}, nil
 }
