@@ -206,6 +206,10 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		connected:   nc.IsConnected,
 	}
 
+	// The HTTP server outlives the follower (it is stopped after the last
+	// flush) and stops the mirror if it fails.
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
 	var wg sync.WaitGroup
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
@@ -223,12 +227,16 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			log:     logger,
 		}
 		logger.Info("serving http", "addr", ln.Addr().String())
-		wg.Go(func() { httpErr = serveHTTP(httpCtx, ln, api.handler(), logger) })
+		wg.Go(func() {
+			if httpErr = serveHTTP(httpCtx, ln, api.handler(), logger); httpErr != nil {
+				stopRun(httpErr)
+			}
+		})
 	}
 
 	logger.Info("mirror starting", "bucket", c.bucket, "fold", c.foldDir, "backend", fd.Backend,
 		slipstream.LogKeyScope, scope.String(), slipstream.LogKeyCursor, fd.Cursor().String())
-	runErr := mr.run(ctx)
+	runErr := mr.run(runCtx)
 	stopHTTP()
 	wg.Wait()
 	if runErr != nil {
