@@ -35,7 +35,7 @@ func TestHashIndexMatchesMap(t *testing.T) {
 			}
 			lookup := func(k string) *entry {
 				if i, ok := find(&h, k, fpOf(&h, k)); ok {
-					return &h.ents[uint32(h.slots[i])-1]
+					return h.atSlot(i)
 				}
 				return nil
 			}
@@ -77,8 +77,8 @@ func TestHashIndexMatchesMap(t *testing.T) {
 					t.Fatalf("final remove(%q) failed", k)
 				}
 			}
-			if h.n != 0 || len(h.ents) > 2048 {
-				t.Fatalf("after removing everything: n=%d, %d entries held", h.n, len(h.ents))
+			if h.n != 0 || h.used > 2048 {
+				t.Fatalf("after removing everything: n=%d, %d entries held", h.n, h.used)
 			}
 			for _, s := range h.slots {
 				if s != 0 {

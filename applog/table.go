@@ -40,7 +40,6 @@ func (t *table) reserve(n int) {
 		size *= 2
 	}
 	t.h.slots = make([]uint64, size)
-	t.h.ents = make([]entry, 0, n)
 	t.idx.pending = make([]string, 0, n)
 }
 
@@ -48,7 +47,7 @@ func (t *table) reserve(n int) {
 func (t *table) put(key, value []byte, v slipstream.Version) bool {
 	fp := t.h.fingerprintBytes(key)
 	if i, ok := find(&t.h, key, fp); ok {
-		e := &t.h.ents[uint32(t.h.slots[i])-1]
+		e := t.h.atSlot(i)
 		e.val, e.ver = cloneBytes(value), v
 		return true
 	}
@@ -70,7 +69,7 @@ func (t *table) apply(u *slipstream.Update) {
 	}
 	fp := t.h.fingerprint(u.Key)
 	if i, ok := find(&t.h, u.Key, fp); ok {
-		e := &t.h.ents[uint32(t.h.slots[i])-1]
+		e := t.h.atSlot(i)
 		e.val, e.ver = cloneBytes(u.Value), u.Version
 		return
 	}
@@ -128,7 +127,7 @@ func (t *table) refresh() {
 			x.base = slices.Clip(slices.Compact(x.pending))
 			x.pending = nil
 		case len(x.base) == 0 && len(x.delta) == 0:
-			x.base = mergeKeys(nil, x.pending, &t.h)
+			x.base = mergeKeys(nil, x.pending, t.liveFilter())
 			x.dead = 0
 		default:
 			x.delta = mergeKeys(x.delta, x.pending, nil)
@@ -140,9 +139,19 @@ func (t *table) refresh() {
 		}
 	}
 	if len(x.delta)+x.dead > len(x.base)/8+1024 {
-		x.base = mergeKeys(x.base, x.delta, &t.h)
+		x.base = mergeKeys(x.base, x.delta, t.liveFilter())
 		x.delta, x.dead = nil, 0
 	}
+}
+
+// liveFilter returns the hash index to filter deleted keys out of a merge,
+// or nil when nothing was deleted since base was built: then every indexed
+// key is live and the merge needs no lookups.
+func (t *table) liveFilter() *hashIndex {
+	if t.idx.dead == 0 {
+		return nil
+	}
+	return &t.h
 }
 
 // mergeKeys merges two sorted slices into a new sorted slice without
