@@ -80,7 +80,7 @@
 // The whole live state is in RAM: keys and values in an open-addressing hash
 // index over an entry slice, plus a sorted key index for scans. Measured on
 // a 1,000,000-entry fold of 25-byte keys and 256-byte values, the heap holds
-// about 1.4× the raw key and value bytes (BenchmarkMemory). Loading reads
+// about 1.37× the raw key and value bytes (BenchmarkMemory). Loading reads
 // the log into memory whole, so the peak at open is the fold plus the file;
 // an export is verified the same way.
 //

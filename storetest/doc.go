@@ -19,4 +19,11 @@
 // layer) plus crash-and-reopen, locking and concurrent-read checks. The
 // suite closes every store it opens before opening the same directory
 // again, because backends hold single-writer locks.
+//
+// [Bench], [BenchApply] and [BenchRead] run one workload on every backend
+// (storage.md §11.2's key and value generator, 256-byte values): Apply
+// throughput at batches of 100 and 1,000, point reads of present and absent
+// keys, and 1,000-entry prefix scans. The key space defaults to
+// [DefaultBenchKeys]; set SLIPSTREAM_BENCH_KEYS (e.g. 1000000) for larger
+// runs. Throughput is reported per wall-clock second and per CPU second.
 package storetest
