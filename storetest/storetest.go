@@ -592,8 +592,12 @@ func concurrentReads(t *testing.T, s slipstream.Store) {
 				if n, ok := c.Uint64(); ok && n > 0 {
 					// Marker written in batch n: value encodes the batch.
 					e, ok, err := s.Get("marker")
-					if err != nil || !ok {
-						report(fmt.Errorf("reader %d: marker absent at cursor %d: %v", r, n, err))
+					if err != nil {
+						report(fmt.Errorf("reader %d: Get(marker) at cursor %d: %w", r, n, err))
+						return
+					}
+					if !ok {
+						report(fmt.Errorf("reader %d: marker absent at cursor %d", r, n))
 						return
 					}
 					if got := vrank(e.Version); got < n {
@@ -618,8 +622,13 @@ func concurrentReads(t *testing.T, s slipstream.Store) {
 					return
 				}
 				k := key(int(rand.Uint32()))
-				if e, ok, err := s.Get(k); err != nil || (ok && string(e.Value) != fmt.Sprintf("%s@%d", k, vrank(e.Version))) {
-					report(fmt.Errorf("reader %d: Get(%q) = %q, %v", r, k, e.Value, err))
+				e, ok, err := s.Get(k)
+				if err != nil {
+					report(fmt.Errorf("reader %d: Get(%q): %w", r, k, err))
+					return
+				}
+				if ok && string(e.Value) != fmt.Sprintf("%s@%d", k, vrank(e.Version)) {
+					report(fmt.Errorf("reader %d: Get(%q) = %q, never written at version %v", r, k, e.Value, e.Version))
 					return
 				}
 			}
