@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -101,6 +102,7 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (*embeddedServer, er
 			return nil, errors.New("start embedded nats-server: JetStream is not enabled")
 		}
 	}
+	sl.started.Store(true)
 	return &embeddedServer{srv: srv}, nil
 }
 
@@ -122,12 +124,14 @@ func (e *embeddedServer) Shutdown() {
 }
 
 // serverLogger routes nats-server's log lines to slog. The server's chatty
-// notices go to Debug; a fatal error (which would os.Exit with the server's
-// own logger) is logged and handed to startEmbedded instead.
+// notices go to Debug. A fatal error (which would os.Exit with the server's
+// own logger) during startup is handed to startEmbedded, which returns it;
+// after startup it is logged.
 type serverLogger struct {
-	log   *slog.Logger
-	once  sync.Once
-	fatal chan string
+	log     *slog.Logger
+	once    sync.Once
+	fatal   chan string
+	started atomic.Bool
 }
 
 func (l *serverLogger) Noticef(format string, v ...any) {
@@ -140,7 +144,10 @@ func (l *serverLogger) Warnf(format string, v ...any) {
 
 func (l *serverLogger) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	l.log.Error(msg)
+	if l.started.Load() {
+		l.log.Error(msg)
+		return
+	}
 	l.once.Do(func() { l.fatal <- msg })
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -211,6 +212,21 @@ func TestMirror_FailsFast(t *testing.T) {
 	}
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("took %v to fail", d)
+	}
+
+	// The embedded server's port is taken: one line, exit 1, no hang.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, stderr, err := runMain(t, "", "mirror", "-bucket", "b", "-fold", fold, "-listen", ln.Addr().String(),
+		"-nats-store", t.TempDir())
+	if err == nil || exitCode(err) != 1 || !strings.Contains(errorLine(err), "address already in use") {
+		t.Fatalf("port in use: %v", err)
+	}
+	if stderr != "" {
+		t.Errorf("the failure was also logged: %q", stderr)
 	}
 
 	held, err := openFold(fold, "", discardLogger())
