@@ -9,11 +9,12 @@ import (
 // entry is a live key's value and version, stored inline in the table's
 // entry slice. An overwrite replaces val with a new slice and never writes
 // into the old one, so a value slice handed to a reader stays valid and
-// unchanged for as long as the reader keeps it.
+// unchanged for as long as the reader keeps it (see [arena]).
 type entry struct {
-	key string
-	val []byte
-	ver slipstream.Version
+	key  string
+	val  []byte
+	ver  slipstream.Version
+	slab uint32 // the arena slab holding val; 0 when val is its own allocation
 }
 
 // hashIndex maps keys to entries: an open-addressing table with linear
@@ -39,6 +40,7 @@ type hashIndex struct {
 	used   uint32    // entries handed out so far
 	free   []uint32  // indices of cleared entries, reused first
 	n      int
+	gen    uint64 // bumped when compactEntries renumbers the entries
 }
 
 const (
@@ -120,11 +122,19 @@ func (h *hashIndex) remove(key string) bool { return h.removeFP(key, h.fingerpri
 
 // removeFP is remove for a key whose fingerprint is fp.
 func (h *hashIndex) removeFP(key string, fp uint32) bool {
+	_, ok := h.take(key, fp)
+	return ok
+}
+
+// take deletes key, whose fingerprint is fp, and returns its entry; false
+// when it was absent.
+func (h *hashIndex) take(key string, fp uint32) (entry, bool) {
 	i, ok := find(h, key, fp)
 	if !ok {
-		return false
+		return entry{}, false
 	}
 	idx := uint32(h.slots[i]) - 1
+	old := *h.at(idx)
 	*h.at(idx) = entry{} // release the key and value
 	h.free = append(h.free, idx)
 	h.n--
@@ -148,7 +158,7 @@ func (h *hashIndex) removeFP(key string, fp uint32) bool {
 	if len(h.free) > 1024 && len(h.free) > h.n {
 		h.compactEntries()
 	}
-	return true
+	return old, true
 }
 
 // grow doubles the slots and re-places every entry from its stored
@@ -174,7 +184,7 @@ func (h *hashIndex) grow() {
 // the slots to fit.
 func (h *hashIndex) compactEntries() {
 	old := *h
-	*h = hashIndex{seed: old.seed}
+	*h = hashIndex{seed: old.seed, gen: old.gen + 1}
 	size := minSlots
 	for old.n*10 > size*maxLoad/2 {
 		size *= 2

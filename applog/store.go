@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -164,6 +165,7 @@ func (s *Store) open() error {
 	s.w, s.compacted = w, w.Size()
 	s.size.Store(w.Size())
 	s.t.refresh()
+	s.t.maintain(math.MaxInt)
 	s.cursor = st.res.cursor
 	return nil
 }
@@ -276,6 +278,7 @@ func (s *Store) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error
 	for i := range batch {
 		s.t.apply(&batch[i])
 	}
+	s.t.maintain(4096 + 32*len(batch))
 	if s.t.overdue() {
 		s.t.refresh()
 	}

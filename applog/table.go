@@ -12,8 +12,9 @@ import (
 // at least its read lock, or the single-writer lock (the hash index changes
 // only under both).
 type table struct {
-	h   hashIndex
-	idx index
+	h    hashIndex
+	idx  index
+	vals arena // the values' memory
 }
 
 // index orders the keys of a table without sorting on every scan. base and
@@ -47,18 +48,31 @@ func (t *table) reserve(n int) {
 func (t *table) put(key, value []byte, v slipstream.Version) bool {
 	fp := t.h.fingerprintBytes(key)
 	if i, ok := find(&t.h, key, fp); ok {
-		e := t.h.atSlot(i)
-		e.val, e.ver = cloneBytes(value), v
+		t.overwrite(t.h.atSlot(i), value, v)
+		t.maintain(64)
 		return true
 	}
 	k := string(key)
-	t.h.insert(entry{key: k, val: cloneBytes(value), ver: v}, fp)
+	val, id := t.vals.alloc(value)
+	t.h.insert(entry{key: k, val: val, ver: v, slab: id}, fp)
 	t.idx.pending = append(t.idx.pending, k)
 	return false
 }
 
+// overwrite replaces e's value with a copy of value (the old one is never
+// written: a reader may hold it).
+func (t *table) overwrite(e *entry, value []byte, v slipstream.Version) {
+	oldSlab, oldLen := e.slab, len(e.val)
+	e.val, e.slab = t.vals.alloc(value)
+	e.ver = v
+	t.vals.release(oldSlab, oldLen)
+}
+
 // del folds a replayed DELETE.
-func (t *table) del(key []byte) { t.remove(string(key)) }
+func (t *table) del(key []byte) {
+	t.remove(string(key))
+	t.maintain(64)
+}
 
 // apply folds one update. The key is copied on insert so the table never
 // pins the caller's memory.
@@ -69,18 +83,49 @@ func (t *table) apply(u *slipstream.Update) {
 	}
 	fp := t.h.fingerprint(u.Key)
 	if i, ok := find(&t.h, u.Key, fp); ok {
-		e := t.h.atSlot(i)
-		e.val, e.ver = cloneBytes(u.Value), u.Version
+		t.overwrite(t.h.atSlot(i), u.Value, u.Version)
 		return
 	}
 	k := strings.Clone(u.Key)
-	t.h.insert(entry{key: k, val: cloneBytes(u.Value), ver: u.Version}, fp)
+	val, id := t.vals.alloc(u.Value)
+	t.h.insert(entry{key: k, val: val, ver: u.Version, slab: id}, fp)
 	t.idx.pending = append(t.idx.pending, k)
 }
 
 func (t *table) remove(key string) {
-	if t.h.remove(key) {
+	if e, ok := t.h.take(key, t.h.fingerprint(key)); ok {
+		t.vals.release(e.slab, len(e.val))
 		t.idx.dead++
+	}
+}
+
+// maintain advances the evacuation of mostly dead value slabs by at most
+// budget entries, starting one when dead values exceed a quarter of the
+// arena (see [arena]). The caller holds the write lock: values move.
+func (t *table) maintain(budget int) {
+	a, h := &t.vals, &t.h
+	if a.evac == nil {
+		if d := a.dead(); d < minEvacDead || d*4 <= a.used || !a.startEvacuation(h.gen) {
+			return
+		}
+	}
+	if a.gen != h.gen {
+		// compactEntries renumbered the entries: walk them again.
+		a.pos, a.gen = 0, h.gen
+	}
+	for ; a.pos < h.used && budget > 0; a.pos++ {
+		budget--
+		e := h.at(a.pos)
+		if !a.evacuating(e.slab) {
+			continue
+		}
+		old, n := a.slabs[e.slab], len(e.val)
+		e.val, e.slab = a.alloc(e.val)
+		old.live -= n
+		a.live -= int64(n)
+	}
+	if a.pos >= h.used {
+		a.finishEvacuation()
 	}
 }
 
