@@ -88,11 +88,30 @@ func find[K string | []byte](h *hashIndex, key K, fp uint32) (int, bool) {
 
 // get returns the entry for key, or nil. The pointer is valid until the
 // next mutation.
-func (h *hashIndex) get(key string) *entry {
-	if i, ok := find(h, key, h.fingerprint(key)); ok {
+func (h *hashIndex) get(key string) *entry { return h.getFP(key, h.fingerprint(key)) }
+
+// getFP is get for a key whose fingerprint is fp.
+func (h *hashIndex) getFP(key string, fp uint32) *entry {
+	if i, ok := find(h, key, fp); ok {
 		return h.atSlot(i)
 	}
 	return nil
+}
+
+// prefetch fills fps with the fingerprints of n keys and loads each key's
+// home slot, returning a value derived from the loads (for the caller to
+// keep, so they are not optimised away). Random slots miss the cache; these
+// loads do not depend on each other, so the CPU overlaps their misses, and
+// the lookups that follow, which would take them one at a time, hit.
+func (h *hashIndex) prefetch(fps []uint32, n int, key func(int) string) uint64 {
+	var sum uint64
+	mask := len(h.slots) - 1
+	for i := range n {
+		fp := h.fingerprint(key(i))
+		fps[i] = fp
+		sum += h.slots[int(fp)&mask]
+	}
+	return sum
 }
 
 // insert adds e, whose key must be absent; fp is the key's fingerprint.

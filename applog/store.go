@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -71,6 +72,8 @@ type Store struct {
 	w         *Writer    // nil when read-only
 	compacted int64      // log size right after the last compaction or load
 	size      atomic.Int64
+	fps       []uint32 // writer scratch: the batch's key fingerprints
+	touched   uint64   // keeps prefetch loads alive
 
 	mu     sync.RWMutex // guards the fields below for readers
 	t      *table
@@ -257,6 +260,11 @@ func (s *Store) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error
 	if err := w.usable(); err != nil {
 		return err
 	}
+	// The writer lock excludes the only mutator of the hash index, so it
+	// may be read here without the read-write lock. Hash the batch and pull
+	// its slots into cache while the records are encoded and written.
+	s.fps = slices.Grow(s.fps[:0], len(batch))[:len(batch)]
+	s.touched += s.t.h.prefetch(s.fps, len(batch), func(i int) string { return batch[i].Key })
 	for i := range batch {
 		w.appendUpdate(batch[i])
 		if len(w.buf) >= writeBufSize {
@@ -276,7 +284,7 @@ func (s *Store) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error
 
 	s.mu.Lock()
 	for i := range batch {
-		s.t.apply(&batch[i])
+		s.t.applyFP(&batch[i], s.fps[i])
 	}
 	s.t.maintain(4096 + 32*len(batch))
 	if s.t.overdue() {
@@ -320,9 +328,25 @@ func (s *Store) emitter() func(*recordWriter) {
 	s.mu.Unlock()
 	return func(rw *recordWriter) {
 		it := newKeyIter(base, delta, "")
-		for k, ok := it.next(); ok; k, ok = it.next() {
-			if e := s.t.get(k); e != nil {
-				rw.put(k, e.val, e.ver)
+		var keys [64]string
+		var fps [64]uint32
+		for {
+			n := 0
+			for ; n < len(keys); n++ {
+				k, ok := it.next()
+				if !ok {
+					break
+				}
+				keys[n] = k
+			}
+			if n == 0 {
+				return
+			}
+			s.touched += s.t.h.prefetch(fps[:], n, func(i int) string { return keys[i] })
+			for i, k := range keys[:n] {
+				if e := s.t.h.getFP(k, fps[i]); e != nil {
+					rw.put(k, e.val, e.ver)
+				}
 			}
 		}
 	}

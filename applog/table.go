@@ -76,12 +76,14 @@ func (t *table) del(key []byte) {
 
 // apply folds one update. The key is copied on insert so the table never
 // pins the caller's memory.
-func (t *table) apply(u *slipstream.Update) {
+func (t *table) apply(u *slipstream.Update) { t.applyFP(u, t.h.fingerprint(u.Key)) }
+
+// applyFP is apply for an update whose key's fingerprint is fp.
+func (t *table) applyFP(u *slipstream.Update, fp uint32) {
 	if u.Op != slipstream.OpPut {
-		t.remove(u.Key)
+		t.removeFP(u.Key, fp)
 		return
 	}
-	fp := t.h.fingerprint(u.Key)
 	if i, ok := find(&t.h, u.Key, fp); ok {
 		t.overwrite(t.h.atSlot(i), u.Value, u.Version)
 		return
@@ -92,8 +94,10 @@ func (t *table) apply(u *slipstream.Update) {
 	t.idx.pending = append(t.idx.pending, k)
 }
 
-func (t *table) remove(key string) {
-	if e, ok := t.h.take(key, t.h.fingerprint(key)); ok {
+func (t *table) remove(key string) { t.removeFP(key, t.h.fingerprint(key)) }
+
+func (t *table) removeFP(key string, fp uint32) {
+	if e, ok := t.h.take(key, fp); ok {
 		t.vals.release(e.slab, len(e.val))
 		t.idx.dead++
 	}
