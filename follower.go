@@ -546,9 +546,8 @@ func (l *loop) flush(ctx context.Context) error {
 	nRaw := len(l.raw)
 	var storeErr error
 	if nRaw > 0 && l.f.Store != nil {
-		var panicked bool
-		storeErr, panicked = l.storeApply()
-		if panicked {
+		storeErr = catchPanic(func() error { return l.f.Store.Apply(l.raw, l.applied) })
+		if errors.Is(storeErr, errPanicked) {
 			return fmt.Errorf("%w: snapshot store task panicked: %w", ErrWatch, storeErr)
 		}
 		if storeErr == nil {
@@ -584,14 +583,17 @@ func (l *loop) flush(ctx context.Context) error {
 	return nil
 }
 
-// storeApply calls Store.Apply, converting a panic into an error.
-func (l *loop) storeApply() (err error, panicked bool) {
+// errPanicked marks an error converted from a panic by catchPanic.
+var errPanicked = errors.New("panic")
+
+// catchPanic calls fn, converting a panic into an error wrapping errPanicked.
+func catchPanic(fn func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err, panicked = fmt.Errorf("%v", r), true
+			err = fmt.Errorf("%w: %v", errPanicked, r)
 		}
 	}()
-	return l.f.Store.Apply(l.raw, l.applied), false
+	return fn()
 }
 
 // resync answers the watch goroutine's resync request: flush, diff the fold
@@ -645,8 +647,12 @@ func (l *loop) export(ctx context.Context, req exportRequest) error {
 		req.reply <- exportResult{err: fmt.Errorf("%w: follower runs without a store; nothing to export", ErrUnsupported)}
 		return nil
 	}
-	exp, err, panicked := l.storeExport(req.dir)
-	if panicked {
+	var exp Export
+	err := catchPanic(func() (err error) {
+		exp, err = l.f.Store.ExportTo(req.dir)
+		return err
+	})
+	if errors.Is(err, errPanicked) {
 		err = fmt.Errorf("%w: snapshot export task panicked: %w", ErrWatch, err)
 		req.reply <- exportResult{err: err}
 		return err
@@ -656,14 +662,4 @@ func (l *loop) export(ctx context.Context, req exportRequest) error {
 		l.log.Info("fold exported", LogKeyDir, req.dir, LogKeyCursor, exp.Cursor.String())
 	}
 	return nil
-}
-
-func (l *loop) storeExport(dir string) (exp Export, err error, panicked bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			err, panicked = fmt.Errorf("%v", r), true
-		}
-	}()
-	exp, err = l.f.Store.ExportTo(dir)
-	return exp, err, false
 }
