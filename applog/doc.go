@@ -83,9 +83,9 @@
 // dead and evacuated once mostly dead, so overwritten values hold at most
 // about a third more than the live ones. Measured on a 1,000,000-entry fold
 // of 25-byte keys and 256-byte values, the heap holds about 1.35× the raw
-// key and value bytes (BenchmarkMemory). Loading reads
-// the log into memory whole, so the peak at open is the fold plus the file;
-// an export is verified the same way.
+// key and value bytes (BenchmarkMemory). Loading streams the log through a
+// 4 MiB window, parsing each chunk right after reading it, so the file is
+// never held whole; verifying an export and [Writer.Compact] read it whole.
 //
 // # Concurrency
 //

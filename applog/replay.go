@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"unicode/utf8"
 
 	"github.com/slipstream-kv/slipstream"
@@ -37,26 +38,97 @@ type replayResult struct {
 // replay parses a whole log file (header included) into s, following the
 // rules of storage.md §4.3. A returned error is a *FormatError without Path.
 func replay(data []byte, s sink) (replayResult, error) {
+	return replayWindow(&window{buf: data, n: len(data)}, s)
+}
+
+// window holds the part of a log the replay is reading: bytes
+// [base, base+len(buf)) of a file of n bytes. A window over a whole buffer
+// (r nil) never moves; a window over a reader reads the file in large chunks
+// into one reused buffer and slides forward, so a load parses bytes that
+// were just read, while they are in cache, and never holds the whole file
+// (nor pays for faulting in a buffer the size of the file).
+type window struct {
+	r    io.Reader // nil: buf is the whole file
+	buf  []byte
+	base int
+	n    int
+}
+
+// need makes the window cover [pos, end) (end ≤ n), dropping the bytes
+// before pos if it must slide. Slices of the old window stay intact until
+// the next need.
+func (w *window) need(pos, end int) error {
+	if end <= w.base+len(w.buf) {
+		return nil
+	}
+	if w.r == nil {
+		panic("applog: replay window beyond a complete buffer")
+	}
+	if pos > w.base {
+		k := copy(w.buf[:cap(w.buf)], w.buf[pos-w.base:])
+		w.buf, w.base = w.buf[:k], pos
+	}
+	if end-w.base > cap(w.buf) {
+		nb := make([]byte, len(w.buf), max(end-w.base, 2*cap(w.buf)))
+		copy(nb, w.buf)
+		w.buf = nb
+	}
+	to := min(cap(w.buf), w.n-w.base)
+	k, err := io.ReadAtLeast(w.r, w.buf[len(w.buf):to], end-w.base-len(w.buf))
+	w.buf = w.buf[:len(w.buf)+k]
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		return fmt.Errorf("file shrank to %d bytes while being read (was %d)", w.base+len(w.buf), w.n)
+	}
+	return err
+}
+
+// allZeroFrom reports whether bytes [pos, n) are all zero.
+func (w *window) allZeroFrom(pos int) (bool, error) {
+	for pos < w.n {
+		if err := w.need(pos, pos+1); err != nil {
+			return false, err
+		}
+		end := w.base + len(w.buf)
+		if !allZero(w.buf[pos-w.base:]) {
+			return false, nil
+		}
+		pos = end
+	}
+	return true, nil
+}
+
+// replayWindow is replay over a window. Errors other than *FormatError are
+// read errors.
+func replayWindow(w *window, s sink) (replayResult, error) {
 	res := replayResult{cleanEOF: true}
-	if err := checkHeader(data); err != nil {
+	n := w.n
+	if err := w.need(0, min(n, headerLen)); err != nil {
 		return res, err
 	}
-	if len(data) < headerLen {
+	if err := checkHeader(w.buf[:min(n, headerLen)]); err != nil {
+		return res, err
+	}
+	if n < headerLen {
 		// Torn at creation: an empty log whose header must be rewritten.
 		res.cleanEOF = false
 		return res, nil
 	}
-	n := len(data)
 	pos := headerLen
 	redundant := false
 	for pos < n {
+		// Enough for any record's framing: header, the longest key, the
+		// value length, a version.
+		if err := w.need(pos, min(n, pos+7+MaxKeyLen+4+1+maxTokenLen)); err != nil {
+			return res, err
+		}
+		data, b := w.buf, w.base // data[x-b] is byte x of the file
 		rem := n - pos
 		if rem < 5 {
 			res.cleanEOF = false
 			break
 		}
-		crc := binary.LittleEndian.Uint32(data[pos:])
-		typ := data[pos+4]
+		crc := binary.LittleEndian.Uint32(data[pos-b:])
+		typ := data[pos+4-b]
 		var end, keyStart, keyEnd, valStart, valEnd, verStart int
 		torn := false
 		switch typ {
@@ -65,7 +137,7 @@ func replay(data []byte, s sink) (replayResult, error) {
 				torn = true
 				break
 			}
-			klen := int(binary.LittleEndian.Uint16(data[pos+5:]))
+			klen := int(binary.LittleEndian.Uint16(data[pos+5-b:]))
 			keyStart, keyEnd = pos+7, pos+7+klen
 			p := keyEnd
 			if typ == recPut {
@@ -73,7 +145,7 @@ func replay(data []byte, s sink) (replayResult, error) {
 					torn = true
 					break
 				}
-				vlen := binary.LittleEndian.Uint32(data[p:])
+				vlen := binary.LittleEndian.Uint32(data[p-b:])
 				if vlen > MaxValueLen {
 					// A bit-flipped length would otherwise look like a record
 					// running past EOF and silently drop every later record:
@@ -86,12 +158,16 @@ func replay(data []byte, s sink) (replayResult, error) {
 				}
 				valStart, valEnd = p+4, p+4+int(vlen)
 				p = valEnd
+				if err := w.need(pos, min(n, p+1+maxTokenLen)); err != nil {
+					return res, err
+				}
+				data, b = w.buf, w.base
 			}
 			if n < p+1 {
 				torn = true
 				break
 			}
-			vl := int(data[p])
+			vl := int(data[p-b])
 			if vl > maxTokenLen {
 				return res, invalidAt(pos, "version length %d exceeds %d", vl, maxTokenLen)
 			}
@@ -104,7 +180,7 @@ func replay(data []byte, s sink) (replayResult, error) {
 				torn = true
 				break
 			}
-			cl := int(data[pos+5])
+			cl := int(data[pos+5-b])
 			if cl > maxTokenLen {
 				return res, invalidAt(pos, "cursor length %d exceeds %d", cl, maxTokenLen)
 			}
@@ -114,7 +190,11 @@ func replay(data []byte, s sink) (replayResult, error) {
 			}
 		default:
 			if crc == 0 && typ == 0 {
-				if allZero(data[pos:]) {
+				zero, err := w.allZeroFrom(pos)
+				if err != nil {
+					return res, err
+				}
+				if zero {
 					// NUL slack from preallocation or a torn copy.
 					torn = true
 					break
@@ -127,7 +207,7 @@ func replay(data []byte, s sink) (replayResult, error) {
 			res.cleanEOF = false
 			break
 		}
-		if crc32.ChecksumIEEE(data[pos+4:end]) != crc {
+		if crc32.ChecksumIEEE(data[pos+4-b:end-b]) != crc {
 			if tornCRC(n, pos, end-pos) {
 				res.cleanEOF = false
 				break
@@ -136,13 +216,13 @@ func replay(data []byte, s sink) (replayResult, error) {
 		}
 		switch typ {
 		case recPut, recDelete:
-			key := data[keyStart:keyEnd]
+			key := data[keyStart-b : keyEnd-b]
 			if !utf8.Valid(key) {
 				return res, invalidAt(pos, "key is not valid UTF-8")
 			}
 			if typ == recPut {
-				v, _ := slipstream.VersionFromBytes(data[verStart:end])
-				if s.put(key, data[valStart:valEnd], v) {
+				v, _ := slipstream.VersionFromBytes(data[verStart-b : end-b])
+				if s.put(key, data[valStart-b:valEnd-b], v) {
 					redundant = true
 				}
 			} else {
@@ -153,7 +233,7 @@ func replay(data []byte, s sink) (replayResult, error) {
 			if !res.cursor.IsNone() {
 				redundant = true
 			}
-			v, _ := slipstream.VersionFromBytes(data[verStart:end])
+			v, _ := slipstream.VersionFromBytes(data[verStart-b : end-b])
 			res.cursor = slipstream.CursorAt(v)
 		}
 		res.records++
@@ -224,20 +304,20 @@ func withPath(err error, path string) error {
 // hintSample is how much of a log sizeHint reads.
 const hintSample = 4 << 20
 
-// sizeHint estimates the number of live keys of a compact log from its
-// first hintSample bytes: their PUT count, scaled to the file's length. It
-// reports false when the sample shows deletes or repeated cursors (the log
-// is not compact, and its PUT count says little about its live keys).
-func sizeHint(data []byte) (int, bool) {
-	sample := data[:min(len(data), hintSample)]
+// sizeHint estimates the number of live keys of a compact log of n bytes
+// from sample, its first bytes (up to hintSample): their PUT count, scaled
+// to the file's length. It reports false when the sample shows deletes or
+// repeated cursors (the log is not compact, and its PUT count says little
+// about its live keys).
+func sizeHint(sample []byte, n int) (int, bool) {
 	puts, dels, cursors := countRecords(sample)
 	if dels > 0 || cursors > 1 || puts == 0 {
 		return 0, false
 	}
-	if len(sample) == len(data) {
+	if len(sample) == n {
 		return puts, true
 	}
-	return int(float64(puts) * float64(len(data)) / float64(len(sample)) * 1.02), true
+	return int(float64(puts) * float64(n) / float64(len(sample)) * 1.02), true
 }
 
 // countRecords walks the framing of a log without checking anything and

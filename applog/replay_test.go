@@ -283,9 +283,22 @@ func FuzzAppLogReader(f *testing.F) {
 	f.Add(data)
 	f.Add(data[:len(data)/2])
 	f.Add([]byte("PGS"))
+	// Zero slack, and a zero hole before data, longer than a read window.
+	f.Add(append(slices.Clone(data), make([]byte, 500)...))
+	f.Add(append(append(slices.Clone(data), make([]byte, 500)...), 1))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		snap := snapshotSink{}
 		res, err := replay(data, snap)
+		// A load reads the file through a sliding window: whatever its
+		// size, the outcome is the whole buffer's.
+		for _, size := range []int{1, 16, 333} {
+			got := snapshotSink{}
+			w := &window{r: bytes.NewReader(data), buf: make([]byte, 0, size), n: len(data)}
+			wres, werr := replayWindow(w, got)
+			if wres != res || fmt.Sprint(werr) != fmt.Sprint(err) || (err == nil && !maps.EqualFunc(snap, got, entryEqual)) {
+				t.Fatalf("window of %d bytes: result %+v, %v; whole buffer: %+v, %v", size, wres, werr, res, err)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, slipstream.ErrCorrupt) && !errors.Is(err, slipstream.ErrInvalidFormat) {
 				t.Fatalf("untyped error %v", err)

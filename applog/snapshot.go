@@ -114,6 +114,9 @@ func (m snapshotSink) emit(rw *recordWriter) {
 	Snapshot{Entries: m}.emit(rw)
 }
 
+// readWindow is the buffer a load reads the log through.
+const readWindow = hintSample
+
 // loadState describes what loadInto found and did.
 type loadState struct {
 	exists  bool         // the file existed
@@ -129,31 +132,61 @@ type loadState struct {
 // leave the file untouched.
 func loadInto(fsys fsys, path string, f fold, rewrite bool) (loadState, error) {
 	var st loadState
-	data, err := os.ReadFile(path)
+	file, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
 	}
 	if err != nil {
 		return st, fmt.Errorf("applog: read %s: %w", path, err)
 	}
-	st.exists, st.fileLen, st.size = true, len(data), int64(len(data))
+	st, err = loadFrom(file, path, f)
+	// Closed before any rewrite renames a new log over path.
+	if cerr := file.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("applog: close %s: %w", path, cerr)
+	}
+	if err != nil || !rewrite {
+		return st, err
+	}
+	return repair(fsys, path, f, st)
+}
+
+func loadFrom(file *os.File, path string, f fold) (loadState, error) {
+	var st loadState
+	fi, err := file.Stat()
+	if err != nil {
+		return st, fmt.Errorf("applog: read %s: %w", path, err)
+	}
+	n := int(fi.Size())
+	st.exists, st.fileLen, st.size = true, n, int64(n)
+	w := &window{r: file, buf: make([]byte, 0, min(n, readWindow)), n: n}
 	if h, ok := f.(interface{ reserve(int) }); ok {
 		// A compacted log (no deletes, at most one cursor) is one PUT per
 		// live key: size the key index once. Other logs may overwrite keys
 		// many times; a hint would oversize it.
-		if hint, ok := sizeHint(data); ok {
+		if err := w.need(0, min(n, hintSample)); err != nil {
+			return st, fmt.Errorf("applog: read %s: %w", path, err)
+		}
+		if hint, ok := sizeHint(w.buf[:min(n, hintSample)], n); ok {
 			h.reserve(hint)
 		}
 	}
-	st.res, err = replay(data, f)
+	st.res, err = replayWindow(w, f)
 	if err != nil {
+		var fe *FormatError
+		if !errors.As(err, &fe) {
+			return st, fmt.Errorf("applog: read %s: %w", path, err)
+		}
 		return st, withPath(err, path)
 	}
-	if !rewrite {
-		return st, nil
-	}
+	return st, nil
+}
+
+// repair rewrites a loaded log as [Load] documents: an empty log to a bare
+// header, a log with a torn tail or redundant records compactly.
+func repair(fsys fsys, path string, f fold, st loadState) (loadState, error) {
+	n := st.fileLen
 	if f.size() == 0 && st.res.cursor.IsNone() {
-		if len(data) != headerLen {
+		if n != headerLen {
 			size, _, err := compactToFile(fsys, path, slipstream.Cursor{}, func(*recordWriter) {})
 			if err != nil {
 				return st, fmt.Errorf("applog: reset empty log %s: %w", path, err)
