@@ -21,6 +21,21 @@ func appendDataKey(dst []byte, key string) []byte {
 	return append(append(dst, nsData), key...)
 }
 
+// putDataKey writes the data key of key into dst, which is exactly
+// 1+len(key) bytes long.
+func putDataKey(dst []byte, key string) {
+	dst[0] = nsData
+	copy(dst[1:], key)
+}
+
+// putValue writes the value record of v and value (see appendValue) into
+// dst, which is exactly 1+v.Len()+len(value) bytes long.
+func putValue(dst []byte, v slipstream.Version, value []byte) {
+	dst[0] = byte(v.Len())
+	n := copy(dst[1:], v.AppendBytes(dst[1:1]))
+	copy(dst[1+n:], value)
+}
+
 // appendValue appends the value record of storage.md §5.2:
 // ver_len:u8 ‖ version ‖ value (the value runs to the end). Versions hold at
 // most 10 bytes, so the 255-byte limit of the length byte cannot be reached.

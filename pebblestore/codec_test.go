@@ -33,6 +33,18 @@ func TestValueCodecRoundTrips(t *testing.T) {
 			if val == nil {
 				t.Fatal("an empty value must decode to a present (non-nil) slice")
 			}
+			// Apply encodes in place into the batch; the bytes must be the
+			// same. The buffer is oversized and dirty, as a batch's may be.
+			buf := bytes.Repeat([]byte{0xAA}, len(rec)+8)
+			putValue(buf[:len(rec)], tt.ver, tt.value)
+			if !bytes.Equal(buf[:len(rec)], rec) || !bytes.Equal(buf[len(rec):], bytes.Repeat([]byte{0xAA}, 8)) {
+				t.Fatalf("putValue wrote % x, want % x", buf, rec)
+			}
+			key := bytes.Repeat([]byte{0xAA}, 4)
+			putDataKey(key[:3], "ab")
+			if !bytes.Equal(key, []byte{nsData, 'a', 'b', 0xAA}) {
+				t.Fatalf("putDataKey wrote % x", key)
+			}
 		})
 	}
 }

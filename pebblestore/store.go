@@ -75,9 +75,8 @@ type Store struct {
 	wopt *pebble.WriteOptions
 	log  *slog.Logger
 
-	wmu     sync.Mutex // the single writer
-	keyBuf  []byte
-	valBuf  []byte
+	wmu     sync.Mutex     // the single writer
+	curBuf  []byte         // writer scratch: the cursor's bytes
 	readers sync.WaitGroup // reads in flight; Close waits for them
 
 	mu     sync.Mutex // guards the fields below
@@ -252,19 +251,22 @@ func (s *Store) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error
 	defer b.Close()
 	for i := range batch {
 		u := &batch[i]
-		s.keyBuf = appendDataKey(s.keyBuf[:0], u.Key)
-		var err error
+		// Encode keys and values straight into the batch: no scratch copy.
+		var op *pebble.DeferredBatchOp
 		if u.Op == slipstream.OpPut {
-			s.valBuf = appendValue(s.valBuf[:0], u.Version, u.Value)
-			err = b.Set(s.keyBuf, s.valBuf, nil) // Set copies key and value
+			op = b.SetDeferred(1+len(u.Key), 1+u.Version.Len()+len(u.Value))
+			putValue(op.Value, u.Version, u.Value)
 		} else {
-			err = b.Delete(s.keyBuf, nil)
+			op = b.DeleteDeferred(1 + len(u.Key))
 		}
-		if err != nil {
+		putDataKey(op.Key, u.Key)
+		if err := op.Finish(); err != nil {
 			return fmt.Errorf("pebblestore: apply to %s: %w", s.dir, err)
 		}
 	}
-	if err := b.Set(cursorKey, cursor.Version().Bytes(), nil); err != nil {
+	cur := cursor.Version()
+	s.curBuf = cur.AppendBytes(s.curBuf[:0])
+	if err := b.Set(cursorKey, s.curBuf, nil); err != nil {
 		return fmt.Errorf("pebblestore: apply to %s: %w", s.dir, err)
 	}
 	if err := b.Commit(s.wopt); err != nil {
@@ -273,9 +275,6 @@ func (s *Store) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error
 	s.mu.Lock()
 	s.cursor = cursor
 	s.mu.Unlock()
-	if cap(s.valBuf) > 1<<20 {
-		s.valBuf = nil
-	}
 	return nil
 }
 
