@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/slipstream-kv/slipstream"
 )
@@ -35,6 +36,7 @@ type Writer struct {
 	threshold uint64
 	err       error // poison cause, wraps ErrPoisoned
 	closed    bool
+	closing   sync.WaitGroup // closes of logs replaced by compaction
 }
 
 // OpenWriter opens the log at path for appending, creating it with a header
@@ -243,7 +245,11 @@ func (w *Writer) rewrite(c slipstream.Cursor, emit func(*recordWriter)) error {
 		return fmt.Errorf("applog: compact %s: %w", w.path, err)
 	}
 	// The old handle points at the renamed-away inode: never write there.
-	_ = w.f.Close()
+	// Its last close frees the replaced file's page cache, which takes the
+	// kernel a while for a large log; nothing needs to wait for it but
+	// Close.
+	old := w.f
+	w.closing.Go(func() { _ = old.Close() })
 	f, fsize, oerr := w.open()
 	if oerr != nil {
 		w.f = nil
@@ -281,6 +287,7 @@ func (w *Writer) Close() error {
 		err = w.flush()
 	}
 	w.closed = true
+	w.closing.Wait()
 	if w.f != nil {
 		if cerr := w.f.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("applog: close %s: %w", w.path, cerr)

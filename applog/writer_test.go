@@ -332,3 +332,32 @@ func TestWriterCloseTwice(t *testing.T) {
 		t.Fatalf("WriteUpdate after Close = %v", err)
 	}
 }
+
+// TestCloseReleasesReplacedLogs checks that the handles of logs replaced by
+// compaction, closed in the background, are all closed once Close returns.
+func TestCloseReleasesReplacedLogs(t *testing.T) {
+	fds := func() int {
+		des, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(des)
+	}
+	before := fds()
+	s, err := Open(t.TempDir(), &Options{CompactThreshold: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		u := slipstream.Put("k", bytes.Repeat([]byte{byte(i)}, 100), slipstream.VersionFromUint64(uint64(i+1)))
+		if err := s.Apply([]slipstream.Update{u}, slipstream.CursorFromUint64(uint64(i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := fds(); after != before {
+		t.Fatalf("%d file descriptors open after Close, %d before Open", after, before)
+	}
+}
