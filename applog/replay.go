@@ -52,6 +52,17 @@ type window struct {
 	buf  []byte
 	base int
 	n    int
+	// beforeSlide, when set, runs before bytes of the window are
+	// overwritten (a sink holding slices of them must let go).
+	beforeSlide func()
+}
+
+// bufferedSink is a sink that may hold the key and value slices of PUTs
+// after put returns, until flush; its put reports no overwrites, flush
+// reports whether any PUT since the last flush overwrote a live key.
+type bufferedSink interface {
+	sink
+	flush() (overwrote bool)
 }
 
 // need makes the window cover [pos, end) (end ≤ n), dropping the bytes
@@ -65,6 +76,9 @@ func (w *window) need(pos, end int) error {
 		panic("applog: replay window beyond a complete buffer")
 	}
 	if pos > w.base {
+		if w.beforeSlide != nil {
+			w.beforeSlide()
+		}
 		k := copy(w.buf[:cap(w.buf)], w.buf[pos-w.base:])
 		w.buf, w.base = w.buf[:k], pos
 	}
@@ -115,6 +129,15 @@ func replayWindow(w *window, s sink) (replayResult, error) {
 	}
 	pos := headerLen
 	redundant := false
+	bs, _ := s.(bufferedSink)
+	if bs != nil {
+		w.beforeSlide = func() {
+			if bs.flush() {
+				redundant = true
+			}
+		}
+		defer func() { w.beforeSlide = nil }()
+	}
 	for pos < n {
 		// Enough for any record's framing: header, the longest key, the
 		// value length, a version.
@@ -238,6 +261,9 @@ func replayWindow(w *window, s sink) (replayResult, error) {
 		}
 		res.records++
 		pos = end
+	}
+	if bs != nil && bs.flush() {
+		redundant = true
 	}
 	res.end = pos
 	res.compact = !redundant && res.cleanEOF

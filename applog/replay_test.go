@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -305,10 +306,24 @@ func FuzzAppLogReader(f *testing.F) {
 			}
 			return
 		}
-		// The store's table replays to the same state, in key order.
+		// The store's table replays to the same state, in key order, and
+		// finds the same redundancy, whether the log is whole or read
+		// through a sliding window (the table holds PUTs that alias it).
 		tb := newTable()
-		if _, err := replay(data, tb); err != nil {
-			t.Fatalf("table replay failed where the snapshot replay did not: %v", err)
+		if tres, err := replay(data, tb); err != nil || tres != res {
+			t.Fatalf("table replay: %+v, %v; snapshot replay: %+v", tres, err, res)
+		}
+		for _, size := range []int{1, 333} {
+			tw := newTable()
+			w := &window{r: bytes.NewReader(data), buf: make([]byte, 0, size), n: len(data)}
+			if tres, err := replayWindow(w, tw); err != nil || tres != res || tw.size() != len(snap) {
+				t.Fatalf("table replay through a %d-byte window: %+v, %v, %d keys; snapshot replay: %+v, %d keys", size, tres, err, tw.size(), res, len(snap))
+			}
+			for k, want := range snap {
+				if e := tw.get(k); e == nil || !bytes.Equal(e.val, want.Value) || e.ver != want.Version {
+					t.Fatalf("table replay through a %d-byte window: entry %q differs", size, k)
+				}
+			}
 		}
 		keys := Snapshot{Entries: snap}.sortedKeys()
 		if tb.size() != len(keys) {
@@ -354,4 +369,62 @@ func FuzzAppLogReader(f *testing.F) {
 
 func entryEqual(a, b slipstream.Entry) bool {
 	return a.Key == b.Key && bytes.Equal(a.Value, b.Value) && a.Version == b.Version
+}
+
+// TestWindowedReplayOfALargeLog replays a log several times larger than the
+// framing lookahead through small windows, so the window slides while the
+// table holds PUTs aliasing it, and compares state and redundancy with the
+// replay of the whole buffer.
+func TestWindowedReplayOfALargeLog(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 13))
+	data := appendHeader(nil)
+	for i := range 6000 {
+		k := fmt.Sprintf("k.%04d", rng.IntN(2500))
+		switch rng.IntN(10) {
+		case 0:
+			data = appendDelete(data, k, rev(uint64(i)))
+		case 1:
+			data = appendCursor(data, slipstream.CursorFromUint64(uint64(i)))
+		default:
+			v := make([]byte, rng.IntN(200))
+			for j := range v {
+				v[j] = byte(rng.Uint32())
+			}
+			data = appendPut(data, k, v, rev(uint64(i)))
+		}
+	}
+	for _, compact := range []bool{false, true} {
+		if compact {
+			// A compact log: no redundancy to find.
+			snap := snapshotSink{}
+			res, err := replay(data, snap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			rw := newRecordWriter(&buf)
+			snap.emit(rw)
+			rw.cursor(res.cursor)
+			rw.flush()
+			data = buf.Bytes()
+		}
+		want := snapshotSink{}
+		wres, err := replay(data, want)
+		if err != nil || wres.compact != compact {
+			t.Fatalf("whole replay: %+v, %v", wres, err)
+		}
+		for _, size := range []int{1, 1000} {
+			tb := newTable()
+			w := &window{r: bytes.NewReader(data), buf: make([]byte, 0, size), n: len(data)}
+			res, err := replayWindow(w, tb)
+			if err != nil || res != wres || tb.size() != len(want) {
+				t.Fatalf("compact %v, window %d: %+v, %v, %d keys; whole: %+v, %d keys", compact, size, res, err, tb.size(), wres, len(want))
+			}
+			for k, e := range want {
+				if got := tb.get(k); got == nil || !bytes.Equal(got.val, e.Value) || got.ver != e.Version {
+					t.Fatalf("compact %v, window %d: entry %q differs", compact, size, k)
+				}
+			}
+		}
+	}
 }

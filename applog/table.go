@@ -15,7 +15,23 @@ type table struct {
 	h    hashIndex
 	idx  index
 	vals arena // the values' memory
+
+	// Replayed PUTs not yet folded in (see put), and whether any folded
+	// PUT overwrote a live key since the last flush.
+	pend      []pendingPut
+	overwrote bool
+	touched   uint64 // keeps prefetch loads alive
 }
+
+// pendingPut is a replayed PUT whose key and value still alias the log.
+type pendingPut struct {
+	key, val []byte
+	ver      slipstream.Version
+	fp       uint32
+}
+
+// pendingPuts is how many replayed PUTs put holds before folding them in.
+const pendingPuts = 32
 
 // index orders the keys of a table without sorting on every scan. base and
 // delta are sorted, duplicate-free and published: once built they are never
@@ -44,19 +60,51 @@ func (t *table) reserve(n int) {
 	t.idx.pending = make([]string, 0, n)
 }
 
-// put folds a replayed PUT (key and value alias the log and are copied).
+// put takes a replayed PUT (key and value alias the log and are copied).
+// It hashes the key now but folds the PUT in later, a few dozen at a time,
+// loading their home slots together first so the misses overlap (see
+// hashIndex.prefetch). It returns false: flush, which the replay calls
+// before the log's bytes move and at the end, reports overwrites.
 func (t *table) put(key, value []byte, v slipstream.Version) bool {
-	fp := t.h.fingerprintBytes(key)
-	if i, ok := find(&t.h, key, fp); ok {
-		t.overwrite(t.h.atSlot(i), value, v)
-		t.maintain(64)
-		return true
+	t.pend = append(t.pend, pendingPut{key: key, val: value, ver: v, fp: t.h.fingerprintBytes(key)})
+	if len(t.pend) >= pendingPuts {
+		t.foldPending()
 	}
-	k := string(key)
-	val, id := t.vals.alloc(value)
-	t.h.insert(entry{key: k, val: val, ver: v, slab: id}, fp)
-	t.idx.pending = append(t.idx.pending, k)
 	return false
+}
+
+// flush folds the pending PUTs in and reports whether any PUT since the
+// last flush overwrote a live key.
+func (t *table) flush() bool {
+	t.foldPending()
+	o := t.overwrote
+	t.overwrote = false
+	return o
+}
+
+func (t *table) foldPending() {
+	// Load every home slot first, in a tight loop, so the misses overlap.
+	var sum uint64
+	mask := len(t.h.slots) - 1
+	for i := range t.pend {
+		sum += t.h.slots[int(t.pend[i].fp)&mask]
+	}
+	t.touched += sum
+	for i := range t.pend {
+		p := &t.pend[i]
+		if j, ok := find(&t.h, p.key, p.fp); ok {
+			t.overwrite(t.h.atSlot(j), p.val, p.ver)
+			t.overwrote = true
+			t.maintain(64)
+			continue
+		}
+		k := string(p.key)
+		val, id := t.vals.alloc(p.val)
+		t.h.insert(entry{key: k, val: val, ver: p.ver, slab: id}, p.fp)
+		t.idx.pending = append(t.idx.pending, k)
+	}
+	clear(t.pend) // drop the aliases of the log
+	t.pend = t.pend[:0]
 }
 
 // overwrite replaces e's value with a copy of value (the old one is never
@@ -68,8 +116,9 @@ func (t *table) overwrite(e *entry, value []byte, v slipstream.Version) {
 	t.vals.release(oldSlab, oldLen)
 }
 
-// del folds a replayed DELETE.
+// del folds a replayed DELETE, after the PUTs before it.
 func (t *table) del(key []byte) {
+	t.foldPending()
 	t.remove(string(key))
 	t.maintain(64)
 }
