@@ -3,6 +3,7 @@ package applog
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"unicode/utf8"
 
 	"github.com/slipstream-kv/slipstream"
@@ -86,7 +87,7 @@ func appendCursor(dst []byte, c slipstream.Cursor) []byte {
 // sealRecord writes the CRC of the record starting at start: CRC-32/IEEE over
 // the type byte through the end of the record.
 func sealRecord(dst []byte, start int) []byte {
-	binary.LittleEndian.PutUint32(dst[start:], checksum(dst[start+4:]))
+	binary.LittleEndian.PutUint32(dst[start:], crc32.ChecksumIEEE(dst[start+4:]))
 	return dst
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"unicode/utf8"
 
@@ -229,7 +230,7 @@ func replayWindow(w *window, s sink) (replayResult, error) {
 			res.cleanEOF = false
 			break
 		}
-		if checksum(data[pos+4-b:end-b]) != crc {
+		if crc32.ChecksumIEEE(data[pos+4-b:end-b]) != crc {
 			if tornCRC(n, pos, end-pos) {
 				res.cleanEOF = false
 				break
