@@ -27,13 +27,14 @@ const scanChunk = 256
 
 // Options tunes a [Store]. The zero value is ready to use.
 type Options struct {
-	// CompactThreshold is the number of bytes appended since the last
-	// compaction beyond which Apply compacts the log. 0 means
-	// [DefaultCompactThreshold]; math.MaxUint64 disables compaction (the log
-	// is still compacted on load). Apply compacts only once the appended
-	// bytes also exceed the log's size after its last compaction, so a large
-	// fold is rewritten after at most as many bytes as it holds, keeping
-	// compaction amortised O(1) per appended byte.
+	// CompactThreshold is the number of garbage bytes in the log (records
+	// of overwritten and deleted keys, superseded cursors) beyond which Apply
+	// compacts it. 0 means [DefaultCompactThreshold]; math.MaxUint64
+	// disables compaction (the log is still compacted on load). Apply
+	// compacts only once the garbage also exceeds half the live records, so
+	// a large fold is rewritten after at least half as many bytes as it
+	// holds (amortised O(1) per appended byte), and a hydration, which
+	// appends no garbage, never triggers a rewrite.
 	CompactThreshold uint64
 	// Sync fsyncs the log after every Apply. By default Apply hands its
 	// records to the operating system with one write(2): they survive a
@@ -68,12 +69,11 @@ type Store struct {
 	lock      *os.File // nil when read-only
 	readOnly  bool
 
-	wmu       sync.Mutex // the single writer: Apply, ExportTo, Close
-	w         *Writer    // nil when read-only
-	compacted int64      // log size right after the last compaction or load
-	size      atomic.Int64
-	fps       []uint32 // writer scratch: the batch's key fingerprints
-	touched   uint64   // keeps prefetch loads alive
+	wmu     sync.Mutex // the single writer: Apply, ExportTo, Close
+	w       *Writer    // nil when read-only
+	size    atomic.Int64
+	fps     []uint32 // writer scratch: the batch's key fingerprints
+	touched uint64   // keeps prefetch loads alive
 
 	mu     sync.RWMutex // guards the fields below for readers
 	t      *table
@@ -165,7 +165,7 @@ func (s *Store) open() error {
 	}
 	// The log is compact now (or was already): nothing is garbage yet.
 	w.since = 0
-	s.w, s.compacted = w, w.Size()
+	s.w = w
 	s.size.Store(w.Size())
 	s.t.refresh()
 	s.t.maintain(math.MaxInt)
@@ -292,7 +292,7 @@ func (s *Store) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error
 	}
 	s.mu.Unlock()
 
-	if since := w.SinceCompact(); since > s.threshold && since > uint64(s.compacted) {
+	if s.compactDue(w.Size()) {
 		if err := s.compact(cursor); err != nil {
 			return err
 		}
@@ -304,6 +304,17 @@ func (s *Store) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error
 	return nil
 }
 
+// compactDue reports whether a log of size bytes holds enough garbage to
+// rewrite: more than the threshold, and more than half the live records (so
+// a rewrite writes at most two bytes per garbage byte appended since the
+// last one: amortised O(1)). A log that only grows — a hydration — holds
+// almost no garbage and is never rewritten. The writer lock is held.
+func (s *Store) compactDue(size int64) bool {
+	const cursorRecord = 4 + 1 + 1 + slipstream.MaxVersionLen
+	garbage := size - headerLen - s.t.live - cursorRecord
+	return garbage > 0 && uint64(garbage) > s.threshold && 2*garbage > s.t.live
+}
+
 // compact rewrites the log from memory: the table equals the log's replay,
 // so there is no need to read the file back. The writer lock is held.
 func (s *Store) compact(c slipstream.Cursor) error {
@@ -313,8 +324,7 @@ func (s *Store) compact(c slipstream.Cursor) error {
 	if err != nil {
 		return err
 	}
-	s.compacted = s.w.Size()
-	s.log.Debug("log compacted", "bytes_before", before, "bytes_after", s.compacted)
+	s.log.Debug("log compacted", "bytes_before", before, "bytes_after", s.w.Size())
 	return nil
 }
 

@@ -57,17 +57,21 @@ func TestSyncOptionFsyncsEveryApply(t *testing.T) {
 func TestApplyCompactionFailureKeepsCursor(t *testing.T) {
 	ffs := &faultFS{fail: map[string]error{"rename": errInjected}}
 	s := openFault(t, ffs, &Options{CompactThreshold: 1})
-	err := s.Apply([]slipstream.Update{slipstream.Put("a", []byte("1"), rev(1))}, cur(1))
+	// A first put leaves no garbage; overwriting it makes the log due.
+	if err := s.Apply([]slipstream.Update{slipstream.Put("a", []byte("0"), rev(1))}, cur(1)); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Apply([]slipstream.Update{slipstream.Put("a", []byte("1"), rev(2))}, cur(2))
 	if !errors.Is(err, errInjected) {
 		t.Fatalf("Apply = %v, want the compaction's error", err)
 	}
-	if !s.Cursor().IsNone() {
+	if s.Cursor() != cur(1) {
 		t.Fatalf("cursor moved to %v although Apply failed", s.Cursor())
 	}
 	// The data and its checkpoint reached the log: a retry succeeds and a
 	// reload sees it.
 	delete(ffs.fail, "rename")
-	if err := s.Apply([]slipstream.Update{slipstream.Put("a", []byte("1"), rev(1))}, cur(1)); err != nil {
+	if err := s.Apply([]slipstream.Update{slipstream.Put("a", []byte("1"), rev(2))}, cur(2)); err != nil {
 		t.Fatal(err)
 	}
 	snap := mustLoad(t, s.path)
@@ -77,11 +81,14 @@ func TestApplyCompactionFailureKeepsCursor(t *testing.T) {
 func TestApplyCompactionReopenFailurePoisonsStore(t *testing.T) {
 	ffs := &faultFS{fail: map[string]error{"openappend": errInjected}, after: "rename"}
 	s := openFault(t, ffs, &Options{CompactThreshold: 1})
-	err := s.Apply([]slipstream.Update{slipstream.Put("a", []byte("1"), rev(1))}, cur(1))
+	if err := s.Apply([]slipstream.Update{slipstream.Put("a", []byte("0"), rev(1))}, cur(1)); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Apply([]slipstream.Update{slipstream.Put("a", []byte("1"), rev(2))}, cur(2))
 	if !errors.Is(err, ErrPoisoned) {
 		t.Fatalf("Apply = %v, want ErrPoisoned", err)
 	}
-	if err := s.Apply([]slipstream.Update{slipstream.Put("b", []byte("2"), rev(2))}, cur(2)); !errors.Is(err, ErrPoisoned) {
+	if err := s.Apply([]slipstream.Update{slipstream.Put("b", []byte("2"), rev(3))}, cur(3)); !errors.Is(err, ErrPoisoned) {
 		t.Fatalf("Apply on a poisoned store = %v", err)
 	}
 	// Reads still work, and the log on disk holds the compacted state.
@@ -90,8 +97,8 @@ func TestApplyCompactionReopenFailurePoisonsStore(t *testing.T) {
 	}
 	snap := mustLoad(t, s.path)
 	assertEntries(t, snap.Entries, map[string]string{"a": "1"})
-	if snap.Cursor != cur(1) {
-		t.Fatalf("cursor on disk %v", snap.Cursor)
+	if snap.Cursor != cur(2) {
+		t.Fatalf("cursor on disk %v, want the compacted checkpoint's 2", snap.Cursor)
 	}
 }
 

@@ -21,6 +21,15 @@ type table struct {
 	pend      []pendingPut
 	overwrote bool
 	touched   uint64 // keeps prefetch loads alive
+
+	// live is the size of the PUT records a compaction would write for the
+	// live entries: what the log must hold at least. The rest is garbage.
+	live int64
+}
+
+// putLen is the encoded size of a PUT record.
+func putLen(key string, value []byte, v slipstream.Version) int64 {
+	return int64(4 + 1 + 2 + len(key) + 4 + len(value) + 1 + v.Len())
 }
 
 // pendingPut is a replayed PUT whose key and value still alias the log.
@@ -101,6 +110,7 @@ func (t *table) foldPending() {
 		k := string(p.key)
 		val, id := t.vals.alloc(p.val)
 		t.h.insert(entry{key: k, val: val, ver: p.ver, slab: id}, p.fp)
+		t.live += putLen(k, val, p.ver)
 		t.idx.pending = append(t.idx.pending, k)
 	}
 	clear(t.pend) // drop the aliases of the log
@@ -111,8 +121,10 @@ func (t *table) foldPending() {
 // written: a reader may hold it).
 func (t *table) overwrite(e *entry, value []byte, v slipstream.Version) {
 	oldSlab, oldLen := e.slab, len(e.val)
+	t.live -= putLen(e.key, e.val, e.ver)
 	e.val, e.slab = t.vals.alloc(value)
 	e.ver = v
+	t.live += putLen(e.key, e.val, e.ver)
 	t.vals.release(oldSlab, oldLen)
 }
 
@@ -140,6 +152,7 @@ func (t *table) applyFP(u *slipstream.Update, fp uint32) {
 	k := strings.Clone(u.Key)
 	val, id := t.vals.alloc(u.Value)
 	t.h.insert(entry{key: k, val: val, ver: u.Version, slab: id}, fp)
+	t.live += putLen(k, val, u.Version)
 	t.idx.pending = append(t.idx.pending, k)
 }
 
@@ -147,6 +160,7 @@ func (t *table) remove(key string) { t.removeFP(key, t.h.fingerprint(key)) }
 
 func (t *table) removeFP(key string, fp uint32) {
 	if e, ok := t.h.take(key, fp); ok {
+		t.live -= putLen(e.key, e.val, e.ver)
 		t.vals.release(e.slab, len(e.val))
 		t.idx.dead++
 	}
