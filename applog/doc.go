@@ -66,10 +66,11 @@
 //
 // # Compaction
 //
-// Apply compacts from memory once more than Options.CompactThreshold bytes
-// (default 10 MiB) have been appended since the last compaction and those
-// bytes also exceed the log's compacted size; the second condition keeps a
-// large fold from being rewritten every 10 MiB. Once the rename has
+// Apply compacts from memory once the log's garbage — records of overwritten
+// and deleted keys, superseded cursors — exceeds Options.CompactThreshold
+// (default 10 MiB) and also half the size of the live records. The second
+// condition keeps a large fold from being rewritten every 10 MiB, and a
+// hydration, which appends no garbage, never compacts. Once the rename has
 // happened the writer always moves to the new file; if it cannot reopen it,
 // the writer is poisoned ([ErrPoisoned]) rather than appending into the
 // renamed-away inode. A write or fsync failure also poisons it, after
