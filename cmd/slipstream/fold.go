@@ -127,6 +127,16 @@ func appLogFold(st *applog.Store, dir string, readOnly bool) *fold {
 	}
 }
 
+// openOffline builds the logger of an offline query (get, range, stat) and
+// opens its fold.
+func (m *Main) openOffline(cmd, dir string, lf logFlags) (*fold, error) {
+	logger, err := m.logger(cmd, lf)
+	if err != nil {
+		return nil, err
+	}
+	return openFoldOffline(dir, logger, m.notice)
+}
+
 // openFoldOffline opens an existing fold for the offline queries. A fold a
 // running mirror holds is read through applog's read-only view (noted on
 // notice), or refused with errFoldHeld for pebble.

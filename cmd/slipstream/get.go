@@ -38,11 +38,7 @@ func (c *GetCommand) Run(ctx context.Context, args []string) error {
 	if len(args) != 1 {
 		return usageErrorf("get", "want exactly one KEY, got %d arguments", len(args))
 	}
-	logger, err := c.m.logger("get", c.logs)
-	if err != nil {
-		return err
-	}
-	f, err := openFoldOffline(c.foldDir, logger, c.m.notice)
+	f, err := c.m.openOffline("get", c.foldDir, c.logs)
 	if err != nil {
 		return err
 	}

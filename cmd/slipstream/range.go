@@ -41,11 +41,7 @@ func (c *RangeCommand) Run(ctx context.Context, args []string) error {
 	if len(args) == 1 {
 		prefix = args[0]
 	}
-	logger, err := c.m.logger("range", c.logs)
-	if err != nil {
-		return err
-	}
-	f, err := openFoldOffline(c.foldDir, logger, c.m.notice)
+	f, err := c.m.openOffline("range", c.foldDir, c.logs)
 	if err != nil {
 		return err
 	}

@@ -47,11 +47,7 @@ func (c *StatCommand) Run(ctx context.Context, args []string) error {
 	if len(args) != 0 {
 		return usageErrorf("stat", "unexpected argument %q", args[0])
 	}
-	logger, err := c.m.logger("stat", c.logs)
-	if err != nil {
-		return err
-	}
-	f, err := openFoldOffline(c.foldDir, logger, c.m.notice)
+	f, err := c.m.openOffline("stat", c.foldDir, c.logs)
 	if err != nil {
 		return err
 	}
