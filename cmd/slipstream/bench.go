@@ -163,7 +163,14 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 		resetPeakRSS()
 		c.lastFlush = 0
 		cpu0 := cpuTime()
-		n, d, err := f()
+		var (
+			n   int
+			d   time.Duration
+			err error
+		)
+		// The label lets a -cpuprofile be split by phase (pprof -tagfocus);
+		// goroutines the phase starts (its connection's) inherit it.
+		pprof.Do(ctx, pprof.Labels("phase", name), func(context.Context) { n, d, err = f() })
 		cpu := cpuTime() - cpu0
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", name, err)
