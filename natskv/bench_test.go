@@ -42,9 +42,15 @@ func benchBucket(b *testing.B, n int) (*env, *natskv.Bucket) {
 // followUntil runs a Follower with a no-op Apply from resume until it has
 // applied revision last, and returns how long that took.
 func followUntil(b *testing.B, bk *natskv.Bucket, resume slipstream.Cursor, last uint64) time.Duration {
+	return followScopeUntil(b, bk, slipstream.AllKeys(), resume, last)
+}
+
+// followScopeUntil is followUntil for a scope.
+func followScopeUntil(b *testing.B, bk *natskv.Bucket, scope slipstream.Scope, resume slipstream.Cursor, last uint64) time.Duration {
 	reached := make(chan struct{})
 	var closed atomic.Bool
 	f := slipstream.NewFollower(bk, func(context.Context, []slipstream.Update) error { return nil })
+	f.Scope = scope
 	f.Resume = resume
 	f.Logger = quietLogger()
 	f.OnApplied = func(c slipstream.Cursor) {
@@ -75,8 +81,13 @@ func followUntil(b *testing.B, bk *natskv.Bucket, resume slipstream.Cursor, last
 // rawUntilDone runs nats.go's own watch until its "initial values done"
 // marker and returns how long that took and how many entries it saw.
 func rawUntilDone(b *testing.B, kv jetstream.KeyValue, opts ...jetstream.WatchOpt) (time.Duration, int) {
+	return rawFilteredUntilDone(b, kv, []string{">"}, opts...)
+}
+
+// rawFilteredUntilDone is rawUntilDone for nats.go's WatchFiltered.
+func rawFilteredUntilDone(b *testing.B, kv jetstream.KeyValue, filters []string, opts ...jetstream.WatchOpt) (time.Duration, int) {
 	start := time.Now()
-	w, err := kv.WatchAll(b.Context(), opts...)
+	w, err := kv.WatchFiltered(b.Context(), filters, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -177,4 +188,57 @@ func BenchmarkKeys(b *testing.B) {
 		iters++
 	}
 	reportPair(b, n, ours, raw, iters)
+}
+
+// BenchmarkHydrationPrefixes measures what nats-hazards.md warns about: the
+// state sync of a several-prefix scope on ONE multi-filter consumer (what
+// Watch does) against one single-filter consumer per prefix run one after
+// the other. The bucket holds keys under a., b. and c., written interleaved
+// (a.0 b.0 c.0 a.1 ...), and then every 100th a. key is deleted: the
+// shape where the server's multi-filter scan is slowest. The scope is a.
+// and b. Reported: the Follower's rate, raw
+// nats.go's multi-filter WatchFiltered, and the per-prefix sequence.
+func BenchmarkHydrationPrefixes(b *testing.B) {
+	n := benchKeys(b)
+	e := newEnv(b)
+	bk := e.open(b, natskv.Config{Bucket: "bench", MaxBytes: -1})
+	fillInterleaved(b, e, "bench", []string{"a.", "b.", "c."}, n/3, benchValueSize)
+	kv := e.rawKV(b, "bench")
+	per := n / 3
+	for i := 0; i < per; i += 100 {
+		if err := kv.Delete(b.Context(), "a."+strconv.Itoa(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	inScope := 2 * per
+	st, err := bk.Status(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	scope := slipstream.Prefixes("a.", "b.")
+	var ours, multi, single time.Duration
+	iters := 0
+	for b.Loop() {
+		ours += followScopeUntil(b, bk, scope, slipstream.Cursor{}, st.LastSeq)
+		d, got := rawFilteredUntilDone(b, kv, []string{"a.>", "b.>"})
+		if got != inScope {
+			b.Fatalf("multi-filter watch saw %d entries, want %d", got, inScope)
+		}
+		multi += d
+		for _, f := range []string{"a.>", "b.>"} {
+			d, got := rawFilteredUntilDone(b, kv, []string{f})
+			if got != per {
+				b.Fatalf("watch of %s saw %d entries, want %d", f, got, per)
+			}
+			single += d
+		}
+		iters++
+	}
+	total := float64(inScope) * float64(iters)
+	b.ReportMetric(total/ours.Seconds(), "natskv-entries/s")
+	b.ReportMetric(total/multi.Seconds(), "raw-multi-entries/s")
+	b.ReportMetric(total/single.Seconds(), "raw-per-prefix-entries/s")
+	b.ReportMetric(multi.Seconds()/ours.Seconds(), "ratio-vs-multi")
+	b.ReportMetric(single.Seconds()/ours.Seconds(), "ratio-vs-per-prefix")
+	b.ReportMetric(0, "ns/op")
 }

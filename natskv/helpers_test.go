@@ -217,6 +217,23 @@ func fill(t testing.TB, e *env, bucket string, n, size int) {
 // publishes in windows of 4,096, returning when all are acknowledged.
 func fillKeys(t testing.TB, e *env, bucket, prefix string, from, to, size int) {
 	t.Helper()
+	fillFunc(t, e, bucket, to-from, size, func(i int) string { return prefix + strconv.Itoa(from+i) })
+}
+
+// fillInterleaved writes per keys under each prefix, interleaved
+// (p0+"0", p1+"0", ..., p0+"1", p1+"1", ...).
+func fillInterleaved(t testing.TB, e *env, bucket string, prefixes []string, per, size int) {
+	t.Helper()
+	fillFunc(t, e, bucket, per*len(prefixes), size, func(i int) string {
+		return prefixes[i%len(prefixes)] + strconv.Itoa(i/len(prefixes))
+	})
+}
+
+// fillFunc writes the n keys key(0)..key(n-1), in that order, with
+// asynchronous publishes in windows of 4,096, returning when all are
+// acknowledged.
+func fillFunc(t testing.TB, e *env, bucket string, n, size int, key func(int) string) {
+	t.Helper()
 	const window = 4096
 	js, err := jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(window))
 	if err != nil {
@@ -224,10 +241,10 @@ func fillKeys(t testing.TB, e *env, bucket, prefix string, from, to, size int) {
 	}
 	value := bytes.Repeat([]byte("v"), size)
 	futures := make([]jetstream.PubAckFuture, 0, window)
-	for i := from; i < to; {
+	for i := 0; i < n; {
 		futures = futures[:0]
-		for ; i < to && len(futures) < window; i++ {
-			f, err := js.PublishAsync("$KV."+bucket+"."+prefix+strconv.Itoa(i), value)
+		for ; i < n && len(futures) < window; i++ {
+			f, err := js.PublishAsync("$KV."+bucket+"."+key(i), value)
 			if err != nil {
 				t.Fatal(err)
 			}
