@@ -37,9 +37,12 @@ func TestHydrationNeverCompacts(t *testing.T) {
 }
 
 // Overwrites make garbage: once it exceeds both the threshold and the live
-// records the log is rewritten, so it stays within about twice the live size.
+// records the log is rewritten, so it stays within twice the live size plus
+// the threshold and one batch, and no rewrite happens before the garbage
+// exceeds the live records (a rewrite's cost is paid for by as many garbage
+// bytes).
 func TestOverwritesCompactWithinTwiceLive(t *testing.T) {
-	const threshold = 4 << 10
+	const threshold = 512 // below the live records: the live bound decides
 	s, err := Open(t.TempDir(), &Options{CompactThreshold: threshold})
 	if err != nil {
 		t.Fatal(err)
@@ -49,23 +52,34 @@ func TestOverwritesCompactWithinTwiceLive(t *testing.T) {
 	rev := uint64(0)
 	shrank := false
 	var prev int64
+	const keys = 40
 	for round := range 200 {
-		batch := make([]slipstream.Update, 20)
+		// 5 keys a batch, cycling over 40: the first 8 batches insert,
+		// then each overwrites an eighth of the fold.
+		batch := make([]slipstream.Update, 5)
 		for i := range batch {
 			rev++
-			batch[i] = slipstream.Put(fmt.Sprintf("k.%02d", i), val, slipstream.VersionFromUint64(rev))
+			batch[i] = slipstream.Put(fmt.Sprintf("k.%02d", (round*len(batch)+i)%keys), val, slipstream.VersionFromUint64(rev))
 		}
 		if err := s.Apply(batch, slipstream.CursorFromUint64(rev)); err != nil {
 			t.Fatal(err)
 		}
 		size, _ := s.Size()
+		live := s.t.live
+		batchBytes := int64(len(batch))*putLen("k.00", val, slipstream.VersionFromUint64(rev)) + 4 + 1 + 1 + 8
 		if size < prev {
 			shrank = true
+			// The rewrite came after this batch was appended to the log
+			// of prev bytes: its garbage must have exceeded the live
+			// records (all 40 keys are live by then, so live did not
+			// change).
+			if garbage := prev + batchBytes - int64(headerLen) - live; garbage <= live {
+				t.Fatalf("round %d: rewrote a log with only %d garbage bytes beside %d live", round, garbage, live)
+			}
 		}
 		prev = size
-		live := s.t.live
-		if limit := int64(headerLen) + 3*live + threshold + 3*int64(len(batch))*putLen("k.00", val, slipstream.VersionFromUint64(rev)) + 16*int64(round+1); size > limit && round > 10 {
-			t.Fatalf("round %d: log %d bytes with %d live bytes: garbage is not being compacted", round, size, live)
+		if limit := int64(headerLen) + 2*live + threshold + batchBytes; size > limit {
+			t.Fatalf("round %d: log %d bytes with %d live bytes (limit %d): garbage is not being compacted", round, size, live, limit)
 		}
 	}
 	if !shrank {

@@ -68,9 +68,11 @@
 //
 // Apply compacts from memory once the log's garbage — records of overwritten
 // and deleted keys, superseded cursors — exceeds Options.CompactThreshold
-// (default 10 MiB) and also half the size of the live records. The second
-// condition keeps a large fold from being rewritten every 10 MiB, and a
-// hydration, which appends no garbage, never compacts. Once the rename has
+// (default 10 MiB) and also the size of the live records. The second
+// condition keeps a large fold from being rewritten every 10 MiB (each
+// rewrite writes at most one byte per garbage byte appended since the last,
+// and the log stays under about twice the live records plus the threshold),
+// and a hydration, which appends no garbage, never compacts. Once the rename has
 // happened the writer always moves to the new file; if it cannot reopen it,
 // the writer is poisoned ([ErrPoisoned]) rather than appending into the
 // renamed-away inode. A write or fsync failure also poisons it, after

@@ -31,10 +31,11 @@ type Options struct {
 	// of overwritten and deleted keys, superseded cursors) beyond which Apply
 	// compacts it. 0 means [DefaultCompactThreshold]; math.MaxUint64
 	// disables compaction (the log is still compacted on load). Apply
-	// compacts only once the garbage also exceeds half the live records, so
-	// a large fold is rewritten after at least half as many bytes as it
-	// holds (amortised O(1) per appended byte), and a hydration, which
-	// appends no garbage, never triggers a rewrite.
+	// compacts only once the garbage also exceeds the live records, so a
+	// large fold is rewritten after at least as many bytes as it holds
+	// (one rewritten byte per garbage byte, amortised; the log stays under
+	// about twice the live records plus the threshold), and a hydration,
+	// which appends no garbage, never triggers a rewrite.
 	CompactThreshold uint64
 	// Sync fsyncs the log after every Apply. By default Apply hands its
 	// records to the operating system with one write(2): they survive a
@@ -305,14 +306,15 @@ func (s *Store) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error
 }
 
 // compactDue reports whether a log of size bytes holds enough garbage to
-// rewrite: more than the threshold, and more than half the live records (so
-// a rewrite writes at most two bytes per garbage byte appended since the
-// last one: amortised O(1)). A log that only grows — a hydration — holds
-// almost no garbage and is never rewritten. The writer lock is held.
+// rewrite: more than the threshold, and more than the live records (so a
+// rewrite writes at most one byte per garbage byte appended since the last
+// one: amortised O(1), and the log stays under about twice the live size).
+// A log that only grows — a hydration — holds almost no garbage and is
+// never rewritten. The writer lock is held.
 func (s *Store) compactDue(size int64) bool {
 	const cursorRecord = 4 + 1 + 1 + slipstream.MaxVersionLen
 	garbage := size - headerLen - s.t.live - cursorRecord
-	return garbage > 0 && uint64(garbage) > s.threshold && 2*garbage > s.t.live
+	return garbage > 0 && uint64(garbage) > s.threshold && garbage > s.t.live
 }
 
 // compact rewrites the log from memory: the table equals the log's replay,
