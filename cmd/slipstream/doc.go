@@ -49,7 +49,9 @@
 // With -http ADDR it serves:
 //
 //	GET /v1/kv/{key}      the value's bytes; 404 when absent; revision in the
-//	                      Slipstream-Revision header
+//	                      Slipstream-Revision header. The key is the rest of
+//	                      the path, taken as sent (a//b, x/../y are keys:
+//	                      nothing is cleaned or redirected); %2F escapes work
 //	GET /v1/kv?prefix=P   JSON lines {"key","value" (base64),"revision"}, in
 //	                      key order, streamed
 //	GET /v1/status        JSON: bucket, fold, backend, scope, state, ready,

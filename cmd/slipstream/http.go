@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
@@ -46,10 +48,18 @@ type httpAPI struct {
 	log     *slog.Logger
 }
 
+// keyPath is the path prefix of single-key reads.
+const keyPath = "/v1/kv/"
+
 // handler returns the API's routes.
+//
+// Key reads are routed before the ServeMux: NATS keys may hold "//", "/./"
+// and "/../" (both '/' and '.' are key characters), and the mux would clean
+// such a path and redirect it to a different key. The key is the rest of
+// the escaped path, unescaped, so /v1/kv/a//b and /v1/kv/a%2F%2Fb both
+// read the key "a//b".
 func (a *httpAPI) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/kv/{key...}", a.getKey)
 	mux.HandleFunc("GET /v1/kv", a.listKeys)
 	mux.HandleFunc("GET /v1/status", a.getStatus)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -65,11 +75,27 @@ func (a *httpAPI) handler() http.Handler {
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics)
 	}
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rest, ok := strings.CutPrefix(r.URL.EscapedPath(), keyPath)
+		if !ok {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		key, err := url.PathUnescape(rest)
+		if err != nil {
+			http.Error(w, "bad key escape: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.getKey(w, r, key)
+	})
 }
 
-func (a *httpAPI) getKey(w http.ResponseWriter, r *http.Request) {
-	key := r.PathValue("key")
+func (a *httpAPI) getKey(w http.ResponseWriter, r *http.Request, key string) {
 	if key == "" {
 		http.Error(w, "missing key", http.StatusBadRequest)
 		return

@@ -16,7 +16,16 @@ import (
 
 func newTestAPI(t *testing.T, backend string) (*httptest.Server, *atomic.Bool) {
 	t.Helper()
-	dir, _ := makeFold(t, backend, append(sample, "dir/with/slashes", "s", "x.y.z", "dots")...)
+	api, ready := newAPI(t, backend, append(sample, "dir/with/slashes", "s", "x.y.z", "dots")...)
+	srv := httptest.NewServer(api.handler())
+	t.Cleanup(srv.Close)
+	return srv, ready
+}
+
+// newAPI serves a fold of backend holding kv (see makeFold).
+func newAPI(t testing.TB, backend string, kv ...string) (*httpAPI, *atomic.Bool) {
+	t.Helper()
+	dir, _ := makeFold(t, backend, kv...)
 	f, err := openFold(dir, "", discardLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -33,9 +42,7 @@ func newTestAPI(t *testing.T, backend string) (*httptest.Server, *atomic.Bool) {
 		metrics: newMetricsHandler(tr),
 		log:     discardLogger(),
 	}
-	srv := httptest.NewServer(api.handler())
-	t.Cleanup(srv.Close)
-	return srv, &ready
+	return api, &ready
 }
 
 func get(t *testing.T, url string) (*http.Response, string) {
