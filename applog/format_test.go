@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/storetest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -77,24 +78,11 @@ func TestGoldenVectors(t *testing.T) {
 	}
 }
 
-// fixture is the conformance stream of storage.md §10.1: revisions 1..7.
-func fixture() []slipstream.Update {
-	return []slipstream.Update{
-		slipstream.Put("node.a", []byte("v1"), rev(1)),
-		slipstream.Put("node.b", []byte("v2"), rev(2)),
-		slipstream.Put("svc.x", []byte("sx"), rev(3)),
-		slipstream.Put("node.a", []byte("v1b"), rev(4)),
-		slipstream.Delete("node.b", rev(5)),
-		slipstream.Put("node.c", []byte("v3"), rev(6)),
-		slipstream.Put("svc.y", []byte("sy"), rev(7)),
-	}
-}
-
 // fixtureLog is the fixture appended by a raw writer in chunks of three, one
 // checkpoint per chunk at the chunk's last revision.
 func fixtureLog() []byte {
 	b := appendHeader(nil)
-	ups := fixture()
+	ups := storetest.Fixture()
 	for i := 0; i < len(ups); i += 3 {
 		end := min(i+3, len(ups))
 		for _, u := range ups[i:end] {
