@@ -3,7 +3,7 @@ package slipstream_test
 import (
 	"testing"
 
-	"github.com/slipstream-kv/slipstream/internal/protocol"
+	"github.com/slipstream-kv/slipstream/protocol"
 )
 
 // Model of the live retention floor guard (spec core.md §6.3, reference

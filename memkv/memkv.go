@@ -8,7 +8,7 @@ import (
 	"sync"
 
 	"github.com/slipstream-kv/slipstream"
-	"github.com/slipstream-kv/slipstream/internal/protocol"
+	"github.com/slipstream-kv/slipstream/protocol"
 )
 
 type record struct {

@@ -246,7 +246,7 @@ func TestSplitUserInfo(t *testing.T) {
 }
 
 // TestResumeStartNotComputedByHand is the source-text guard of core.md §3.11:
-// every resume start and every gap check goes through internal/protocol, so
+// every resume start and every gap check goes through protocol, so
 // the package's code must not add one to a revision itself.
 func TestResumeStartNotComputedByHand(t *testing.T) {
 	files, err := filepath.Glob("*.go")

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
-	"github.com/slipstream-kv/slipstream/internal/protocol"
+	"github.com/slipstream-kv/slipstream/protocol"
 )
 
 // Watch sends the updates of scope into out until ctx is cancelled (then it
