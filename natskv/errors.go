@@ -34,6 +34,10 @@ var (
 	// says exist: a short listing would make a resync delete live keys. It
 	// wraps with slipstream.ErrOperationFailed.
 	ErrShortListing = errors.New("natskv: key listing is shorter than the stream's subject count")
+	// ErrStreamRecreated is returned by a listing during which the bucket's
+	// stream was deleted and recreated (its creation time changed): what it
+	// saw mixes two streams. It wraps with slipstream.ErrOperationFailed.
+	ErrStreamRecreated = errors.New("natskv: the bucket's stream was recreated")
 )
 
 // JetStream error codes this package classifies.

@@ -73,7 +73,7 @@ func (b *Bucket) Keys(ctx context.Context, prefix string) ([]string, error) {
 func (b *Bucket) keys(ctx context.Context, prefix string) ([]string, error) {
 	var order []string
 	var live map[string]bool
-	err := b.list(ctx, prefix, true, func(n uint64) {
+	_, err := b.list(ctx, prefix, true, func(n uint64) {
 		// Sized from the stream's subject count: no rehashing at 1 M keys.
 		order = make([]string, 0, n)
 		live = make(map[string]bool, n)
@@ -114,7 +114,7 @@ func (b *Bucket) Scan(ctx context.Context, prefix string, fn func(slipstream.Ent
 		return err
 	}
 	var seen map[string]struct{}
-	return b.list(ctx, prefix, false, func(n uint64) {
+	_, err := b.list(ctx, prefix, false, func(n uint64) {
 		seen = make(map[string]struct{}, n)
 	}, func(key string, m *nats.Msg) (bool, error) {
 		_, dup := seen[key]
@@ -129,6 +129,7 @@ func (b *Bucket) Scan(ctx context.Context, prefix string, fn func(slipstream.Ent
 		}
 		return !dup, nil
 	})
+	return err
 }
 
 // list drains the last message of every subject under prefix through one
@@ -136,20 +137,23 @@ func (b *Bucket) Scan(ctx context.Context, prefix string, fn func(slipstream.Ent
 // subscription's goroutine; fn reports whether the key was new to this
 // listing, or an error that stops the listing. It then cross-checks the
 // distinct count against the stream's subject count, which it first passes
-// to size, before any call of fn.
-func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, size func(n uint64), fn func(key string, m *nats.Msg) (bool, error)) error {
+// to size, before any call of fn. It returns the stream's state read before
+// the listing started, its subjects the smaller of the counts taken before
+// and after the drain.
+func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, size func(n uint64), fn func(key string, m *nats.Msg) (bool, error)) (streamState, error) {
 	filter := b.pre + prefix + ">"
-	before, err := b.subjectCount(ctx, filter)
+	st, err := b.streamState(ctx, filter)
 	if err != nil {
-		return mapErr(ctx, "list: count subjects", err)
+		return st, mapErr(ctx, "list: count subjects", err)
 	}
+	before := st.subjects
 	size(min(before, 1<<24))
 	d := &drain{b: b, fn: fn, done: make(chan struct{})}
 	// Subscribe first: the consumer starts pushing as soon as it exists.
 	inbox := b.nc.NewInbox()
 	sub, err := b.nc.Subscribe(inbox, d.handle)
 	if err != nil {
-		return mapErr(ctx, "list: subscribe", err)
+		return st, mapErr(ctx, "list: subscribe", err)
 	}
 	defer sub.Unsubscribe()
 	octx, cancel := b.opContext(ctx)
@@ -169,7 +173,7 @@ func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, size
 	})
 	cancel()
 	if err != nil {
-		return mapErr(ctx, "list: create consumer", err)
+		return st, mapErr(ctx, "list: create consumer", err)
 	}
 	info := cons.CachedInfo()
 	defer func() {
@@ -185,20 +189,26 @@ func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, size
 	d.start(info.NumPending)
 	distinct, err := d.wait(ctx, cons)
 	if err != nil {
-		return err
+		return st, err
 	}
 	if n, _ := sub.Dropped(); n > 0 {
-		return fmt.Errorf("%w: %w: the client dropped %d messages of the listing under %q", slipstream.ErrOperationFailed, ErrShortListing, n, prefix)
+		return st, fmt.Errorf("%w: %w: the client dropped %d messages of the listing under %q", slipstream.ErrOperationFailed, ErrShortListing, n, prefix)
 	}
-	after, err := b.subjectCount(ctx, filter)
+	stAfter, err := b.streamState(ctx, filter)
 	if err != nil {
-		return mapErr(ctx, "list: count subjects", err)
+		return st, mapErr(ctx, "list: count subjects", err)
 	}
+	after := stAfter.subjects
 	if want := min(before, after); distinct < want {
-		return fmt.Errorf("%w: %w: listing under %q saw %d keys, the stream holds %d (before) and %d (after)",
+		return st, fmt.Errorf("%w: %w: listing under %q saw %d keys, the stream holds %d (before) and %d (after)",
 			slipstream.ErrOperationFailed, ErrShortListing, prefix, distinct, before, after)
 	}
-	return nil
+	if !stAfter.created.Equal(st.created) {
+		return st, fmt.Errorf("%w: %w: the bucket's stream was recreated during the listing under %q (created %s, now %s)",
+			slipstream.ErrOperationFailed, ErrStreamRecreated, prefix, st.created.Format(time.RFC3339Nano), stAfter.created.Format(time.RFC3339Nano))
+	}
+	st.subjects = min(before, after)
+	return st, nil
 }
 
 // drain is the state of one listing, shared between the subscription's
@@ -326,18 +336,27 @@ func (d *drain) stop() {
 	d.finishLocked()
 }
 
-// subjectCount returns how many subjects (keys with any retained message,
-// markers included) match filter, from the stream's own state: the
-// independent count a listing is checked against.
-func (b *Bucket) subjectCount(ctx context.Context, filter string) (uint64, error) {
+// streamState is what a listing reads of its stream before and after the
+// drain.
+type streamState struct {
+	subjects uint64    // subjects (keys with any retained message, markers included) matching the filter
+	last     uint64    // the stream's last sequence
+	created  time.Time // the stream's creation time: changes when the bucket is recreated
+}
+
+// streamState returns how many subjects (keys with any retained message,
+// markers included) match filter, from the stream's own state (the
+// independent count a listing is checked against), with the stream's last
+// sequence and creation time.
+func (b *Bucket) streamState(ctx context.Context, filter string) (streamState, error) {
 	octx, cancel := b.opContext(ctx)
 	defer cancel()
 	if filter == b.pre+">" {
 		info, err := b.stream.Info(octx)
 		if err != nil {
-			return 0, err
+			return streamState{}, err
 		}
-		return info.State.NumSubjects, nil
+		return streamState{subjects: info.State.NumSubjects, last: info.State.LastSeq, created: info.Created}, nil
 	}
 	// Stream info with a subjects filter reports the filtered total; an
 	// offset past the end keeps the subject map itself out of the reply.
@@ -346,21 +365,25 @@ func (b *Bucket) subjectCount(ctx context.Context, filter string) (uint64, error
 		Offset         int    `json:"offset"`
 	}{filter, math.MaxInt32})
 	if err != nil {
-		return 0, err
+		return streamState{}, err
 	}
 	msg, err := b.nc.RequestWithContext(octx, "$JS.API.STREAM.INFO.KV_"+b.name, req)
 	if err != nil {
-		return 0, err
+		return streamState{}, err
 	}
 	var resp struct {
-		Total int                 `json:"total"`
+		Total   int       `json:"total"`
+		Created time.Time `json:"created"`
+		State   struct {
+			LastSeq uint64 `json:"last_seq"`
+		} `json:"state"`
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, fmt.Errorf("decode stream info: %w", err)
+		return streamState{}, fmt.Errorf("decode stream info: %w", err)
 	}
 	if resp.Error != nil {
-		return 0, resp.Error
+		return streamState{}, resp.Error
 	}
-	return uint64(resp.Total), nil
+	return streamState{subjects: uint64(resp.Total), last: resp.State.LastSeq, created: resp.Created}, nil
 }
