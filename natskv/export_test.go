@@ -17,6 +17,10 @@ import (
 // reports true, faking a short listing.
 func SetDropListed(b *Bucket, drop func(key string) bool) { b.testDropListed = drop }
 
+// SetStreamCheckInterval changes how often a running watch checks its
+// stream's identity.
+func SetStreamCheckInterval(b *Bucket, d time.Duration) { b.streamCheck = d }
+
 // SetGuardInterval changes the floor guard's backstop period.
 func SetGuardInterval(b *Bucket, d time.Duration) { b.guardInterval = d }
 
