@@ -57,6 +57,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&StatCommand{m: m}).Run(ctx, args)
 	case "kv":
 		return (&KVCommand{m: m}).Run(ctx, args)
+	case "audit":
+		return (&AuditCommand{m: m}).Run(ctx, args)
 	case "bench":
 		return (&BenchCommand{m: m}).Run(ctx, args)
 	case "version":
@@ -88,6 +90,7 @@ Commands:
 	range    print a fold's entries as JSON lines (offline)
 	stat     print a fold's cursor, key count, backend and size (offline)
 	kv       put, get, del, purge or ls keys in a bucket (a small NATS KV client)
+	audit    compare a fold with its bucket key by key; -repair fixes it
 	bench    measure hydration throughput against raw nats.go WatchAll
 	version  print the version
 

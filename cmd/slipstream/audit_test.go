@@ -1,0 +1,352 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/natskv"
+)
+
+// auditOutput is what `slipstream audit` printed.
+type auditOutput struct {
+	lines   []auditLine
+	summary auditSummary
+}
+
+// findings renders the divergence lines as "class key" (or "class
+// cursor>last" for the cursor finding), sorted.
+func (o auditOutput) findings() []string {
+	var out []string
+	for _, l := range o.lines {
+		if l.Key == "" {
+			out = append(out, fmt.Sprintf("%s cursor %d>%d", l.Class, l.FoldCursor, l.ServerLast))
+			continue
+		}
+		out = append(out, l.Class+" "+l.Key)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func parseAudit(t testing.TB, stdout string) auditOutput {
+	t.Helper()
+	var o auditOutput
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	sawSummary := false
+	for sc.Scan() {
+		if sawSummary {
+			t.Fatalf("output after the summary line: %q", sc.Text())
+		}
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(sc.Bytes(), &raw); err != nil {
+			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
+		}
+		if s, ok := raw["summary"]; ok {
+			if err := json.Unmarshal(s, &o.summary); err != nil {
+				t.Fatal(err)
+			}
+			sawSummary = true
+			continue
+		}
+		var l auditLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatal(err)
+		}
+		o.lines = append(o.lines, l)
+	}
+	if !sawSummary {
+		t.Fatalf("no summary line in %q", stdout)
+	}
+	return o
+}
+
+// runAudit runs `slipstream audit` with the binary and checks its exit
+// status against the findings.
+func runAudit(t testing.TB, natsURL, bucket, fold string, extra ...string) auditOutput {
+	t.Helper()
+	args := append([]string{"audit", "-fold", fold, "-bucket", bucket, "-nats", natsURL}, extra...)
+	stdout, stderr, code := runBin(t, "", args...)
+	o := parseAudit(t, stdout)
+	want := 0
+	if len(o.lines) > 0 {
+		want = 1
+	}
+	if code != want || o.summary.Equal != (want == 0) {
+		t.Fatalf("slipstream %v: exit %d with %d findings (summary %+v)\n%s", args, code, len(o.lines), o.summary, stderr)
+	}
+	if want == 1 && !strings.Contains(stderr, "diverges") {
+		t.Fatalf("divergent audit: stderr %q lacks the verdict", stderr)
+	}
+	return o
+}
+
+// auditEnv is a NATS server with its store in a known directory, a bucket
+// handle, and a fold directory.
+type auditEnv struct {
+	srv    *natstest.Server
+	dir    string // the server's store
+	b      *natskv.Bucket
+	cfg    natskv.Config
+	fold   string
+	js     jetstream.JetStream
+	reopen func() *natskv.Bucket
+}
+
+func newAuditEnv(t *testing.T, cfg natskv.Config) *auditEnv {
+	t.Helper()
+	binary(t)
+	dir := t.TempDir()
+	srv := natstest.StartWith(t, func(o *server.Options) { o.StoreDir = dir })
+	e := &auditEnv{srv: srv, dir: dir, cfg: cfg, fold: filepath.Join(t.TempDir(), "fold")}
+	e.reopen = func() *natskv.Bucket { return openBucket(t, srv.URL(), cfg) }
+	e.b = e.reopen()
+	js, err := jetstream.New(natstest.Connect(t, srv.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.js = js
+	return e
+}
+
+// sync runs the mirror until it is synced and its fold equals the bucket,
+// then stops it and returns its final cursor. (Its cursor need not reach the
+// stream's last sequence: a resume over records removed since, expired
+// markers say, delivers nothing.)
+func (e *auditEnv) sync(t *testing.T) uint64 {
+	t.Helper()
+	m := startProc(t, "mirror", "-bucket", e.cfg.Bucket, "-fold", e.fold, "-nats", e.srv.URL(),
+		"-http", "127.0.0.1:0", "-batch-window", "1ms")
+	base := m.httpBase(t)
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		st, ok := getStatus(base)
+		if !ok || st.State != stateSynced {
+			return false, fmt.Sprintf("status %+v", st)
+		}
+		d := diffLines(httpRange(t, base, ""), bucketLines(t, t.Context(), e.b))
+		return d == "", "fold differs from the bucket: " + d
+	})
+	return m.stop(t)
+}
+
+// foldLines reads the fold with `slipstream range`.
+func (e *auditEnv) foldLines(t *testing.T) []rangeLine {
+	t.Helper()
+	return parseLines(t, strings.NewReader(mustBin(t, "", "range", "-fold", e.fold)))
+}
+
+func (e *auditEnv) wantConverged(t *testing.T) {
+	t.Helper()
+	if d := diffLines(e.foldLines(t), bucketLines(t, t.Context(), e.b)); d != "" {
+		t.Fatalf("fold differs from the bucket: %s", d)
+	}
+}
+
+func keysN(prefix string, from, to int) []string {
+	var ks []string
+	for i := from; i < to; i++ {
+		ks = append(ks, fmt.Sprintf("%s%d", prefix, i))
+	}
+	return ks
+}
+
+func withClass(class string, keys ...string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = class + " " + k
+	}
+	return out
+}
+
+func putAll(t *testing.T, b *natskv.Bucket, keys []string, val string) uint64 {
+	t.Helper()
+	var last uint64
+	for _, k := range keys {
+		last = put(t, b, k, val)
+	}
+	return last
+}
+
+// A history takes a bucket the mirror has followed (its fold synced, the
+// mirror stopped) into a state the fold diverges from without any cursor
+// check noticing, and returns the findings the audit must report.
+type history struct {
+	name string
+	cfg  natskv.Config
+	// before writes the bucket's initial state, which the mirror syncs.
+	before func(t *testing.T, e *auditEnv)
+	// diverge runs while the mirror is down.
+	diverge func(t *testing.T, e *auditEnv, cursor uint64) []string
+}
+
+var histories = []history{
+	{
+		name: "purged delete markers",
+		cfg:  natskv.Config{Bucket: "purged", History: 5},
+		before: func(t *testing.T, e *auditEnv) {
+			putAll(t, e.b, keysN("k.", 0, 6), "1")
+		},
+		diverge: func(t *testing.T, e *auditEnv, _ uint64) []string {
+			for _, k := range []string{"k.1", "k.4"} {
+				mustBin(t, "", "kv", "del", "-bucket", e.cfg.Bucket, "-nats", e.srv.URL(), k)
+			}
+			put(t, e.b, "k.5", "2") // in flight: the resume delivers it
+			kv, err := e.js.KeyValue(t.Context(), e.cfg.Bucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := kv.PurgeDeletes(t.Context(), jetstream.DeleteMarkersOlderThan(-1)); err != nil {
+				t.Fatal(err)
+			}
+			return withClass("stale", "k.1", "k.4")
+		},
+	},
+	{
+		name: "expired TTL markers",
+		cfg:  natskv.Config{Bucket: "ttl", AllowTTL: true, LimitMarkerTTL: time.Second},
+		before: func(t *testing.T, e *auditEnv) {
+			put(t, e.b, "keep", "1")
+			for _, k := range []string{"ttl.a", "ttl.b"} {
+				if _, err := e.b.PutTTL(t.Context(), k, []byte("short"), 2*time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		diverge: func(t *testing.T, e *auditEnv, cursor uint64) []string {
+			waitFor(t, 20*time.Second, func() (bool, string) {
+				st, err := e.b.Status(t.Context())
+				return err == nil && st.Values == 1 && st.LastSeq > cursor,
+					fmt.Sprintf("waiting for the TTLs and their markers to expire: %+v %v", st, err)
+			})
+			return withClass("stale", "ttl.a", "ttl.b")
+		},
+	},
+	{
+		// Memory storage: the embedded server may resurrect a file-backed
+		// bucket deleted and recreated at once (nats-hazards.md).
+		name: "bucket recreated past the cursor",
+		cfg:  natskv.Config{Bucket: "recreated", Storage: natskv.MemoryStorage},
+		before: func(t *testing.T, e *auditEnv) {
+			putAll(t, e.b, keysN("old.", 0, 5), "1") // revisions 1-5
+		},
+		diverge: func(t *testing.T, e *auditEnv, cursor uint64) []string {
+			if err := e.js.DeleteKeyValue(t.Context(), e.cfg.Bucket); err != nil {
+				t.Fatal(err)
+			}
+			e.b = e.reopen()
+			putAll(t, e.b, keysN("new.", 0, 8), "2") // revisions 1-8: past the cursor 5
+			return append(withClass("stale", keysN("old.", 0, 5)...), withClass("missed", keysN("new.", 0, 5)...)...)
+		},
+	},
+	{
+		name: "bucket recreated behind the cursor",
+		cfg:  natskv.Config{Bucket: "recreated_behind", Storage: natskv.MemoryStorage},
+		before: func(t *testing.T, e *auditEnv) {
+			putAll(t, e.b, keysN("old.", 0, 5), "1")
+		},
+		diverge: func(t *testing.T, e *auditEnv, cursor uint64) []string {
+			if err := e.js.DeleteKeyValue(t.Context(), e.cfg.Bucket); err != nil {
+				t.Fatal(err)
+			}
+			e.b = e.reopen()
+			putAll(t, e.b, keysN("new.", 0, 3), "2")
+			return append(append(withClass("stale", keysN("old.", 0, 5)...), withClass("missed", keysN("new.", 0, 3)...)...),
+				"backwards cursor 5>3")
+		},
+	},
+	{
+		// The server loses acknowledged writes and reuses their revisions:
+		// its store is restored from a copy taken before them.
+		name: "store restored from an older copy",
+		cfg:  natskv.Config{Bucket: "restored"},
+		before: func(t *testing.T, e *auditEnv) {
+			putAll(t, e.b, []string{"a", "b", "c"}, "1") // 1-3
+			e.srv.Shutdown()
+			copyTree(t, e.dir, filepath.Join(e.dir+".copy"))
+			e.srv.Restart(t)
+			putAll(t, e.b, keysN("lost.", 0, 5), "1") // 4-8, lost
+			put(t, e.b, "a", "lost")                  // 9, lost
+		},
+		diverge: func(t *testing.T, e *auditEnv, cursor uint64) []string {
+			e.srv.Shutdown()
+			if err := os.RemoveAll(e.dir); err != nil {
+				t.Fatal(err)
+			}
+			copyTree(t, e.dir+".copy", e.dir)
+			e.srv.Restart(t)
+			putAll(t, e.b, keysN("y.", 0, 6), "2") // 4-9: the lost revisions reused
+			return append(append(withClass("stale", keysN("lost.", 0, 5)...), withClass("missed", keysN("y.", 0, 6)...)...),
+				"backwards a")
+		},
+	},
+}
+
+// TestAuditHistories builds each history with the built binary (mirror,
+// kv, audit) against a real server: `slipstream audit` exits 1 and lists
+// exactly the divergent keys with their classes; -repair converges the fold;
+// audit then exits 0.
+func TestAuditHistories(t *testing.T) {
+	for _, h := range histories {
+		t.Run(h.name, func(t *testing.T) {
+			e := newAuditEnv(t, h.cfg)
+			h.before(t, e)
+			cursor := e.sync(t)
+			if o := runAudit(t, e.srv.URL(), e.cfg.Bucket, e.fold); len(o.lines) != 0 || o.summary.Cursor != cursor {
+				t.Fatalf("audit of a synced fold: %q, summary %+v", o.findings(), o.summary)
+			}
+			want := h.diverge(t, e, cursor)
+			slices.Sort(want)
+			o := runAudit(t, e.srv.URL(), e.cfg.Bucket, e.fold)
+			if got := o.findings(); !slices.Equal(got, want) {
+				t.Fatalf("audit findings\n got %q\nwant %q", got, want)
+			}
+			o = runAudit(t, e.srv.URL(), e.cfg.Bucket, e.fold, "-repair")
+			keys := 0
+			for _, w := range want {
+				if !strings.Contains(w, " cursor ") {
+					keys++
+				}
+			}
+			if o.summary.Repaired != keys {
+				t.Fatalf("repair folded %d keys, want %d", o.summary.Repaired, keys)
+			}
+			// The resume delivers what was in flight (or, after a cursor
+			// reset, re-lists the bucket).
+			e.sync(t)
+			e.wantConverged(t)
+			runAudit(t, e.srv.URL(), e.cfg.Bucket, e.fold)
+		})
+	}
+}
+
+// copyTree copies the regular files under src into dst.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, 0o644)
+	})
+	if err != nil {
+		t.Fatalf("copy %s to %s: %v", src, dst, err)
+	}
+}
