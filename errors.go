@@ -30,6 +30,10 @@ var (
 	// subscription, a floor-guard trip, and the fatal conditions of
 	// [Follower.Run].
 	ErrWatch = errors.New("slipstream: watch error")
+	// ErrCursorOverflow is the [ErrWatch] of a resume after revision
+	// MaxUint64, whose successor would wrap to 0 (which a NATS client reads
+	// as "no resume": a full replay).
+	ErrCursorOverflow = fmt.Errorf("%w: resume cursor is MaxUint64", ErrWatch)
 	// ErrOverrun is the [ErrWatch] of a live watch whose bucket evicted
 	// revisions it had not delivered yet (the live floor guard tripped).
 	// A restart resumes, finds the cursor expired and resyncs.

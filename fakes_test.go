@@ -105,7 +105,7 @@ func (w *scriptedWatcher) Calls() []watchCall {
 type errorWatcher struct{}
 
 func (errorWatcher) Watch(context.Context, slipstream.Scope, slipstream.Cursor, chan<- slipstream.Update) error {
-	return fmt.Errorf("%w: injected watch failure", slipstream.ErrWatch)
+	return fmt.Errorf("%w: %w", slipstream.ErrWatch, errInjectedWatch)
 }
 
 // prefixLister serves a fixed live-key list, filtered by string prefix like
@@ -406,6 +406,7 @@ var (
 	errInjectedStore   = errors.New("injected transient store failure")
 	errInjectedScan    = errors.New("injected fold scan failure")
 	errInjectedListing = errors.New("injected listing failure")
+	errInjectedWatch   = errors.New("injected watch failure")
 )
 
 // failFirstApply wraps inner so that its first Apply fails, then delegates.

@@ -491,7 +491,7 @@ func TestWatchTaskErrorPropagates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
 		_, err := newFollower(errorWatcher{}, rec).Run(t.Context())
-		if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "injected") {
+		if !errors.Is(err, slipstream.ErrWatch) || !errors.Is(err, errInjectedWatch) {
 			t.Fatalf("Run = %v, want ErrWatch carrying the injected cause", err)
 		}
 	})
