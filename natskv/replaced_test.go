@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -31,17 +30,28 @@ func recreate(t *testing.T, e *env, cfg natskv.Config, n int) *natskv.Bucket {
 	return nb
 }
 
-// wantReplaced waits for the watch to end with the replaced-stream error.
+// wantReplaced waits for a running watch to end with the replaced-stream
+// error: an ErrWatch (it has sent updates, so never ErrCursorExpired).
 func wantReplaced(t *testing.T, w *watchRun, within time.Duration) {
 	t.Helper()
 	err := w.waitResult(t, within)
+	if !errors.Is(err, slipstream.ErrWatch) || !errors.Is(err, natskv.ErrStreamRecreated) || errors.Is(err, slipstream.ErrCursorExpired) {
+		t.Fatalf("watch over a replaced stream returned %v, want ErrWatch and ErrStreamRecreated, not ErrCursorExpired", err)
+	}
+}
+
+// wantRecreatedExpired waits for a resume to fail with ErrCursorExpired
+// because its stream was recreated.
+func wantRecreatedExpired(t *testing.T, w *watchRun) {
+	t.Helper()
+	err := w.waitResult(t, 5*time.Second)
 	if !errors.Is(err, slipstream.ErrCursorExpired) || !errors.Is(err, natskv.ErrStreamRecreated) {
-		t.Fatalf("watch over a replaced stream returned %v, want ErrCursorExpired and ErrStreamRecreated", err)
+		t.Fatalf("resume on a recreated stream returned %v, want ErrCursorExpired and ErrStreamRecreated", err)
 	}
 }
 
 // TestRunningWatchNoticesRecreatedStream: for every scope, a state-sync and
-// a resumed watch both end with ErrCursorExpired once their bucket is
+// a resumed watch both end (ErrStreamRecreated) once their bucket is
 // deleted and recreated under them, even when the new stream has already
 // passed their frontier (so no sequence check could tell).
 func TestRunningWatchNoticesRecreatedStream(t *testing.T) {
@@ -116,7 +126,7 @@ func TestResumeAfterRecreationIsRefused(t *testing.T) {
 	cursor := slipstream.CursorFromUint64(put(t, b, "old", "1"))
 	recreate(t, e, cfg, 5)
 	w := startWatch(t, b, slipstream.AllKeys(), cursor)
-	wantReplaced(t, w, 5*time.Second)
+	wantRecreatedExpired(t, w)
 
 	sync := startWatch(t, b, slipstream.AllKeys(), slipstream.Cursor{})
 	if u := sync.next(t); u.Key != "new.0" {
@@ -131,8 +141,8 @@ func TestResumeAfterRecreationIsRefused(t *testing.T) {
 
 // TestRunningWatchNoticesRestoredOlderStore: the server's store is restored
 // from an older copy (acknowledged writes lost) under a running watch; the
-// watch reconnects and ends with ErrCursorExpired instead of waiting for
-// revisions it already delivered.
+// watch reconnects and ends (ErrStreamRecreated) instead of waiting for
+// revisions it already delivered, and a resume from its frontier is expired.
 func TestRunningWatchNoticesRestoredOlderStore(t *testing.T) {
 	dir := t.TempDir()
 	srv := natstest.StartWith(t, func(o *server.Options) { o.StoreDir = dir })
@@ -160,9 +170,10 @@ func TestRunningWatchNoticesRestoredOlderStore(t *testing.T) {
 	}
 	copyDir(t, backup, dir)
 	srv.Restart(t)
-	err := w.waitResult(t, 30*time.Second)
-	if !errors.Is(err, slipstream.ErrCursorExpired) || !strings.Contains(err.Error(), "ahead of the stream's last sequence") {
-		t.Fatalf("watch over a restored store returned %v, want ErrCursorExpired (cursor ahead)", err)
+	wantReplaced(t, w, 30*time.Second)
+	w2 := startWatch(t, b, slipstream.AllKeys(), slipstream.CursorFromUint64(frontier))
+	if err := w2.waitResult(t, 5*time.Second); !errors.Is(err, slipstream.ErrCursorAhead) {
+		t.Fatalf("resume from the frontier on the restored store: %v, want ErrCursorAhead", err)
 	}
 }
 

@@ -29,7 +29,7 @@ import (
 // resume is also floor-guarded while it runs: a delivery that jumps past the
 // next revision is checked against the stream's first sequence before it is
 // forwarded, and a backstop probe runs every 30 s; a trip returns an error
-// wrapping slipstream.ErrWatch that contains "retention overran live watch".
+// wrapping slipstream.ErrOverrun (an ErrWatch).
 //
 // A Prefixes scope is served by one consumer with one filter per prefix; an
 // empty Prefixes scope watches nothing and returns nil at once. Prefixes
@@ -41,9 +41,22 @@ import (
 // re-created from the last revision it forwarded, with the same resume
 // checks, instead of waiting for nats.go to notice missed heartbeats. When
 // the subscription closes without ctx being cancelled (connection closed, the
-// consumer could not be recreated) Watch returns an error wrapping
-// slipstream.ErrWatch. Other setup failures wrap slipstream.ErrWatch, or
-// slipstream.ErrOperationFailed for the stream lookups of the resume checks.
+// consumer could not be recreated) Watch returns slipstream.ErrWatchClosed.
+// A cursor at MaxUint64 is refused with slipstream.ErrCursorOverflow, one
+// ahead of the stream's last sequence with slipstream.ErrCursorAhead. Other
+// setup failures wrap slipstream.ErrWatch, or slipstream.ErrOperationFailed
+// for the stream lookups of the resume checks.
+//
+// Every watch, of any scope, also checks that its stream is the one it
+// started on, every 5 s and when its subscription closes: a bucket deleted
+// and recreated (the stream's creation time changed), or restored from an
+// older copy (its last sequence below what the watch delivered), ends the
+// watch with an error wrapping slipstream.ErrWatch and ErrStreamRecreated
+// instead of leaving it waiting for revisions that will never come; while
+// the stream is gone, the watch waits for it. A resume on a stream created
+// at another time than the one the Bucket was bound to (by Open) or last
+// state-synced from fails with slipstream.ErrCursorExpired and
+// ErrStreamRecreated, so the restart that follows resyncs.
 func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipstream.Cursor, out chan<- slipstream.Update) error {
 	filters, all, err := watchFilters(scope)
 	if err != nil {
@@ -74,7 +87,7 @@ func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipst
 
 	start, ok := protocol.ResumeStart(rev)
 	if !ok {
-		return fmt.Errorf("%w: resume revision is MaxUint64; refusing to wrap to 0", slipstream.ErrWatch)
+		return slipstream.ErrCursorOverflow
 	}
 	created, err := b.checkResume(ctx, rev, "before", time.Unix(0, b.synced.Load()))
 	if err != nil {
@@ -216,35 +229,35 @@ func (b *Bucket) checkResume(ctx context.Context, rev uint64, when string, creat
 	}
 	first, last := info.State.FirstSeq, info.State.LastSeq
 	if !created.IsZero() && !info.Created.Equal(created) {
-		b.log.Warn("resume on a recreated stream", slipstream.LogKeyCursor, rev, "created", info.Created, "was", created, "check", when)
 		return info.Created, fmt.Errorf("%w: %w: the bucket's stream was created at %s, not %s as when the cursor %d was taken (checked %s creating the consumer)",
 			slipstream.ErrCursorExpired, ErrStreamRecreated, info.Created.Format(time.RFC3339Nano), created.Format(time.RFC3339Nano), rev, when)
 	}
 	if !protocol.ResumeWindowOK(rev, first) {
-		b.log.Info("resume cursor below the stream's first sequence", slipstream.LogKeyCursor, rev, "first_seq", first, "check", when)
 		return info.Created, fmt.Errorf("%w: cursor %d is older than the stream's first sequence %d (checked %s creating the consumer)",
 			slipstream.ErrCursorExpired, rev, first, when)
 	}
 	if rev > last {
-		b.log.Warn("resume cursor ahead of the stream's last sequence: bucket recreated or restored", slipstream.LogKeyCursor, rev, "last_seq", last, "check", when)
-		return info.Created, fmt.Errorf("%w: %w: cursor %d is ahead of the stream's last sequence %d: the bucket was recreated or restored (checked %s creating the consumer)",
-			slipstream.ErrCursorExpired, ErrStreamRecreated, rev, last, when)
+		return info.Created, fmt.Errorf("%w: cursor %d, the stream's last sequence %d (checked %s creating the consumer)",
+			slipstream.ErrCursorAhead, rev, last, when)
 	}
 	return info.Created, nil
 }
 
-// streamReplaced reports, as an error wrapping slipstream.ErrCursorExpired
-// and ErrStreamRecreated, a stream that is not the one a watch started on:
+// streamReplaced reports, as an error wrapping slipstream.ErrWatch and
+// ErrStreamRecreated, a stream that is not the one a watch started on:
 // created at another time, or holding less than the watch already
-// delivered (frontier).
+// delivered (frontier). It is not a slipstream.ErrCursorExpired: the watch
+// has sent updates, and the restart's resume is what finds the expiry (the
+// Bucket refuses to resume on a stream other than the one it last synced
+// from, and a cursor ahead of the stream is expired).
 func streamReplaced(info *jetstream.StreamInfo, created time.Time, frontier uint64) error {
 	if !info.Created.Equal(created) {
-		return fmt.Errorf("%w: %w: the bucket's stream was recreated under a running watch (created %s, the watch started on one created %s)",
-			slipstream.ErrCursorExpired, ErrStreamRecreated, info.Created.Format(time.RFC3339Nano), created.Format(time.RFC3339Nano))
+		return fmt.Errorf("%w: %w: under a running watch (created %s, the watch started on one created %s)",
+			slipstream.ErrWatch, ErrStreamRecreated, info.Created.Format(time.RFC3339Nano), created.Format(time.RFC3339Nano))
 	}
 	if last := info.State.LastSeq; last < frontier {
-		return fmt.Errorf("%w: %w: the stream's last sequence %d is below the %d the watch delivered: the bucket was recreated or restored from an older copy",
-			slipstream.ErrCursorExpired, ErrStreamRecreated, last, frontier)
+		return fmt.Errorf("%w: %w: the stream's last sequence %d is below the %d the watch delivered (recreated, or restored from an older copy)",
+			slipstream.ErrWatch, ErrStreamRecreated, last, frontier)
 	}
 	return nil
 }
@@ -348,7 +361,7 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []
 				if err := b.checkStream(ctx, created, last); err != nil || ctx.Err() != nil {
 					return err
 				}
-				return fmt.Errorf("%w: watch subscription closed", slipstream.ErrWatch)
+				return slipstream.ErrWatchClosed
 			}
 			if e == nil {
 				// End of the initial values: not an update, and it must
@@ -401,18 +414,18 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []
 //
 // It retries while JetStream is not ready, with attempts bounded by 1 s
 // growing to the bucket's timeout, for up to twice that timeout, and runs the resume-window checks: history lost while disconnected fails
-// the watch with slipstream.ErrWatch ("retention overran live watch"), so a
-// restart resyncs; a stream recreated or restored from an older copy
-// meanwhile (see streamReplaced) fails it with an error wrapping
-// slipstream.ErrCursorExpired, so the follower resyncs at once, and a stream
-// that is gone is waited for (checkStream). It returns nil, nil when ctx
-// ends.
+// the watch with slipstream.ErrOverrun, and a stream recreated or restored
+// from an older copy meanwhile with an error wrapping slipstream.ErrWatch
+// and ErrStreamRecreated (see streamReplaced); either way the restart's
+// resume finds the cursor expired and resyncs. A stream that is gone is
+// waited for (checkStream). Neither error wraps slipstream.ErrCursorExpired:
+// the watch has already sent updates. It returns nil, nil when ctx ends.
 func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64, created time.Time) (jetstream.KeyWatcher, error) {
 	var opts []jetstream.WatchOpt
 	if last > 0 {
 		start, ok := protocol.ResumeStart(last)
 		if !ok {
-			return nil, fmt.Errorf("%w: resume revision is MaxUint64; refusing to wrap to 0", slipstream.ErrWatch)
+			return nil, slipstream.ErrCursorOverflow
 		}
 		opts = append(opts, jetstream.ResumeFromRevision(start))
 	}
@@ -435,11 +448,13 @@ func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64, cre
 			b.log.Info("watch re-created after reconnect", slipstream.LogKeyCursor, last)
 			return w, nil
 		}
-		if errors.Is(err, ErrStreamRecreated) {
-			return nil, err
+		// The inner errors are ErrCursorExpired: kept as text only, since
+		// this watch has sent updates (docs/LOOP.md, the Watcher contract).
+		if errors.Is(err, ErrStreamRecreated) || errors.Is(err, slipstream.ErrCursorAhead) {
+			return nil, fmt.Errorf("%w: %w: while reconnecting: %v", slipstream.ErrWatch, ErrStreamRecreated, err)
 		}
 		if errors.Is(err, slipstream.ErrCursorExpired) {
-			return nil, fmt.Errorf("%w: stream retention overran live watch while reconnecting: %v; restart will resync", slipstream.ErrWatch, err)
+			return nil, fmt.Errorf("%w: while reconnecting: %v", slipstream.ErrOverrun, err)
 		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			if err := b.checkStream(ctx, created, last); err != nil || ctx.Err() != nil {
@@ -500,9 +515,7 @@ func (b *Bucket) checkFloor(ctx context.Context, frontier uint64) error {
 		return mapErr(ctx, "floor guard stream lookup", err)
 	}
 	if first := info.State.FirstSeq; !protocol.ResumeWindowOK(frontier, first) {
-		b.log.Warn("stream retention overran the live watch; failing it so a restart resyncs", "first_seq", first, "frontier", frontier)
-		return fmt.Errorf("%w: stream retention overran live watch (first sequence %d is past the delivered frontier %d); restart will resync",
-			slipstream.ErrWatch, first, frontier)
+		return fmt.Errorf("%w: first sequence %d is past the delivered frontier %d", slipstream.ErrOverrun, first, frontier)
 	}
 	return nil
 }
