@@ -11,9 +11,9 @@ import (
 const repairBatch = 1000
 
 // RepairStore converges a fold that no follower holds with its bucket after
-// the audit rep. Every divergent key is re-read from r and folded: a put of
-// the value read, at its revision, or a delete (at the unknown version) when
-// the key has no value any more. The updates are folded at the fold's own
+// the audit rep. Every divergent key's latest record is re-read from r and
+// folded: a put of the value read, at its revision, or a delete when the
+// record is a marker or there is none. The updates are folded at the fold's own
 // cursor, which does not move.
 //
 // When rep found the fold's cursor past the server's last sequence (the
@@ -25,7 +25,7 @@ const repairBatch = 1000
 // A read or fold error stops the repair and is returned with what was
 // folded so far; folding is idempotent, so running it again is safe. Use a
 // running follower's Repair instead for a fold a follower holds.
-func RepairStore(ctx context.Context, st slipstream.Store, r slipstream.EntryReader, rep Report) (slipstream.RepairInfo, error) {
+func RepairStore(ctx context.Context, st slipstream.Store, r slipstream.RecordReader, rep Report) (slipstream.RepairInfo, error) {
 	keys := rep.Keys()
 	info := slipstream.RepairInfo{Keys: len(keys)}
 	batch := make([]slipstream.Update, 0, min(len(keys), repairBatch))
@@ -39,9 +39,9 @@ func RepairStore(ctx context.Context, st slipstream.Store, r slipstream.EntryRea
 		return nil
 	}
 	for _, k := range keys {
-		u, err := reread(ctx, r, k)
+		u, err := slipstream.ReadRecord(ctx, r, k)
 		if err != nil {
-			return info, err
+			return info, fmt.Errorf("audit: %w", err)
 		}
 		batch = append(batch, u)
 		if len(batch) == repairBatch {
@@ -60,17 +60,4 @@ func RepairStore(ctx context.Context, st slipstream.Store, r slipstream.EntryRea
 		}
 	}
 	return info, nil
-}
-
-// reread returns the synthetic update that sets key to its current state in
-// the bucket.
-func reread(ctx context.Context, r slipstream.EntryReader, key string) (slipstream.Update, error) {
-	e, ok, err := r.Entry(ctx, key)
-	if err != nil {
-		return slipstream.Update{}, fmt.Errorf("audit: repair: read %q: %w", key, err)
-	}
-	if !ok {
-		return slipstream.Delete(key, slipstream.Version{}), nil
-	}
-	return slipstream.Put(key, e.Value, e.Version), nil
 }

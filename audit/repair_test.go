@@ -174,8 +174,8 @@ func TestRepairStoreCursorAhead(t *testing.T) {
 
 type failingReader struct{ err error }
 
-func (r failingReader) Entry(context.Context, string) (slipstream.Entry, bool, error) {
-	return slipstream.Entry{}, false, r.err
+func (r failingReader) LastRecord(context.Context, string) (slipstream.Update, bool, error) {
+	return slipstream.Update{}, false, r.err
 }
 
 func TestRepairStoreReadError(t *testing.T) {

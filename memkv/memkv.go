@@ -401,3 +401,16 @@ func (kv *KV) PurgeDeletes() {
 	close(kv.mu.changed)
 	kv.mu.changed = make(chan struct{})
 }
+
+// LastRecord returns key's latest retained record, markers included, as an
+// Update with its revision; false when the key has none. It implements
+// slipstream.RecordReader.
+func (kv *KV) LastRecord(ctx context.Context, key string) (slipstream.Update, bool, error) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	r := kv.lastLocked(key)
+	if r == nil {
+		return slipstream.Update{}, false, nil
+	}
+	return toUpdate(r), true, nil
+}

@@ -143,3 +143,46 @@ func TestLatestStreamRecreatedDuringListing(t *testing.T) {
 	}
 	t.Logf("Latest across a re-creation: %v", err)
 }
+
+func TestLastRecordReadsMarkersWithTheirRevision(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	b := e.open(t, natskv.Config{Bucket: "lastrecord"})
+	vr := put(t, b, "v", "value")
+	tomb := put(t, b, "tomb", "1")
+	if err := b.DeleteWithVersion(ctx, "tomb", tomb); err != nil {
+		t.Fatal(err)
+	}
+	put(t, b, "del", "1")
+	if err := b.Delete(ctx, "del"); err != nil {
+		t.Fatal(err)
+	}
+	put(t, b, "purged", "1")
+	if err := b.Purge(ctx, "purged"); err != nil {
+		t.Fatal(err)
+	}
+	last := e.streamInfo(t, "lastrecord").State.LastSeq
+	cases := []struct {
+		key   string
+		op    slipstream.Op
+		value string
+		rev   uint64
+	}{
+		{"v", slipstream.OpPut, "value", vr},
+		{"tomb", slipstream.OpPut, "", tomb + 1},
+		{"del", slipstream.OpDelete, "", last - 2},
+		{"purged", slipstream.OpPurge, "", last},
+	}
+	for _, c := range cases {
+		u, ok, err := b.LastRecord(ctx, c.key)
+		if err != nil || !ok || u.Key != c.key || u.Op != c.op || string(u.Value) != c.value || rev(u) != c.rev {
+			t.Errorf("LastRecord(%s) = %s %s=%q@%d %v %v; want %s %q@%d", c.key, u.Op, u.Key, u.Value, rev(u), ok, err, c.op, c.value, c.rev)
+		}
+	}
+	if _, ok, err := b.LastRecord(ctx, "absent"); ok || err != nil {
+		t.Fatalf("LastRecord(absent) = %v, %v; want false, nil", ok, err)
+	}
+	if _, _, err := b.LastRecord(ctx, "bad key"); !errors.Is(err, slipstream.ErrInvalidKey) {
+		t.Fatalf("LastRecord(bad key) = %v, want ErrInvalidKey", err)
+	}
+}
