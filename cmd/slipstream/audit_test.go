@@ -138,6 +138,58 @@ func (e *auditEnv) sync(t *testing.T) uint64 {
 	return m.stop(t)
 }
 
+// mirrorRepairs starts the mirror on the divergent fold and waits until its
+// post-resume audit has found want (stale, missed, backwards) divergences
+// and repaired them: the fold equals the bucket and /v1/status says it is
+// verified; /metrics counts them by class.
+func (e *auditEnv) mirrorRepairs(t *testing.T, want [3]int) {
+	t.Helper()
+	m := startProc(t, "mirror", "-bucket", e.cfg.Bucket, "-fold", e.fold, "-nats", e.srv.URL(),
+		"-http", "127.0.0.1:0", "-batch-window", "1ms")
+	base := m.httpBase(t)
+	var st statusDoc
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		var ok bool
+		st, ok = getStatus(base)
+		if !ok || !st.Verified || st.LastAudit == nil {
+			return false, fmt.Sprintf("status %+v (last audit %+v)", st, st.LastAudit)
+		}
+		d := diffLines(httpRange(t, base, ""), bucketLines(t, t.Context(), e.b))
+		return d == "", "fold differs from the bucket: " + d
+	})
+	la := st.LastAudit
+	if got := [3]int{la.Stale, la.Missed, la.Backwards}; got != want || la.Repaired != want[0]+want[1]+want[2] || la.Equal {
+		t.Fatalf("the mirror's audit: %+v, want (stale, missed, backwards) %v all repaired\n%s", la, want, m.stderr.String())
+	}
+	if want[2] > 0 && !strings.Contains(m.stderr.String(), "level=ERROR") {
+		t.Fatalf("a backwards finding was not logged at error level:\n%s", m.stderr.String())
+	}
+	_, metrics, _ := httpGet(t, base+"/metrics")
+	for i, class := range []string{"stale", "missed", "backwards"} {
+		line := fmt.Sprintf("slipstream_audit_divergences_total{class=%q} %d", class, want[i])
+		if !strings.Contains(metrics, line) {
+			t.Fatalf("/metrics lacks %q:\n%s", line, grepLines(metrics, "slipstream_audit"))
+		}
+	}
+	if !strings.Contains(metrics, "slipstream_audits_total 1") || !strings.Contains(metrics, "slipstream_verified 1") {
+		t.Fatalf("/metrics audit figures:\n%s", grepLines(metrics, "slipstream_audit", "slipstream_verified"))
+	}
+	m.stop(t)
+}
+
+func grepLines(s string, subs ...string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		for _, sub := range subs {
+			if strings.Contains(l, sub) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // foldLines reads the fold with `slipstream range`.
 func (e *auditEnv) foldLines(t *testing.T) []rangeLine {
 	t.Helper()
@@ -186,6 +238,11 @@ type history struct {
 	before func(t *testing.T, e *auditEnv)
 	// diverge runs while the mirror is down.
 	diverge func(t *testing.T, e *auditEnv, cursor uint64) []string
+	// offline repairs with `slipstream audit -repair`; otherwise the
+	// restarted mirror audits and repairs by itself, its audit finding
+	// mirror (stale, missed, backwards) divergences.
+	offline bool
+	mirror  [3]int
 }
 
 var histories = []history{
@@ -209,6 +266,7 @@ var histories = []history{
 			}
 			return withClass("stale", "k.1", "k.4")
 		},
+		mirror: [3]int{2, 0, 0},
 	},
 	{
 		name: "expired TTL markers",
@@ -229,6 +287,7 @@ var histories = []history{
 			})
 			return withClass("stale", "ttl.a", "ttl.b")
 		},
+		offline: true,
 	},
 	{
 		// Memory storage: the embedded server may resurrect a file-backed
@@ -246,6 +305,7 @@ var histories = []history{
 			putAll(t, e.b, keysN("new.", 0, 8), "2") // revisions 1-8: past the cursor 5
 			return append(withClass("stale", keysN("old.", 0, 5)...), withClass("missed", keysN("new.", 0, 5)...)...)
 		},
+		mirror: [3]int{5, 5, 0},
 	},
 	{
 		name: "bucket recreated behind the cursor",
@@ -262,6 +322,7 @@ var histories = []history{
 			return append(append(withClass("stale", keysN("old.", 0, 5)...), withClass("missed", keysN("new.", 0, 3)...)...),
 				"backwards cursor 5>3")
 		},
+		offline: true, // the repair resets the cursor
 	},
 	{
 		// The server loses acknowledged writes and reuses their revisions:
@@ -287,13 +348,15 @@ var histories = []history{
 			return append(append(withClass("stale", keysN("lost.", 0, 5)...), withClass("missed", keysN("y.", 0, 6)...)...),
 				"backwards a")
 		},
+		mirror: [3]int{5, 6, 1},
 	},
 }
 
 // TestAuditHistories builds each history with the built binary (mirror,
 // kv, audit) against a real server: `slipstream audit` exits 1 and lists
-// exactly the divergent keys with their classes; -repair converges the fold;
-// audit then exits 0.
+// exactly the divergent keys with their classes; the restarted mirror's own
+// audit (or `slipstream audit -repair`) converges the fold; audit then exits
+// 0.
 func TestAuditHistories(t *testing.T) {
 	for _, h := range histories {
 		t.Run(h.name, func(t *testing.T) {
@@ -309,19 +372,23 @@ func TestAuditHistories(t *testing.T) {
 			if got := o.findings(); !slices.Equal(got, want) {
 				t.Fatalf("audit findings\n got %q\nwant %q", got, want)
 			}
-			o = runAudit(t, e.srv.URL(), e.cfg.Bucket, e.fold, "-repair")
-			keys := 0
-			for _, w := range want {
-				if !strings.Contains(w, " cursor ") {
-					keys++
+			if h.offline {
+				o = runAudit(t, e.srv.URL(), e.cfg.Bucket, e.fold, "-repair")
+				keys := 0
+				for _, w := range want {
+					if !strings.Contains(w, " cursor ") {
+						keys++
+					}
 				}
+				if o.summary.Repaired != keys {
+					t.Fatalf("repair folded %d keys, want %d", o.summary.Repaired, keys)
+				}
+				// The resume delivers what was in flight (or, after a
+				// cursor reset, re-lists the bucket).
+				e.sync(t)
+			} else {
+				e.mirrorRepairs(t, h.mirror)
 			}
-			if o.summary.Repaired != keys {
-				t.Fatalf("repair folded %d keys, want %d", o.summary.Repaired, keys)
-			}
-			// The resume delivers what was in flight (or, after a cursor
-			// reset, re-lists the bucket).
-			e.sync(t)
 			e.wantConverged(t)
 			runAudit(t, e.srv.URL(), e.cfg.Bucket, e.fold)
 		})
@@ -349,4 +416,47 @@ func copyTree(t *testing.T, src, dst string) {
 	if err != nil {
 		t.Fatalf("copy %s to %s: %v", src, dst, err)
 	}
+}
+
+// TestMirrorConvergesOnBucketRecreatedUnderIt: the bucket is deleted and
+// recreated while the mirror runs, and the new stream passes the mirror's
+// cursor. The running mirror notices (the stream's creation time changed),
+// resyncs, and its fold converges to the new bucket without the process
+// being restarted.
+func TestMirrorConvergesOnBucketRecreatedUnderIt(t *testing.T) {
+	cfg := natskv.Config{Bucket: "recreated_live", Storage: natskv.MemoryStorage}
+	e := newAuditEnv(t, cfg)
+	putAll(t, e.b, keysN("old.", 0, 5), "1")
+	m := startProc(t, "mirror", "-bucket", cfg.Bucket, "-fold", e.fold, "-nats", e.srv.URL(),
+		"-http", "127.0.0.1:0", "-batch-window", "1ms")
+	base := m.httpBase(t)
+	waitCaughtUp(t, base, e.b)
+
+	if err := e.js.DeleteKeyValue(t.Context(), cfg.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	e.b = e.reopen()
+	putAll(t, e.b, keysN("new.", 0, 8), "2") // past the mirror's cursor 5
+	var st statusDoc
+	waitFor(t, 60*time.Second, func() (bool, string) {
+		var ok bool
+		st, ok = getStatus(base)
+		if !ok || st.State != stateSynced || st.Resyncs < 1 {
+			return false, fmt.Sprintf("status %+v", st)
+		}
+		d := diffLines(httpRange(t, base, ""), bucketLines(t, t.Context(), e.b))
+		return d == "", "fold differs from the bucket: " + d
+	})
+	select {
+	case <-m.done:
+		t.Fatalf("the mirror exited: %v", m.err)
+	default:
+	}
+	if !strings.Contains(m.stderr.String(), "recreated") {
+		t.Fatalf("the mirror did not log the recreated stream:\n%s", m.stderr.String())
+	}
+	// The new stream's writes keep flowing.
+	put(t, e.b, "new.live", "3")
+	waitCaughtUp(t, base, e.b)
+	m.stop(t)
 }

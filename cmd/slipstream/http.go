@@ -37,6 +37,7 @@ type statusDoc struct {
 	Restarts   uint64   `json:"restarts"`
 	Connected  bool     `json:"nats_connected"`
 	LastError  string   `json:"last_error,omitempty"`
+	auditStatus
 }
 
 // httpAPI serves a fold and its mirror's state over HTTP.

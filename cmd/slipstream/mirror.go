@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/audit"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -52,6 +53,7 @@ type MirrorCommand struct {
 	maxBytes    int64
 	maxAge      time.Duration
 	replicas    int
+	auditEvery  time.Duration
 	asJSON      bool
 	logs        logFlags
 }
@@ -73,6 +75,7 @@ func (c *MirrorCommand) flagSet() *flag.FlagSet {
 	fs.Int64Var(&c.maxBytes, "max-bytes", DefaultBucketMaxBytes, "new bucket: size limit in `bytes` (-1 unlimited)")
 	fs.DurationVar(&c.maxAge, "max-age", 0, "new bucket: expire entries older than `duration` (0 keeps them)")
 	fs.IntVar(&c.replicas, "replicas", 1, "new bucket: stream replicas")
+	fs.DurationVar(&c.auditEvery, "audit-every", DefaultAuditEvery, "audit the fold against the bucket every `duration` (0: only after each resume has caught up)")
 	fs.BoolVar(&c.asJSON, "json", false, "print the final cursor as a JSON object")
 	c.logs.register(fs)
 	return fs
@@ -115,6 +118,8 @@ func (c *MirrorCommand) validate(set map[string]bool) error {
 		return usageErrorf("mirror", "-max-age must be ≥ 0")
 	case c.replicas < 1:
 		return usageErrorf("mirror", "-replicas must be ≥ 1")
+	case c.auditEvery < 0:
+		return usageErrorf("mirror", "-audit-every must be ≥ 0")
 	case c.natsURL != "" && (set["listen"] || set["nats-store"]):
 		return usageErrorf("mirror", "-listen and -nats-store configure the embedded server; they do not go with -nats")
 	}
@@ -204,6 +209,8 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		log:         logger,
 		t:           t,
 		connected:   nc.IsConnected,
+		audits:      true,
+		auditEvery:  c.auditEvery,
 	}
 
 	// The HTTP server outlives the follower (it is stopped after the last
@@ -275,6 +282,12 @@ is created if missing (-history, -max-bytes, -max-age, -replicas).
 With -http, the fold is served: GET /v1/kv/{key}, GET /v1/kv?prefix=P,
 GET /v1/status, /healthz, /readyz and /metrics.
 
+The fold is audited against the bucket in the background after each start or
+restart of the follower has caught up, and every -audit-every: divergent
+keys (stale, missed, backwards: see 'slipstream audit -h') are re-read and
+repaired through the follower. /v1/status reports the last audit and whether
+the fold has been verified since the last resume.
+
 Usage:
 
 	slipstream mirror --bucket NAME --fold DIR [flags]
@@ -285,6 +298,8 @@ Usage:
 type mirrorBucket interface {
 	slipstream.Watcher
 	slipstream.KeyLister
+	slipstream.RecordReader
+	audit.Bucket
 	Status(ctx context.Context) (natskv.Status, error)
 }
 
@@ -300,7 +315,14 @@ type mirror struct {
 	batchWindow time.Duration
 	log         *slog.Logger
 	t           *tracker
-	connected   func() bool // nil: unknown (reported as connected)
+	connected   func() bool   // nil: unknown (reported as connected)
+	audits      bool          // audit after each catch-up and every auditEvery
+	auditEvery  time.Duration // 0: only after each catch-up
+
+	mu struct {
+		sync.Mutex
+		follower *slipstream.Follower // the running one, for repairs; nil between runs
+	}
 }
 
 // fatalRunError reports whether a Follower error must stop the mirror rather
@@ -324,6 +346,9 @@ func (m *mirror) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	wg.Go(func() { m.pollHead(pollCtx) })
+	if m.audits {
+		wg.Go(func() { m.auditLoop(pollCtx) })
+	}
 	defer func() {
 		stopPoll()
 		wg.Wait()
@@ -351,7 +376,9 @@ func (m *mirror) run(ctx context.Context) error {
 		f.OnResync = m.t.onResync
 
 		started := time.Now()
+		m.setFollower(f)
 		_, err := f.Run(ctx)
+		m.setFollower(nil)
 		if ctx.Err() != nil {
 			if err != nil {
 				return fmt.Errorf("final flush: %w", err)
@@ -419,20 +446,21 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 		lag = head - cursor
 	}
 	return statusDoc{
-		Bucket:     bucket,
-		Fold:       m.fold.Dir,
-		Backend:    m.fold.Backend,
-		Scope:      m.scope.List(),
-		State:      state,
-		Ready:      m.t.ready.Load(),
-		Cursor:     cursor,
-		Keys:       keys,
-		ServerHead: head,
-		Lag:        lag,
-		Pending:    pending,
-		Resyncs:    m.t.resyncs.Load(),
-		Restarts:   m.t.restarts.Load(),
-		Connected:  m.connected == nil || m.connected(),
-		LastError:  lastErr,
+		Bucket:      bucket,
+		Fold:        m.fold.Dir,
+		Backend:     m.fold.Backend,
+		Scope:       m.scope.List(),
+		State:       state,
+		Ready:       m.t.ready.Load(),
+		Cursor:      cursor,
+		Keys:        keys,
+		ServerHead:  head,
+		Lag:         lag,
+		Pending:     pending,
+		Resyncs:     m.t.resyncs.Load(),
+		Restarts:    m.t.restarts.Load(),
+		Connected:   m.connected == nil || m.connected(),
+		LastError:   lastErr,
+		auditStatus: m.t.audit.status(),
 	}, nil
 }
