@@ -15,7 +15,8 @@
 //	slipstream mirror --bucket NAME --fold DIR [--nats URL] [--creds FILE]
 //	    [--prefix P]... [--backend applog|pebble] [--http ADDR]
 //	    [--batch-max N] [--batch-window DUR] [--listen ADDR] [--nats-store DIR]
-//	    [--history N] [--max-bytes N] [--max-age DUR] [--replicas N] [-json]
+//	    [--history N] [--max-bytes N] [--max-age DUR] [--replicas N]
+//	    [--audit-every DUR] [-json]
 //
 // Mirrors the bucket (or the keys under the -prefix flags, all on one
 // consumer) into the fold at DIR and keeps it in sync until SIGINT or
@@ -29,6 +30,15 @@
 // restart, a lost subscription, a floor-guard trip), the mirror restarts the
 // follower from the fold's cursor with a backoff of 200 ms doubling to 10 s;
 // only a misconfiguration or an unusable fold stops it (exit 1).
+//
+// The fold is audited against the bucket (see audit below) in the
+// background after every start or restart of the follower has caught up, and
+// every -audit-every (default 1h; 0 keeps only the post-resume audits).
+// Divergent keys are re-read and repaired through the running follower, so a
+// live update wins; a backwards finding is logged at Error level. A running
+// watch also checks its stream every 5 s: a bucket deleted, recreated or
+// restored from an older copy under it makes the follower restart and
+// resync, without the process restarting.
 //
 // The fold's backend is applog (default: an append-only log folded in
 // memory) or pebble (an LSM tree on disk); an existing fold keeps its own.
@@ -56,7 +66,11 @@
 //	                      key order, streamed
 //	GET /v1/status        JSON: bucket, fold, backend, scope, state, ready,
 //	                      cursor, keys, server_head, lag, pending, resyncs,
-//	                      restarts, nats_connected, last_error
+//	                      restarts, nats_connected, last_error, verified (an
+//	                      audit since the last resume found the fold equal or
+//	                      repaired it), audits, last_audit (the summary
+//	                      object of 'slipstream audit', with error when it
+//	                      failed)
 //	GET /healthz          200 while the process serves
 //	GET /readyz           200 once the first sync or resume has caught up
 //	                      (latched), 503 before
@@ -65,7 +79,10 @@
 //	                      slipstream_flush_batch_updates,
 //	                      slipstream_flush_duration_seconds,
 //	                      slipstream_store_failures_total,
-//	                      slipstream_resyncs_total, …)
+//	                      slipstream_resyncs_total, slipstream_audits_total,
+//	                      slipstream_audit_divergences_total{class},
+//	                      slipstream_audit_repaired_keys_total,
+//	                      slipstream_verified, …)
 //
 // The states of /v1/status are starting, syncing (first copy into an empty
 // fold), resuming (catching up on the delta after the fold's cursor),
@@ -85,6 +102,37 @@
 // size on disk. On a fold a running mirror holds, an applog fold is read
 // through a read-only view (said on stderr) and a pebble fold is refused:
 // query the mirror's -http instead.
+//
+// # audit
+//
+//	slipstream audit --fold DIR --bucket NAME [--nats URL] [--creds FILE]
+//	    [--prefix P]... [--repair] [--nats-store DIR]
+//
+// Compares a fold that no mirror holds with its bucket, key by key, from
+// headers only (each key's latest revision and operation), and prints one
+// JSON line per divergence, then a summary line:
+//
+//	{"class":"stale","key":"k.1","fold_revision":2,"server_revision":9,"server_op":"delete"}
+//	{"class":"missed","key":"k.7","server_revision":6,"server_op":"put"}
+//	{"class":"backwards","key":"a","fold_revision":9,"server_revision":1,"server_op":"put"}
+//	{"class":"backwards","fold_cursor":12,"server_last":5}
+//	{"summary":{"time":…,"duration_ms":…,"equal":false,"cursor":12,"server_last":5,
+//	    "fold_keys":…,"checked":…,"in_flight":…,"stale":1,"missed":1,"backwards":2,"repaired":0}}
+//
+// stale: the fold holds a key the bucket deleted (server_op delete or purge)
+// or no longer holds (no server_revision). missed: the bucket holds a value,
+// at a revision the fold's cursor covers, that the fold lacks or holds older.
+// backwards: the bucket's revision of a key is below the fold's (the server
+// lost a write), or (the line with fold_cursor) the fold's cursor is past the
+// server's last sequence. Records above the fold's cursor are in flight and
+// ignored. Zero fields are omitted. -prefix must repeat the mirror's.
+//
+// Exit status 0 when the fold equals the bucket, 1 when it diverges (also
+// after -repair) or on error. -repair re-reads each divergent key and folds
+// it in place without moving the cursor; when the cursor is past the server's
+// last sequence it is reset instead, so the next mirror re-lists. The bucket
+// is never created. Without -nats, the embedded server of <fold>.nats (or
+// -nats-store) is started on a free port.
 //
 // # kv
 //
