@@ -190,4 +190,3 @@ func fillBench(b *testing.B, js jetstream.JetStream, n int) {
 		}
 	}
 }
-
