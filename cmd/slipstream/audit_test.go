@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
@@ -459,4 +461,48 @@ func TestMirrorConvergesOnBucketRecreatedUnderIt(t *testing.T) {
 	put(t, e.b, "new.live", "3")
 	waitCaughtUp(t, base, e.b)
 	m.stop(t)
+}
+
+// TestAuditCommandRefusals: usage errors exit 2; a missing fold, a fold a
+// mirror holds and a missing bucket are errors, and the bucket is not
+// created.
+func TestAuditCommandRefusals(t *testing.T) {
+	srv := natstest.Start(t)
+	fold, _ := makeFold(t, backendAppLog, "a", "1")
+	for _, args := range [][]string{
+		{"audit", "-bucket", "b"},
+		{"audit", "-fold", fold},
+		{"audit", "-fold", fold, "-bucket", "bad name"},
+		{"audit", "-fold", fold, "-bucket", "b", "-prefix", "node"},
+		{"audit", "-fold", fold, "-bucket", "b", "extra"},
+		{"audit", "-fold", fold, "-bucket", "b", "-nats", srv.URL(), "-nats-store", t.TempDir()},
+	} {
+		_, _, err := runMain(t, "", args...)
+		if exitCode(err) != 2 {
+			t.Errorf("%v: %v (exit %d), want a usage error", args, err, exitCode(err))
+		}
+	}
+	if _, _, err := runMain(t, "", "audit", "-fold", filepath.Join(t.TempDir(), "none"), "-bucket", "b", "-nats", srv.URL()); err == nil || !strings.Contains(err.Error(), "no fold") {
+		t.Errorf("missing fold: %v", err)
+	}
+	_, _, err := runMain(t, "", "audit", "-fold", fold, "-bucket", "absent", "-nats", srv.URL())
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("missing bucket: %v, want ErrBucketNotFound", err)
+	}
+	js, err := jetstream.New(natstest.Connect(t, srv.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.KeyValue(t.Context(), "absent"); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Fatalf("the audit created the bucket it checked: %v", err)
+	}
+	held, err := openFold(fold, "", discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	openBucket(t, srv.URL(), natskv.Config{Bucket: "b"})
+	if _, _, err := runMain(t, "", "audit", "-fold", fold, "-bucket", "b", "-nats", srv.URL()); !errors.Is(err, slipstream.ErrLocked) {
+		t.Errorf("held fold: %v, want ErrLocked", err)
+	}
 }
