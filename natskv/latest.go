@@ -2,6 +2,7 @@ package natskv
 
 import (
 	"context"
+	"errors"
 
 	"github.com/nats-io/nats.go"
 	"github.com/slipstream-kv/slipstream"
@@ -29,16 +30,28 @@ import (
 // delivery goroutine and must not block for long. An error from fn stops
 // the listing and is returned.
 //
-// Latest does not retry. A listing that received fewer records than keys,
-// or whose messages the client dropped, returns an error wrapping
-// ErrShortListing; one during which the stream was recreated (its creation
-// time changed) returns an error wrapping ErrStreamRecreated. Both wrap
-// slipstream.ErrOperationFailed, and either means fn saw an incomplete or
-// mixed listing. Other errors are as for Keys.
+// A listing that received fewer records than keys, or whose messages the
+// client dropped (a connection lost under load, say), is run again, up to
+// three times in all, and fn sees the records of every attempt: a key may be
+// reported again, as for a key written during the listing. A listing still
+// short then returns an error wrapping ErrShortListing; one during which the
+// stream was recreated (its creation time changed) returns an error wrapping
+// ErrStreamRecreated. Both wrap slipstream.ErrOperationFailed, and either
+// means fn saw an incomplete or mixed listing. Other errors are as for Keys.
 func (b *Bucket) Latest(ctx context.Context, prefix string, fn func(slipstream.Update) error) (last, keys uint64, err error) {
 	if err := validPrefix(prefix); err != nil {
 		return 0, 0, err
 	}
+	for attempt := 1; ; attempt++ {
+		last, keys, err = b.latest(ctx, prefix, fn)
+		if !errors.Is(err, ErrShortListing) || attempt == listAttempts {
+			return last, keys, err
+		}
+		b.log.Warn("latest listing short; retrying", "prefix", prefix, "attempt", attempt, "err", err)
+	}
+}
+
+func (b *Bucket) latest(ctx context.Context, prefix string, fn func(slipstream.Update) error) (last, keys uint64, err error) {
 	st, err := b.list(ctx, prefix, true, func(uint64) {}, func(key string, m *nats.Msg) (bool, error) {
 		u, ok := decodeMsg(b.pre, m.Subject, m.Reply, m.Header, nil)
 		if !ok {

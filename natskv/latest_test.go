@@ -106,9 +106,27 @@ func TestLatestShortListing(t *testing.T) {
 		put(t, b, keyN("k", i), "1")
 	}
 	natskv.SetDropListed(b, func(key string) bool { return key == "k3" })
-	_, _, err := b.Latest(t.Context(), "", func(slipstream.Update) error { return nil })
+	seen := 0
+	_, _, err := b.Latest(t.Context(), "", func(slipstream.Update) error { seen++; return nil })
 	if !errors.Is(err, natskv.ErrShortListing) || !errors.Is(err, slipstream.ErrOperationFailed) {
 		t.Fatalf("Latest with a dropped record = %v, want ErrShortListing", err)
+	}
+	if seen != 3*9 {
+		t.Fatalf("fn saw %d records, want 9 in each of 3 attempts", seen)
+	}
+	// A record lost once only: the retry completes the listing.
+	var dropped sync.Once
+	natskv.SetDropListed(b, func(key string) bool {
+		drop := false
+		if key == "k3" {
+			dropped.Do(func() { drop = true })
+		}
+		return drop
+	})
+	got := map[string]bool{}
+	_, keys, err := b.Latest(t.Context(), "", func(u slipstream.Update) error { got[u.Key] = true; return nil })
+	if err != nil || keys != 10 || len(got) != 10 {
+		t.Fatalf("Latest after a transient loss = %d keys seen, %d counted, %v", len(got), keys, err)
 	}
 }
 
