@@ -402,8 +402,9 @@ func (s *Store) Get(key string) (slipstream.Entry, bool, error) {
 // ForEachInRange calls fn for every live entry whose key starts with prefix,
 // in ascending byte order of key, reading an ordered in-memory index (no
 // sort of the whole fold per call). An error from fn stops the scan and is
-// returned as is. The entry's Value must not be modified; it is not reused
-// after fn returns, so fn may keep it. fn may call Get, Cursor and other
+// returned as is. The entry's Value is a copy, never the fold's memory: fn
+// may write into it, but it is valid only during the call (the copy's
+// memory is reused); copy it to keep it. fn may call Get, Cursor and other
 // reads, but must not call Apply, ExportTo or Close. See [Store] for what a
 // scan running beside Apply observes. It returns [slipstream.ErrClosed]
 // after Close, including when Close happens during the scan.
@@ -415,6 +416,7 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 	it := newKeyIter(base, delta, prefix)
 	keys := make([]string, 0, scanChunk)
 	ents := make([]slipstream.Entry, 0, scanChunk)
+	var vals []byte // the chunk's values, copied; reused by the next chunk
 	for {
 		keys = keys[:0]
 		for len(keys) < scanChunk {
@@ -439,12 +441,37 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 			}
 		}
 		s.mu.RUnlock()
+		// Values are never written in place (see arena), so the slices
+		// taken under the lock stay valid for the copy made outside it.
+		vals = copyValues(ents, vals[:0])
 		for _, e := range ents {
 			if err := fn(e); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// copyValues points each entry's Value at a copy in buf (grown as needed),
+// capped to its length so an append cannot reach the next one, and returns
+// buf. A caller writing into a handed-out value then changes only the copy.
+func copyValues(ents []slipstream.Entry, buf []byte) []byte {
+	n := 0
+	for _, e := range ents {
+		n += len(e.Value)
+	}
+	buf = slices.Grow(buf, n)
+	for i := range ents {
+		v := ents[i].Value
+		if len(v) == 0 {
+			ents[i].Value = []byte{}
+			continue
+		}
+		off := len(buf)
+		buf = append(buf, v...)
+		ents[i].Value = buf[off:len(buf):len(buf)]
+	}
+	return buf
 }
 
 // view returns the published index slices, refreshing them first if

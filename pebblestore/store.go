@@ -305,8 +305,9 @@ func (s *Store) Get(key string) (slipstream.Entry, bool, error) {
 // ForEachInRange streams every live entry whose key starts with prefix, in
 // ascending byte order, from a pebble iterator bounded to the prefix: the
 // range is never buffered, and the scan sees one consistent snapshot. The
-// entry's Value aliases the iterator's memory and is valid only during the
-// call; copy it to keep it. An error from fn stops the scan and is returned
+// entry's Value is a copy (never the iterator's memory, which may be the
+// memtable's): fn may write into it, but it is valid only during the call
+// (the copy's memory is reused for the next entry); copy it to keep it. An error from fn stops the scan and is returned
 // as is; a stored key that is not UTF-8 or a value that does not decode is
 // an error wrapping [slipstream.ErrInvalidFormat]. fn may call the store's
 // reads but not Close (Close waits for the scan). A long scan pins the
@@ -324,6 +325,10 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 		return fmt.Errorf("pebblestore: scan %s: %w", s.dir, err)
 	}
 	defer it.Close()
+	// Values are copied into buf, reused from entry to entry: the
+	// iterator's memory may be the memtable's or the block cache's, and a
+	// caller writing into it would change the fold.
+	var buf []byte
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()[1:]
 		if !utf8.Valid(k) {
@@ -337,7 +342,8 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 		if err != nil {
 			return fmt.Errorf("pebblestore: scan %s: key %q: %w", s.dir, k, err)
 		}
-		if err := fn(slipstream.Entry{Key: string(k), Value: val, Version: ver}); err != nil {
+		buf = append(buf[:0], val...)
+		if err := fn(slipstream.Entry{Key: string(k), Value: buf[:len(buf):len(buf)], Version: ver}); err != nil {
 			return err
 		}
 	}
