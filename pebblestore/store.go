@@ -96,6 +96,11 @@ var _ slipstream.Store = (*Store)(nil)
 // that is not a pebble database (left as it was); pebble's own errors
 // otherwise.
 func Open(dir string, opts *Options) (*Store, error) {
+	return open(dir, opts, vfs.Default)
+}
+
+// open is Open on filesystem fs (tests inject faults through it).
+func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -111,10 +116,10 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("pebblestore: create %s: %w", dir, err)
 	}
-	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	lock, err := pebble.LockDirectory(dir, fs)
 	if err != nil {
 		if isLockHeld(err) {
 			return nil, fmt.Errorf("pebblestore: open %s: %w (%v)", dir, slipstream.ErrLocked, err)
@@ -124,6 +129,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
 	popts := &pebble.Options{
+		FS:                          fs,
 		Cache:                       cache,
 		Lock:                        lock,
 		FormatMajorVersion:          pebble.FormatNewest,
