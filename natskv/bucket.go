@@ -489,21 +489,22 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 // DeleteWithVersion deletes key under compare-and-swap: it writes an EMPTY
 // value at rev (a CAS tombstone), not a delete marker, so concurrent CAS
 // writers still conflict and Create keeps failing with ErrAlreadyExists;
-// Get reports the key absent and Entry returns the tombstone. Errors are as
-// for [Bucket.Update].
-func (b *Bucket) DeleteWithVersion(ctx context.Context, key string, rev uint64) error {
+// Get reports the key absent and Entry returns the tombstone. It returns the
+// tombstone's revision. Errors are as for [Bucket.Update].
+func (b *Bucket) DeleteWithVersion(ctx context.Context, key string, rev uint64) (uint64, error) {
 	if rev == 0 {
-		return fmt.Errorf("%w: delete %q: revision 0 is not a valid revision", slipstream.ErrOperationFailed, key)
+		return 0, fmt.Errorf("%w: delete %q: revision 0 is not a valid revision", slipstream.ErrOperationFailed, key)
 	}
 	octx, cancel := b.opContext(ctx)
 	defer cancel()
-	if _, err := b.kv.Update(octx, key, []byte{}, rev); err != nil {
+	n, err := b.kv.Update(octx, key, []byte{}, rev)
+	if err != nil {
 		if ctx.Err() == nil && isCASConflict(err) {
-			return fmt.Errorf("%w: delete %q at revision %d: %w", slipstream.ErrRevisionMismatch, key, rev, err)
+			return 0, fmt.Errorf("%w: delete %q at revision %d: %w", slipstream.ErrRevisionMismatch, key, rev, err)
 		}
-		return b.mapWriteErr(ctx, "delete", key, nil, err)
+		return 0, b.mapWriteErr(ctx, "delete", key, nil, err)
 	}
-	return nil
+	return n, nil
 }
 
 // Purge removes key and all its revisions, reclaiming their bytes, and
