@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"github.com/slipstream-kv/slipstream/protocol"
@@ -378,7 +379,7 @@ func (c *fleetConfig) successors(s fleetState, emit func(act int, next fleetStat
 	if c.layout == shipped && s.manifest != 0 && s.uploaded != 0 {
 		n, any := s, false
 		for up := s.uploaded; up != 0; up &= up - 1 {
-			a := artifact(lowBit(up) + 1)
+			a := artifact(bits.TrailingZeros64(up) + 1)
 			if c.prunable(a, s.manifest) {
 				n.uploaded &^= a.bit()
 				any = true
@@ -392,15 +393,6 @@ func (c *fleetConfig) successors(s fleetState, emit func(act int, next fleetStat
 	for i := range c.n {
 		c.exporterSuccessors(s, i, emit)
 	}
-}
-
-func lowBit(x uint64) int {
-	n := 0
-	for x&1 == 0 {
-		x >>= 1
-		n++
-	}
-	return n
 }
 
 func (c *fleetConfig) importerSuccessors(s fleetState, emit func(int, fleetState)) {
