@@ -98,6 +98,11 @@ var _ slipstream.Store = (*Store)(nil)
 // not a directory or is a non-empty directory without a log (it is left as
 // it was).
 func Open(dir string, opts *Options) (*Store, error) {
+	return openFold(dir, opts, osFS{}, defaultSizes)
+}
+
+// openFold is Open on filesystem fs with load sizes sz.
+func openFold(dir string, opts *Options, fs fsys, sz loadSizes) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -106,6 +111,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		o.CompactThreshold = DefaultCompactThreshold
 	}
 	s := newStore(dir, &o)
+	s.fs = fs
 	if err := checkFoldDir(dir, true); err != nil {
 		return nil, err
 	}
@@ -116,7 +122,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.open(); err != nil {
+	if err := s.open(sz); err != nil {
 		_ = lock.Close()
 		return nil, err
 	}
@@ -141,7 +147,7 @@ func newStore(dir string, o *Options) *Store {
 }
 
 // open loads and repairs the log and opens the writer. The lock is held.
-func (s *Store) open() error {
+func (s *Store) open(sz loadSizes) error {
 	removed, err := removeTemps(s.dir)
 	if err != nil {
 		return fmt.Errorf("applog: remove stale compaction files in %s: %w", s.dir, err)
@@ -149,7 +155,7 @@ func (s *Store) open() error {
 	for _, p := range removed {
 		s.log.Info("removed temp file of an interrupted compaction", "path", p)
 	}
-	st, err := loadInto(s.fs, s.path, s.t, true)
+	st, err := loadInto(s.fs, s.path, s.t, true, sz)
 	if err != nil {
 		return err
 	}
@@ -182,12 +188,16 @@ func (s *Store) open() error {
 // into place). A missing log is an error wrapping fs.ErrNotExist; load
 // errors are as for [Open].
 func OpenReadOnly(dir string) (*Store, error) {
+	return openReadOnly(dir, defaultSizes)
+}
+
+func openReadOnly(dir string, sz loadSizes) (*Store, error) {
 	if err := checkFoldDir(dir, false); err != nil {
 		return nil, err
 	}
 	s := newStore(dir, &Options{})
 	s.readOnly = true
-	st, err := loadInto(s.fs, s.path, s.t, false)
+	st, err := loadInto(s.fs, s.path, s.t, false, sz)
 	if err != nil {
 		return nil, err
 	}
