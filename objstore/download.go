@@ -85,10 +85,11 @@ func (t *Transport) Download(ctx context.Context, key, destDir string) (*artifac
 	if err := extract(tmp, stage); err != nil {
 		return nil, fmt.Errorf("unpack payload %s: %w", payload, err)
 	}
-	embedded, err := os.ReadFile(filepath.Join(stage, artifact.ManifestName))
-	if errors.Is(err, os.ErrNotExist) {
+	embeddedPath := filepath.Join(stage, artifact.ManifestName)
+	if fi, err := os.Lstat(embeddedPath); err != nil || !fi.Mode().IsRegular() {
 		return nil, invalidf("payload %s has no embedded manifest", payload)
 	}
+	embedded, err := os.ReadFile(embeddedPath)
 	if err != nil {
 		return nil, fmt.Errorf("read embedded manifest: %w", err)
 	}
