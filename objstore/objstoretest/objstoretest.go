@@ -103,6 +103,20 @@ func Run(t *testing.T, newStore NewStore, opts Options) {
 			t.Fatalf("Create over a Put object: err = %v, want ErrPreconditionFailed", err)
 		}
 	})
+	t.Run("PutOverCreate", func(t *testing.T) {
+		// The transport's non-atomic fallback overwrites a pointer with Put.
+		s := newStore(t)
+		if err := s.Create(t.Context(), "p/ptr.json", []byte("created")); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		mustPut(t, s, "p/ptr.json", []byte("put"))
+		if got, _ := mustGet(t, s, "p/ptr.json"); string(got) != "put" {
+			t.Fatalf("Get after Put over a created object = %q, want put", got)
+		}
+		if got := names(mustList(t, s, "p/")); !slices.Equal(got, []string{"p/ptr.json"}) {
+			t.Fatalf("List = %v, want [p/ptr.json]", got)
+		}
+	})
 	t.Run("ConcurrentCreate", func(t *testing.T) {
 		s := newStore(t)
 		wins := race(t, 8, func(i int) error {
