@@ -2,6 +2,7 @@ package objstoretest
 
 import (
 	"encoding/hex"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -137,4 +138,30 @@ func CheckArtifact(t testing.TB, dir string) (slipstream.Cursor, map[string]stri
 		state[k] = string(e.Value)
 	}
 	return snap.Cursor, state
+}
+
+// MultipartWorkload returns storage.md §10.6's multipart workload: 2 500
+// puts of route.000000 … route.002499 at versions 1 … 2 500, each with a
+// 10 KiB pseudo-random value (per entry the state starts at i·M + C and each
+// byte steps state = state·M + C and takes the low 8 bits of state >> 33,
+// M = 6364136223846793005, C = 1442695040888963407, wrapping), to be applied
+// at once at cursor 2 500. Its append-log payload is about 25 MiB.
+func MultipartWorkload() ([]slipstream.Update, slipstream.Cursor) {
+	const (
+		n    = 2500
+		size = 10 << 10
+		m    = 6364136223846793005
+		c    = 1442695040888963407
+	)
+	batch := make([]slipstream.Update, n)
+	for i := range n {
+		state := uint64(i)*m + c
+		v := make([]byte, size)
+		for j := range v {
+			state = state*m + c
+			v[j] = byte(state >> 33)
+		}
+		batch[i] = slipstream.Put(fmt.Sprintf("route.%06d", i), v, slipstream.VersionFromUint64(uint64(i+1)))
+	}
+	return batch, slipstream.CursorFromUint64(n)
 }

@@ -518,10 +518,10 @@ func testCorruptPointer(t *testing.T, s objstore.Store) {
 	}
 }
 
-// foldArtifacts writes artifacts at cursors 3, 5, 7, 9 of one fold that puts
+// FoldArtifacts writes artifacts at cursors 3, 5, 7, 9 of one fold that puts
 // route.<rev> at every odd revision from 3, so the artifact at 9 holds 4
-// entries.
-func foldArtifacts(t testing.TB, dir string) map[uint64]string {
+// entries, into dir/a3 … dir/a9, and returns their paths by cursor.
+func FoldArtifacts(t testing.TB, dir string) map[uint64]string {
 	t.Helper()
 	out := map[uint64]string{}
 	var batch []slipstream.Update
@@ -541,7 +541,7 @@ func foldArtifacts(t testing.TB, dir string) map[uint64]string {
 func testSwapSequence(t *testing.T, s objstore.Store) {
 	ctx := t.Context()
 	tr := newTransport(s)
-	arts := foldArtifacts(t, t.TempDir())
+	arts := FoldArtifacts(t, t.TempDir())
 
 	if res := Upload(t, tr, Key, arts[5]); res.Outcome != objstore.Published {
 		t.Fatalf("publish 5 = %v", res.Outcome)
