@@ -351,4 +351,3 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	}
 	return err
 }
-
