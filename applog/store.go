@@ -614,7 +614,7 @@ func (c *countSink) emit(*recordWriter) {}
 // (memory does not grow with the fold), and compares it with the live fold.
 func verifyExport(path string, cursor slipstream.Cursor, live int) error {
 	c := &countSink{ordered: true}
-	st, err := loadInto(osFS{}, path, c, false)
+	st, err := loadInto(osFS{}, path, c, false, defaultSizes)
 	if err != nil {
 		return fmt.Errorf("%w: exported payload %s does not load: %w", slipstream.ErrArtifactInvalid, path, err)
 	}
