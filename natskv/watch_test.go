@@ -191,7 +191,18 @@ func TestWatch(t *testing.T) {
 		out := make(chan slipstream.Update) // nobody reads: the watch blocks on send
 		result := make(chan error, 1)
 		go func() { result <- b.Watch(wctx, slipstream.AllKeys(), slipstream.Cursor{}, out) }()
-		time.Sleep(100 * time.Millisecond)
+		// The watch is blocked on its first send once its consumer exists
+		// and has delivered (nobody reads out).
+		eventually(t, 5*time.Second, "the watch's consumer delivered", func() bool {
+			info := e.streamInfo(t, b.Name())
+			if info.State.Consumers != 1 {
+				return false
+			}
+			for ci := range e.stream(t, b.Name()).ListConsumers(ctx).Info() {
+				return ci.Delivered.Stream > 0
+			}
+			return false
+		})
 		cancel()
 		select {
 		case err := <-result:
