@@ -170,6 +170,9 @@ type Bucket struct {
 	// testDropListed, set only by tests, drops listed messages to fake a
 	// short listing.
 	testDropListed func(key string) bool
+	// testListed, set only by tests, runs in a listing after the stream's
+	// state was first read and before the listing's consumer is created.
+	testListed func()
 }
 
 var (
