@@ -228,7 +228,7 @@ func resyncFixture(t *testing.T, e *env, name string) (*natskv.Bucket, *natskv.M
 
 	stream := e.stream(t, name)
 	for _, k := range []string{"route.gone", "route.late", "route.phoenix"} {
-		if err := b.Delete(ctx, k); err != nil {
+		if _, err := b.Delete(ctx, k); err != nil {
 			t.Fatal(err)
 		}
 		if err := stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+name+"."+k)); err != nil {

@@ -50,8 +50,8 @@ func TestWatchFloorGuardTripsOnEvictedRevisions(t *testing.T) {
 		last = put(t, b, k, "v")
 	}
 	w, resume := pausedWatch(t, e, b, slipstream.AllKeys(), last)
-	put(t, b, "gone", "v")                                // last+1: its delete below is evicted too
-	if err := b.Delete(t.Context(), "gone"); err != nil { // last+2
+	put(t, b, "gone", "v")                                   // last+1: its delete below is evicted too
+	if _, err := b.Delete(t.Context(), "gone"); err != nil { // last+2
 		t.Fatal(err)
 	}
 	survivor := put(t, b, "k4", "v") // last+3

@@ -36,7 +36,7 @@ func TestCheckByName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Delete(t.Context(), "d"); err != nil {
+	if _, err := b.Delete(t.Context(), "d"); err != nil {
 		t.Fatal(err)
 	}
 	seenOnly := func(keys ...string) func(string) bool {

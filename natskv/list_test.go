@@ -87,7 +87,7 @@ func TestListingUnderChurn(t *testing.T) {
 			case 1:
 				_, err = b.Put(t.Context(), keyN("fresh.", i), []byte("v"))
 			case 2:
-				err = b.Delete(t.Context(), keyN("hot.", (i+100)%200))
+				_, err = b.Delete(t.Context(), keyN("hot.", (i+100)%200))
 			}
 			if err != nil {
 				t.Error(err)

@@ -247,7 +247,7 @@ func TestClusterFailoverMidWatch(t *testing.T) {
 	if _, err := b.Update(ctx, "cas", []byte("3"), r); !errors.Is(err, slipstream.ErrRevisionMismatch) {
 		t.Fatalf("stale Update on R3 = %v, want ErrRevisionMismatch", err)
 	}
-	if err := b.DeleteWithVersion(ctx, "cas", r); !errors.Is(err, slipstream.ErrRevisionMismatch) {
+	if _, err := b.DeleteWithVersion(ctx, "cas", r); !errors.Is(err, slipstream.ErrRevisionMismatch) {
 		t.Fatalf("stale DeleteWithVersion on R3 = %v, want ErrRevisionMismatch", err)
 	}
 }

@@ -40,10 +40,10 @@ func TestWatch(t *testing.T) {
 		waitClosed(t, done, "initial values")
 		ra := put(t, b, "a", "1")
 		put(t, b, "b", "2")
-		if err := b.Delete(ctx, "a"); err != nil {
+		if _, err := b.Delete(ctx, "a"); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.Purge(ctx, "b"); err != nil {
+		if _, err := b.Purge(ctx, "b"); err != nil {
 			t.Fatal(err)
 		}
 		if u := expect(t, w, slipstream.OpPut, "a", "1"); rev(u) != ra {
@@ -64,7 +64,7 @@ func TestWatch(t *testing.T) {
 		put(t, b, "a", "1")
 		put(t, b, "b", "1")
 		put(t, b, "a", "2") // history 1: a@1 is gone, a@3 is the latest
-		if err := b.Delete(ctx, "b"); err != nil {
+		if _, err := b.Delete(ctx, "b"); err != nil {
 			t.Fatal(err)
 		}
 		put(t, b, "c", "1")
