@@ -485,11 +485,11 @@ func (b *Bucket) Delete(ctx context.Context, key string) (uint64, error) {
 	return b.marker(ctx, "delete", key, "DEL")
 }
 
-// DeleteWithVersion deletes key under compare-and-swap and returns the
-// revision written: an EMPTY value at rev (a CAS tombstone), not a delete
-// marker, so concurrent CAS writers still conflict and Create keeps failing
-// with ErrAlreadyExists; Get reports the key absent and Entry returns the
-// tombstone. Errors are as for [Bucket.Update].
+// DeleteWithVersion deletes key under compare-and-swap: it writes an EMPTY
+// value at rev (a CAS tombstone), not a delete marker, so concurrent CAS
+// writers still conflict and Create keeps failing with ErrAlreadyExists;
+// Get reports the key absent and Entry returns the tombstone. It returns the
+// tombstone's revision. Errors are as for [Bucket.Update].
 func (b *Bucket) DeleteWithVersion(ctx context.Context, key string, rev uint64) (uint64, error) {
 	if rev == 0 {
 		return 0, fmt.Errorf("%w: delete %q: revision 0 is not a valid revision", slipstream.ErrOperationFailed, key)

@@ -83,15 +83,16 @@ func TestReadsAndWrites(t *testing.T) {
 		if _, err := b.DeleteWithVersion(ctx, "k", 999999); !errors.Is(err, slipstream.ErrRevisionMismatch) {
 			t.Fatalf("stale DeleteWithVersion = %v, want ErrRevisionMismatch", err)
 		}
-		if _, err := b.DeleteWithVersion(ctx, "k", r); err != nil {
+		tombRev, err := b.DeleteWithVersion(ctx, "k", r)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := b.Get(ctx, "k"); ok {
 			t.Fatal("Get shows a CAS-deleted key")
 		}
 		en, ok, err := b.Entry(ctx, "k")
-		if !ok || err != nil || len(en.Value) != 0 || en.Version.IsUnknown() {
-			t.Fatalf("Entry = %+v, %v, %v; want the empty tombstone with a version", en, ok, err)
+		if !ok || err != nil || len(en.Value) != 0 || en.Version != slipstream.VersionFromUint64(tombRev) {
+			t.Fatalf("Entry = %+v, %v, %v; want the empty tombstone at the returned revision %d", en, ok, err, tombRev)
 		}
 		// It is a put, not a DEL marker: the tombstone's version is CAS-able.
 		tomb, _ := en.Version.Uint64()
