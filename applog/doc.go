@@ -89,6 +89,11 @@
 // key and value bytes (BenchmarkMemory). Loading streams the log through a
 // 4 MiB window, parsing each chunk right after reading it, so the file is
 // never held whole; verifying an export and [Writer.Compact] read it whole.
+// A record may straddle the window's end at any byte. The load makes no
+// estimate of the key count: while PUTs come in strictly ascending key
+// order (a compacted log), they cannot overwrite each other and are
+// appended without lookups, and the hash index is then sized once for
+// their exact number.
 //
 // # Concurrency
 //

@@ -260,10 +260,10 @@ func toUpdate(r *record) slipstream.Update {
 // Watch implements [slipstream.Watcher]. A cursor that is none, revision 0,
 // or not an 8-byte token starts a state-sync watch. A resume fails with an
 // error wrapping [slipstream.ErrCursorExpired] when the first retained
-// revision is past the cursor + 1 or the cursor is ahead of the last
-// revision, and with [slipstream.ErrWatch] for a cursor of MaxUint64 (whose
-// successor would wrap to a full replay) or when compaction overruns the
-// live watch.
+// revision is past the cursor + 1, [slipstream.ErrCursorAhead] when the
+// cursor is ahead of the last revision, and [slipstream.ErrCursorOverflow]
+// for a cursor of MaxUint64. A live watch that compaction overruns fails
+// with [slipstream.ErrOverrun].
 func (kv *KV) Watch(ctx context.Context, scope slipstream.Scope, after slipstream.Cursor, out chan<- slipstream.Update) error {
 	if err := scope.Validate(); err != nil {
 		return err
@@ -295,11 +295,11 @@ func (kv *KV) Watch(ctx context.Context, scope slipstream.Scope, after slipstrea
 		start, ok := protocol.ResumeStart(rev)
 		if !ok {
 			kv.mu.Unlock()
-			return fmt.Errorf("%w: resume revision is MaxUint64; refusing wrap to 0", slipstream.ErrWatch)
+			return slipstream.ErrCursorOverflow
 		}
 		if rev > last {
 			kv.mu.Unlock()
-			return fmt.Errorf("%w: cursor %d is ahead of the last revision %d (bucket recreated?)", slipstream.ErrCursorExpired, rev, last)
+			return fmt.Errorf("%w: cursor %d, last revision %d", slipstream.ErrCursorAhead, rev, last)
 		}
 		pos = start - 1
 	}
@@ -323,7 +323,7 @@ func (kv *KV) Watch(ctx context.Context, scope slipstream.Scope, after slipstrea
 		if pos+1 < kv.mu.base {
 			first := kv.mu.base
 			kv.mu.Unlock()
-			return fmt.Errorf("%w: stream retention overran live watch (first revision %d > delivered frontier %d + 1); restart will resync", slipstream.ErrWatch, first, pos)
+			return fmt.Errorf("%w: first revision %d is past the delivered frontier %d", slipstream.ErrOverrun, first, pos)
 		}
 		for seq := pos + 1; seq <= kv.mu.last && len(pending) < 256; seq++ {
 			pos = seq

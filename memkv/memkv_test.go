@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"testing"
 	"testing/synctest"
 
@@ -388,8 +387,8 @@ func TestWatchMaxUint64CursorIsRefused(t *testing.T) {
 	kv := memkv.New()
 	mustPut(t, kv, "a", "1")
 	err := kv.Watch(t.Context(), slipstream.AllKeys(), slipstream.CursorFromUint64(math.MaxUint64), make(chan slipstream.Update, 8))
-	if !errors.Is(err, slipstream.ErrWatch) || errors.Is(err, slipstream.ErrCursorExpired) {
-		t.Fatalf("resume after MaxUint64 = %v, want ErrWatch (never a wrap to a full replay)", err)
+	if !errors.Is(err, slipstream.ErrCursorOverflow) || errors.Is(err, slipstream.ErrCursorExpired) {
+		t.Fatalf("resume after MaxUint64 = %v, want ErrCursorOverflow (never a wrap to a full replay)", err)
 	}
 }
 
@@ -419,7 +418,7 @@ func TestWatchLiveOverrunFails(t *testing.T) {
 				break recv
 			}
 		}
-		if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "retention overran live watch") {
+		if !errors.Is(err, slipstream.ErrOverrun) {
 			t.Fatalf("Watch = %v, want the live retention overrun", err)
 		}
 	})

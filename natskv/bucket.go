@@ -398,7 +398,8 @@ func (b *Bucket) Put(ctx context.Context, key string, value []byte) (uint64, err
 // PutTTL writes value at key with a per-key TTL of at least one second,
 // after which the server removes it and writes a delete marker. It needs a
 // bucket created with AllowTTL on nats-server 2.11 or later; otherwise it
-// returns an error wrapping slipstream.ErrUnsupported and writes nothing.
+// returns an error wrapping ErrTTLDisabled and slipstream.ErrUnsupported and
+// writes nothing.
 // Other errors are as for [Bucket.Put].
 func (b *Bucket) PutTTL(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
 	if ttl < time.Second {
@@ -418,13 +419,16 @@ func (b *Bucket) PutTTL(ctx context.Context, key string, value []byte, ttl time.
 			return 0, mapErr(ctx, fmt.Sprintf("put %q: look up bucket config", key), err)
 		}
 		if !info.Config.AllowMsgTTL {
-			return 0, fmt.Errorf("%w: put %q with TTL: bucket %q was not created with per-key TTLs (AllowTTL)", slipstream.ErrUnsupported, key, b.name)
+			return 0, fmt.Errorf("%w: %w: put %q in bucket %q", slipstream.ErrUnsupported, ErrTTLDisabled, key, b.name)
 		}
 	}
 	ack, err := b.js.PublishMsg(octx, &nats.Msg{Subject: b.pre + key, Data: value}, jetstream.WithMsgTTL(ttl))
 	if err != nil {
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == codeMessageTTLDisabled || apiErr.ErrorCode == codeMessageTTLInvalid) {
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeMessageTTLDisabled {
+			return 0, fmt.Errorf("%w: %w: put %q: %w", slipstream.ErrUnsupported, ErrTTLDisabled, key, err)
+		}
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeMessageTTLInvalid {
 			return 0, fmt.Errorf("%w: put %q with TTL %v: %w", slipstream.ErrUnsupported, key, ttl, err)
 		}
 		return 0, b.mapWriteErr(ctx, "put", key, value, err)
@@ -485,21 +489,22 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 // DeleteWithVersion deletes key under compare-and-swap: it writes an EMPTY
 // value at rev (a CAS tombstone), not a delete marker, so concurrent CAS
 // writers still conflict and Create keeps failing with ErrAlreadyExists;
-// Get reports the key absent and Entry returns the tombstone. Errors are as
-// for [Bucket.Update].
-func (b *Bucket) DeleteWithVersion(ctx context.Context, key string, rev uint64) error {
+// Get reports the key absent and Entry returns the tombstone. It returns the
+// tombstone's revision. Errors are as for [Bucket.Update].
+func (b *Bucket) DeleteWithVersion(ctx context.Context, key string, rev uint64) (uint64, error) {
 	if rev == 0 {
-		return fmt.Errorf("%w: delete %q: revision 0 is not a valid revision", slipstream.ErrOperationFailed, key)
+		return 0, fmt.Errorf("%w: delete %q: revision 0 is not a valid revision", slipstream.ErrOperationFailed, key)
 	}
 	octx, cancel := b.opContext(ctx)
 	defer cancel()
-	if _, err := b.kv.Update(octx, key, []byte{}, rev); err != nil {
+	n, err := b.kv.Update(octx, key, []byte{}, rev)
+	if err != nil {
 		if ctx.Err() == nil && isCASConflict(err) {
-			return fmt.Errorf("%w: delete %q at revision %d: %w", slipstream.ErrRevisionMismatch, key, rev, err)
+			return 0, fmt.Errorf("%w: delete %q at revision %d: %w", slipstream.ErrRevisionMismatch, key, rev, err)
 		}
-		return b.mapWriteErr(ctx, "delete", key, nil, err)
+		return 0, b.mapWriteErr(ctx, "delete", key, nil, err)
 	}
-	return nil
+	return n, nil
 }
 
 // Purge removes key and all its revisions, reclaiming their bytes, and

@@ -80,18 +80,19 @@ func TestReadsAndWrites(t *testing.T) {
 	t.Run("delete_with_version_is_cas_gated", func(t *testing.T) {
 		b := bucket(t)
 		r := put(t, b, "k", "1")
-		if err := b.DeleteWithVersion(ctx, "k", 999999); !errors.Is(err, slipstream.ErrRevisionMismatch) {
+		if _, err := b.DeleteWithVersion(ctx, "k", 999999); !errors.Is(err, slipstream.ErrRevisionMismatch) {
 			t.Fatalf("stale DeleteWithVersion = %v, want ErrRevisionMismatch", err)
 		}
-		if err := b.DeleteWithVersion(ctx, "k", r); err != nil {
+		tombRev, err := b.DeleteWithVersion(ctx, "k", r)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := b.Get(ctx, "k"); ok {
 			t.Fatal("Get shows a CAS-deleted key")
 		}
 		en, ok, err := b.Entry(ctx, "k")
-		if !ok || err != nil || len(en.Value) != 0 || en.Version.IsUnknown() {
-			t.Fatalf("Entry = %+v, %v, %v; want the empty tombstone with a version", en, ok, err)
+		if !ok || err != nil || len(en.Value) != 0 || en.Version != slipstream.VersionFromUint64(tombRev) {
+			t.Fatalf("Entry = %+v, %v, %v; want the empty tombstone at the returned revision %d", en, ok, err, tombRev)
 		}
 		// It is a put, not a DEL marker: the tombstone's version is CAS-able.
 		tomb, _ := en.Version.Uint64()
@@ -105,7 +106,7 @@ func TestReadsAndWrites(t *testing.T) {
 		if _, err := b.Update(ctx, "k", []byte("2"), 0); !errors.Is(err, slipstream.ErrOperationFailed) {
 			t.Fatalf("Update at revision 0 = %v, want ErrOperationFailed", err)
 		}
-		if err := b.DeleteWithVersion(ctx, "k", 0); !errors.Is(err, slipstream.ErrOperationFailed) {
+		if _, err := b.DeleteWithVersion(ctx, "k", 0); !errors.Is(err, slipstream.ErrOperationFailed) {
 			t.Fatalf("DeleteWithVersion at revision 0 = %v, want ErrOperationFailed", err)
 		}
 	})
@@ -152,7 +153,7 @@ func TestReadsAndWrites(t *testing.T) {
 		b := bucket(t)
 		put(t, b, "node.a", "1")
 		r := put(t, b, "node.b", "1")
-		if err := b.DeleteWithVersion(ctx, "node.b", r); err != nil {
+		if _, err := b.DeleteWithVersion(ctx, "node.b", r); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := b.Get(ctx, "node.b"); ok {
@@ -187,7 +188,7 @@ func TestReadsAndWrites(t *testing.T) {
 	t.Run("create_conflicts_after_delete_with_version", func(t *testing.T) {
 		b := bucket(t)
 		r := put(t, b, "k", "1")
-		if err := b.DeleteWithVersion(ctx, "k", r); err != nil {
+		if _, err := b.DeleteWithVersion(ctx, "k", r); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.Create(ctx, "k", []byte("2")); !errors.Is(err, slipstream.ErrAlreadyExists) {
@@ -258,7 +259,7 @@ func TestReadsAndWrites(t *testing.T) {
 	})
 	t.Run("delete_with_version_on_missing_key_returns_revision_mismatch", func(t *testing.T) {
 		b := bucket(t)
-		if err := b.DeleteWithVersion(ctx, "never.existed", 1); !errors.Is(err, slipstream.ErrRevisionMismatch) {
+		if _, err := b.DeleteWithVersion(ctx, "never.existed", 1); !errors.Is(err, slipstream.ErrRevisionMismatch) {
 			t.Fatalf("DeleteWithVersion(missing, 1) = %v", err)
 		}
 		if _, err := b.Update(ctx, "never.existed", []byte("x"), 1); !errors.Is(err, slipstream.ErrRevisionMismatch) {
@@ -427,7 +428,7 @@ func TestBadInput(t *testing.T) {
 			if err := b.Delete(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {
 				t.Errorf("Delete(%q) = %v", key, err)
 			}
-			if err := b.DeleteWithVersion(ctx, key, base); !errors.Is(err, slipstream.ErrInvalidKey) {
+			if _, err := b.DeleteWithVersion(ctx, key, base); !errors.Is(err, slipstream.ErrInvalidKey) {
 				t.Errorf("DeleteWithVersion(%q) = %v", key, err)
 			}
 			if err := b.Purge(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {

@@ -50,8 +50,8 @@
 // MaxUint64 is refused (c+1 would wrap to 0, which nats.go reads as "no
 // resume"). While an all-keys resume runs, a floor guard checks any delivery
 // that skips revisions against the first sequence before forwarding it,
-// with a 30 s backstop probe, and fails the watch ("retention overran live
-// watch") so a restart resyncs.
+// with a 30 s backstop probe, and fails the watch with slipstream.ErrOverrun
+// so a restart resyncs.
 //
 // # Reconnects
 //
@@ -60,9 +60,9 @@
 // again if JetStream was not ready yet), so after a reconnect the watch
 // re-creates its consumer at once, from the last revision it forwarded, with
 // the same resume-window checks; history lost while disconnected fails the
-// watch ("retention overran live watch") so a restart resyncs. Nothing is
-// skipped or forwarded twice. [Dial] reconnects without limit; a connection
-// that closes for good ends the watch with slipstream.ErrWatch.
+// watch with slipstream.ErrOverrun so a restart resyncs. Nothing is skipped
+// or forwarded twice. [Dial] reconnects without limit; a connection that
+// closes for good ends the watch with slipstream.ErrWatchClosed.
 //
 // # Deviations from the reference implementation
 //

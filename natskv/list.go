@@ -65,7 +65,9 @@ func (b *Bucket) Keys(ctx context.Context, prefix string) ([]string, error) {
 		if !errors.Is(err, ErrShortListing) {
 			return keys, err
 		}
-		b.log.Warn("key listing short; retrying", "prefix", prefix, "attempt", attempt, "err", err)
+		if attempt < listAttempts {
+			b.log.Warn("key listing short; retrying", "prefix", prefix, "attempt", attempt, "err", err)
+		}
 	}
 	return nil, err
 }

@@ -239,8 +239,8 @@ func TestWatch(t *testing.T) {
 		put(t, b, "k", "v")
 		w := startWatch(t, b, slipstream.AllKeys(), slipstream.CursorFromUint64(math.MaxUint64))
 		err := w.waitResult(t, time.Second)
-		if !errors.Is(err, slipstream.ErrWatch) || errors.Is(err, slipstream.ErrCursorExpired) {
-			t.Fatalf("Watch after MaxUint64 = %v, want ErrWatch", err)
+		if !errors.Is(err, slipstream.ErrCursorOverflow) || errors.Is(err, slipstream.ErrCursorExpired) {
+			t.Fatalf("Watch after MaxUint64 = %v, want ErrCursorOverflow", err)
 		}
 	})
 	t.Run("zero_and_non_revision_cursors_state_sync", func(t *testing.T) {
@@ -275,7 +275,7 @@ func TestWatch(t *testing.T) {
 		expect(t, w, slipstream.OpPut, "a", "1")
 		nc.Close()
 		err = w.waitResult(t, 5*time.Second)
-		if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "watch subscription closed") {
+		if !errors.Is(err, slipstream.ErrWatchClosed) {
 			t.Fatalf("Watch after the connection closed = %v", err)
 		}
 	})
