@@ -292,12 +292,11 @@ func raceRepair(t *testing.T, seed uint64) {
 		t.Fatalf("seed %d: a fold write went back: %q", seed, violations)
 	}
 	want := map[string]string{}
-	es, err := kv.Scan(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range es {
+	if err := kv.Scan(t.Context(), "", func(e slipstream.Entry) error {
 		want[e.Key] = string(e.Value)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	if got := inner.snapshot(); !maps.Equal(got, want) {
 		t.Fatalf("seed %d: fold %v, bucket %v", seed, got, want)

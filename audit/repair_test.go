@@ -60,12 +60,11 @@ func foldState(t *testing.T, st slipstream.Store) map[string]string {
 func bucketState(t *testing.T, kv *memkv.KV) map[string]string {
 	t.Helper()
 	m := map[string]string{}
-	es, err := kv.Scan(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range es {
+	if err := kv.Scan(t.Context(), "", func(e slipstream.Entry) error {
 		m[e.Key] = string(e.Value)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	return m
 }

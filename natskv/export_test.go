@@ -21,6 +21,10 @@ func SetDropListed(b *Bucket, drop func(key string) bool) { b.testDropListed = d
 // stream's identity.
 func SetStreamCheckInterval(b *Bucket, d time.Duration) { b.streamCheck = d }
 
+// SetListed runs fn in every listing between the first read of the
+// stream's state and the creation of the listing's consumer.
+func SetListed(b *Bucket, fn func()) { b.testListed = fn }
+
 // SetGuardInterval changes the floor guard's backstop period.
 func SetGuardInterval(b *Bucket, d time.Duration) { b.guardInterval = d }
 

@@ -147,7 +147,7 @@ func TestPurgeDeletesHoleIsRepaired(t *testing.T) {
 	if _, err := n.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Delete(t.Context(), "gone"); err != nil {
+	if _, err := b.Delete(t.Context(), "gone"); err != nil {
 		t.Fatal(err)
 	}
 	last := put(t, b, "y", "1")

@@ -52,7 +52,7 @@ func (b *Bucket) Latest(ctx context.Context, prefix string, fn func(slipstream.U
 }
 
 func (b *Bucket) latest(ctx context.Context, prefix string, fn func(slipstream.Update) error) (last, keys uint64, err error) {
-	st, err := b.list(ctx, prefix, true, func(uint64) {}, func(key string, m *nats.Msg) (bool, error) {
+	res, err := b.list(ctx, prefix, true, func(uint64) {}, func(key string, m *nats.Msg) (bool, error) {
 		u, ok := decodeMsg(b.pre, m.Subject, m.Reply, m.Header, nil)
 		if !ok {
 			return false, nil
@@ -60,9 +60,9 @@ func (b *Bucket) latest(ctx context.Context, prefix string, fn func(slipstream.U
 		// Counted as new: list's own check becomes records ≥ keys; the
 		// caller checks distinct keys.
 		return true, fn(u)
-	})
+	}, nil)
 	if err != nil {
 		return 0, 0, err
 	}
-	return st.last, st.subjects, nil
+	return res.last, res.subjects, nil
 }

@@ -36,17 +36,17 @@ func TestLatestListsEveryKeysLastRecordHeadersOnly(t *testing.T) {
 	put(t, b, "a.put", "1")
 	putRev := put(t, b, "a.put", "2")
 	put(t, b, "a.del", "1")
-	if err := b.Delete(ctx, "a.del"); err != nil {
+	if _, err := b.Delete(ctx, "a.del"); err != nil {
 		t.Fatal(err)
 	}
 	delRev := put(t, b, "b.x", "1") - 1
 	put(t, b, "a.purged", "1")
-	if err := b.Purge(ctx, "a.purged"); err != nil {
+	if _, err := b.Purge(ctx, "a.purged"); err != nil {
 		t.Fatal(err)
 	}
 	purgeRev := e.streamInfo(t, "latest").State.LastSeq
 	tomb := put(t, b, "a.tomb", "1")
-	if err := b.DeleteWithVersion(ctx, "a.tomb", tomb); err != nil {
+	if _, err := b.DeleteWithVersion(ctx, "a.tomb", tomb); err != nil {
 		t.Fatal(err)
 	}
 	tombRev := e.streamInfo(t, "latest").State.LastSeq
@@ -168,15 +168,15 @@ func TestLastRecordReadsMarkersWithTheirRevision(t *testing.T) {
 	b := e.open(t, natskv.Config{Bucket: "lastrecord"})
 	vr := put(t, b, "v", "value")
 	tomb := put(t, b, "tomb", "1")
-	if err := b.DeleteWithVersion(ctx, "tomb", tomb); err != nil {
+	if _, err := b.DeleteWithVersion(ctx, "tomb", tomb); err != nil {
 		t.Fatal(err)
 	}
 	put(t, b, "del", "1")
-	if err := b.Delete(ctx, "del"); err != nil {
+	if _, err := b.Delete(ctx, "del"); err != nil {
 		t.Fatal(err)
 	}
 	put(t, b, "purged", "1")
-	if err := b.Purge(ctx, "purged"); err != nil {
+	if _, err := b.Purge(ctx, "purged"); err != nil {
 		t.Fatal(err)
 	}
 	last := e.streamInfo(t, "lastrecord").State.LastSeq

@@ -37,7 +37,7 @@ func TestRepairRacingLiveUpdates(t *testing.T) {
 				k := keys[rng.IntN(len(keys))]
 				var err error
 				if rng.IntN(5) == 0 {
-					err = b.Delete(t.Context(), k)
+					_, err = b.Delete(t.Context(), k)
 				} else {
 					_, err = b.Put(t.Context(), k, fmt.Appendf(nil, "%d", op+1))
 				}
