@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -189,4 +190,64 @@ func fillBench(b *testing.B, js jetstream.JetStream, n int) {
 			}
 		}
 	}
+}
+
+// genFold yields n keys k0000000… in order at revision i+1, without
+// holding them.
+type genFold struct{ n int }
+
+func (f genFold) Cursor() slipstream.Cursor { return slipstream.CursorFromUint64(uint64(f.n)) }
+
+func (f genFold) ForEachInRange(prefix string, fn func(slipstream.Entry) error) error {
+	var buf []byte
+	for i := range f.n {
+		buf = strconv.AppendInt(append(buf[:0], 'k'), int64(10_000_000+i), 10)
+		if err := fn(slipstream.Entry{Key: string(buf), Version: slipstream.VersionFromUint64(uint64(i + 1))}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// genBucket lists the same keys, in reverse order (as a stream's sequence
+// order differs from key order), at the same revisions.
+type genBucket struct{ n int }
+
+func (g genBucket) Latest(_ context.Context, _ string, fn func(slipstream.Update) error) (uint64, uint64, error) {
+	var buf []byte
+	for i := g.n - 1; i >= 0; i-- {
+		buf = strconv.AppendInt(append(buf[:0], 'k'), int64(10_000_000+i), 10)
+		if err := fn(slipstream.Update{Op: slipstream.OpPut, Key: string(buf), Version: slipstream.VersionFromUint64(uint64(i + 1))}); err != nil {
+			return 0, 0, err
+		}
+	}
+	return uint64(g.n), uint64(g.n), nil
+}
+
+// BenchmarkAuditIndex measures the comparison alone, on a generated fold and
+// listing (no server, no store): keys per second and the audit's own peak
+// extra heap per key (its index of the fold's keys; 9-byte keys here).
+//
+//	SLIPSTREAM_BENCH_KEYS=1000000 go test ./audit -run '^$' -bench BenchmarkAuditIndex
+func BenchmarkAuditIndex(b *testing.B) {
+	n := benchKeys(b)
+	a := &audit.Auditor{Bucket: genBucket{n}, Fold: genFold{n}, Logger: quiet()}
+	var total time.Duration
+	var peak uint64
+	iters := 0
+	for b.Loop() {
+		var rep audit.Report
+		var err error
+		d, p := measure(func() { rep, err = a.Run(b.Context()) })
+		if err != nil || !rep.Equal() || rep.Checked != n {
+			b.Fatalf("audit: %v, %d divergences, %d checked", err, len(rep.Divergences), rep.Checked)
+		}
+		total += d
+		peak = max(peak, p)
+		iters++
+	}
+	b.ReportMetric(float64(n)*float64(iters)/total.Seconds(), "keys/s")
+	b.ReportMetric(float64(peak)/float64(n), "peak-bytes/key")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
+	b.ReportMetric(0, "ns/op")
 }
