@@ -95,13 +95,14 @@ func runAudit(t testing.TB, natsURL, bucket, fold string, extra ...string) audit
 // auditEnv is a NATS server with its store in a known directory, a bucket
 // handle, and a fold directory.
 type auditEnv struct {
-	srv    *natstest.Server
-	dir    string // the server's store
-	b      *natskv.Bucket
-	cfg    natskv.Config
-	fold   string
-	js     jetstream.JetStream
-	reopen func() *natskv.Bucket
+	backend string // of the fold the first sync creates
+	srv     *natstest.Server
+	dir     string // the server's store
+	b       *natskv.Bucket
+	cfg     natskv.Config
+	fold    string
+	js      jetstream.JetStream
+	reopen  func() *natskv.Bucket
 }
 
 func newAuditEnv(t *testing.T, cfg natskv.Config) *auditEnv {
@@ -126,8 +127,12 @@ func newAuditEnv(t *testing.T, cfg natskv.Config) *auditEnv {
 // markers say, delivers nothing.)
 func (e *auditEnv) sync(t *testing.T) uint64 {
 	t.Helper()
-	m := startProc(t, "mirror", "-bucket", e.cfg.Bucket, "-fold", e.fold, "-nats", e.srv.URL(),
-		"-http", "127.0.0.1:0", "-batch-window", "1ms")
+	args := []string{"mirror", "-bucket", e.cfg.Bucket, "-fold", e.fold, "-nats", e.srv.URL(),
+		"-http", "127.0.0.1:0", "-batch-window", "1ms"}
+	if e.backend != "" {
+		args = append(args, "-backend", e.backend)
+	}
+	m := startProc(t, args...)
 	base := m.httpBase(t)
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		st, ok := getStatus(base)
@@ -358,11 +363,13 @@ var histories = []history{
 // kv, audit) against a real server: `slipstream audit` exits 1 and lists
 // exactly the divergent keys with their classes; the restarted mirror's own
 // audit (or `slipstream audit -repair`) converges the fold; audit then exits
-// 0.
+// 0. The histories alternate between the fold backends.
 func TestAuditHistories(t *testing.T) {
-	for _, h := range histories {
-		t.Run(h.name, func(t *testing.T) {
+	for i, h := range histories {
+		backend := allBackends[i%len(allBackends)]
+		t.Run(h.name+"/"+backend, func(t *testing.T) {
 			e := newAuditEnv(t, h.cfg)
+			e.backend = backend
 			h.before(t, e)
 			cursor := e.sync(t)
 			if o := runAudit(t, e.srv.URL(), e.cfg.Bucket, e.fold); len(o.lines) != 0 || o.summary.Cursor != cursor {
