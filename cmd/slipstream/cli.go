@@ -27,6 +27,11 @@ type Main struct {
 	// StderrIsTerminal reports whether Stderr is an interactive terminal
 	// (progress bars instead of periodic log lines). Nil means false.
 	StderrIsTerminal func() bool
+
+	// Getenv looks up the environment defaults of the NATS connection
+	// flags (NATS_URL, NATS_CREDS, …). Nil means no environment: in-process
+	// tests stay independent of the caller's.
+	Getenv func(string) string
 }
 
 // NewMain returns a Main on the process's standard streams.
@@ -36,6 +41,7 @@ func NewMain() *Main {
 		Stdout:           os.Stdout,
 		Stderr:           os.Stderr,
 		StderrIsTerminal: func() bool { return term.IsTerminal(int(os.Stderr.Fd())) },
+		Getenv:           os.Getenv,
 	}
 }
 
