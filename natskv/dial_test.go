@@ -355,3 +355,22 @@ func TestDialAuthReplacesBaseOptions(t *testing.T) {
 	}
 	nc.Close()
 }
+
+func TestDialTLSFirst(t *testing.T) {
+	pki := natstest.NewPKI(t)
+	srv := natstest.StartWith(t, func(o *server.Options) {
+		o.TLS = true
+		o.TLSConfig = pki.ServerTLSConfig(t, false)
+		o.TLSTimeout = 2
+		o.TLSHandshakeFirst = true
+	})
+	url := "tls://" + hostOf(srv)
+	nc, err := natskv.Dial(natskv.DialConfig{URL: url, TLSCA: pki.CA, TLSFirst: true})
+	if err != nil {
+		t.Fatalf("Dial with TLSFirst: %v", err)
+	}
+	nc.Close()
+	if _, err := natskv.Dial(natskv.DialConfig{URL: url, TLSCA: pki.CA}); !errors.Is(err, natskv.ErrConnectionFailed) {
+		t.Fatalf("Dial without TLSFirst to a handshake-first server = %v", err)
+	}
+}

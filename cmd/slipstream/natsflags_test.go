@@ -249,3 +249,37 @@ func TestMirrorEnvURLSkipsEmbedded(t *testing.T) {
 		t.Fatalf("the fold does not hold the remote bucket's key: %q, %v", got, err)
 	}
 }
+
+// TestNATSFlagEnvironment: each flag falls back to its own variable, and
+// a flag given wins.
+func TestNATSFlagEnvironment(t *testing.T) {
+	env := map[string]string{
+		"NATS_URL": "nats://env:4222", "NATS_CREDS": "env.creds", "NATS_NKEY": "env.nk",
+		"NATS_USER": "env-user", "NATS_PASSWORD": "env-pw", "NATS_TOKEN": "env-token",
+		"NATS_CA": "env-ca.pem", "NATS_CERT": "env-cert.pem", "NATS_KEY": "env-key.pem",
+	}
+	var n natsFlags
+	fs := newFlagSet("x")
+	n.register(fs, "url")
+	if err := fs.Parse([]string{"-user", "flag-user"}); err != nil {
+		t.Fatal(err)
+	}
+	n.applyEnv(func(k string) string { return env[k] })
+	cfg, err := n.dialConfig("nats://default:1", "name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := natskv.DialConfig{URL: "nats://env:4222", CredsFile: "env.creds", NKeyFile: "env.nk", User: "flag-user",
+		Password: "env-pw", Token: "env-token", TLSCA: "env-ca.pem", TLSCert: "env-cert.pem", TLSKey: "env-key.pem", Name: "name"}
+	if cfg.String() != want.String() || cfg.URL != want.URL || cfg.CredsFile != want.CredsFile || cfg.NKeyFile != want.NKeyFile ||
+		cfg.User != want.User || cfg.Password != want.Password || cfg.Token != want.Token || cfg.TLSCA != want.TLSCA ||
+		cfg.TLSCert != want.TLSCert || cfg.TLSKey != want.TLSKey || cfg.Name != want.Name {
+		t.Fatalf("dialConfig = %+v\nwant %+v", cfg, want)
+	}
+	// Nothing set anywhere: the command's default URL.
+	var empty natsFlags
+	empty.applyEnv(func(string) string { return "" })
+	if cfg, _ := empty.dialConfig("nats://default:1", ""); cfg.URL != "nats://default:1" || empty.remote() {
+		t.Fatalf("no flags, no environment: URL %q, remote %v", cfg.URL, empty.remote())
+	}
+}
