@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/movedir"
 )
 
 // Backend and BackendVersion identify append-log exports; the files are
@@ -98,6 +99,11 @@ var _ slipstream.Store = (*Store)(nil)
 // not a directory or is a non-empty directory without a log (it is left as
 // it was).
 func Open(dir string, opts *Options) (*Store, error) {
+	return openFold(dir, opts, osFS{}, defaultSizes)
+}
+
+// openFold is Open on filesystem fs with load sizes sz.
+func openFold(dir string, opts *Options, fs fsys, sz loadSizes) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -106,6 +112,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		o.CompactThreshold = DefaultCompactThreshold
 	}
 	s := newStore(dir, &o)
+	s.fs = fs
 	if err := checkFoldDir(dir, true); err != nil {
 		return nil, err
 	}
@@ -116,7 +123,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.open(); err != nil {
+	if err := s.open(sz); err != nil {
 		_ = lock.Close()
 		return nil, err
 	}
@@ -141,7 +148,7 @@ func newStore(dir string, o *Options) *Store {
 }
 
 // open loads and repairs the log and opens the writer. The lock is held.
-func (s *Store) open() error {
+func (s *Store) open(sz loadSizes) error {
 	removed, err := removeTemps(s.dir)
 	if err != nil {
 		return fmt.Errorf("applog: remove stale compaction files in %s: %w", s.dir, err)
@@ -149,7 +156,7 @@ func (s *Store) open() error {
 	for _, p := range removed {
 		s.log.Info("removed temp file of an interrupted compaction", "path", p)
 	}
-	st, err := loadInto(s.fs, s.path, s.t, true)
+	st, err := loadInto(s.fs, s.path, s.t, true, sz)
 	if err != nil {
 		return err
 	}
@@ -182,12 +189,16 @@ func (s *Store) open() error {
 // into place). A missing log is an error wrapping fs.ErrNotExist; load
 // errors are as for [Open].
 func OpenReadOnly(dir string) (*Store, error) {
+	return openReadOnly(dir, defaultSizes)
+}
+
+func openReadOnly(dir string, sz loadSizes) (*Store, error) {
 	if err := checkFoldDir(dir, false); err != nil {
 		return nil, err
 	}
 	s := newStore(dir, &Options{})
 	s.readOnly = true
-	st, err := loadInto(s.fs, s.path, s.t, false)
+	st, err := loadInto(s.fs, s.path, s.t, false, sz)
 	if err != nil {
 		return nil, err
 	}
@@ -392,8 +403,9 @@ func (s *Store) Get(key string) (slipstream.Entry, bool, error) {
 // ForEachInRange calls fn for every live entry whose key starts with prefix,
 // in ascending byte order of key, reading an ordered in-memory index (no
 // sort of the whole fold per call). An error from fn stops the scan and is
-// returned as is. The entry's Value must not be modified; it is not reused
-// after fn returns, so fn may keep it. fn may call Get, Cursor and other
+// returned as is. The entry's Value is a copy, never the fold's memory: fn
+// may write into it, but it is valid only during the call (the copy's
+// memory is reused); copy it to keep it. fn may call Get, Cursor and other
 // reads, but must not call Apply, ExportTo or Close. See [Store] for what a
 // scan running beside Apply observes. It returns [slipstream.ErrClosed]
 // after Close, including when Close happens during the scan.
@@ -405,6 +417,7 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 	it := newKeyIter(base, delta, prefix)
 	keys := make([]string, 0, scanChunk)
 	ents := make([]slipstream.Entry, 0, scanChunk)
+	var vals []byte // the chunk's values, copied; reused by the next chunk
 	for {
 		keys = keys[:0]
 		for len(keys) < scanChunk {
@@ -429,12 +442,37 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 			}
 		}
 		s.mu.RUnlock()
+		// Values are never written in place (see arena), so the slices
+		// taken under the lock stay valid for the copy made outside it.
+		vals = copyValues(ents, vals[:0])
 		for _, e := range ents {
 			if err := fn(e); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// copyValues points each entry's Value at a copy in buf (grown as needed),
+// capped to its length so an append cannot reach the next one, and returns
+// buf. A caller writing into a handed-out value then changes only the copy.
+func copyValues(ents []slipstream.Entry, buf []byte) []byte {
+	n := 0
+	for _, e := range ents {
+		n += len(e.Value)
+	}
+	buf = slices.Grow(buf, n)
+	for i := range ents {
+		v := ents[i].Value
+		if len(v) == 0 {
+			ents[i].Value = []byte{}
+			continue
+		}
+		off := len(buf)
+		buf = append(buf, v...)
+		ents[i].Value = buf[off:len(buf):len(buf)]
+	}
+	return buf
 }
 
 // view returns the published index slices, refreshing them first if
@@ -468,14 +506,21 @@ func (s *Store) Cursor() slipstream.Cursor {
 	return s.cursor
 }
 
-// Len returns the number of live keys (0 after Close).
-func (s *Store) Len() int {
+// Len returns the number of live keys; an error wrapping
+// [slipstream.ErrClosed] after Close.
+func (s *Store) Len() (int, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return 0
+		return 0, fmt.Errorf("applog: len of %s: %w", s.path, slipstream.ErrClosed)
 	}
-	return s.t.size()
+	return s.t.size(), nil
+}
+
+// count returns the number of live keys (0 after Close).
+func (s *Store) count() int {
+	n, _ := s.Len()
+	return n
 }
 
 // Size returns the length of the log file in bytes, as last written by this
@@ -492,64 +537,88 @@ func (s *Store) Size() (int64, error) {
 
 // ExportTo writes a compact, fsynced copy of the fold to dir/[FileName] from
 // memory (the live log is not read), then verifies it by replaying it: its
-// cursor and entry count must match the live fold's. dir must be absent (it
-// is created) or an empty directory; otherwise the error wraps
-// [slipstream.ErrArtifactInvalid] and nothing in dir is touched. On any
-// failure ExportTo removes what it wrote. [Open] on dir yields the same
-// state and cursor. Concurrent reads proceed during the export.
+// cursor and entry count must match the live fold's. dir must be absent or
+// an empty directory; otherwise the error wraps
+// [slipstream.ErrArtifactInvalid] and nothing in dir is touched.
+//
+// The copy is written in a hidden directory beside dir (prefix
+// [ExportStagePrefix]), which is renamed onto dir once verified (a rename
+// replaces an empty directory and fails on anything else, so a destination
+// that fills up meanwhile is refused, never overwritten), and dir's parent
+// is fsynced. On any failure the hidden directory is removed: ExportTo never
+// removes a file it did not create. [Open] on dir yields the same state and
+// cursor. Concurrent reads proceed during the export.
 func (s *Store) ExportTo(dir string) (slipstream.Export, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.writable("export"); err != nil {
 		return slipstream.Export{}, err
 	}
-	created, err := prepareDest(dir)
-	if err != nil {
+	if err := checkDest(dir); err != nil {
 		return slipstream.Export{}, err
 	}
-	path := filepath.Join(dir, FileName)
-	cleanup := func() {
-		_ = os.Remove(path)
-		if created {
-			_ = os.Remove(dir)
-		}
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return slipstream.Export{}, fmt.Errorf("applog: export: create %s: %w", parent, err)
 	}
+	stage, err := os.MkdirTemp(parent, ExportStagePrefix+"*")
+	if err != nil {
+		return slipstream.Export{}, fmt.Errorf("applog: export: create stage in %s: %w", parent, err)
+	}
+	placed := false
+	defer func() {
+		if !placed {
+			_ = os.RemoveAll(stage)
+		}
+	}()
+	path := filepath.Join(stage, FileName)
 	cursor := s.Cursor()
-	live := s.Len()
+	live := s.count()
 	if _, _, err := compactToFile(s.fs, path, cursor, s.emitter()); err != nil {
-		cleanup()
 		return slipstream.Export{}, fmt.Errorf("applog: export to %s: %w", dir, err)
 	}
 	if err := verifyExport(path, cursor, live); err != nil {
-		cleanup()
 		return slipstream.Export{}, err
+	}
+	if err := os.Chmod(stage, 0o755); err != nil {
+		return slipstream.Export{}, fmt.Errorf("applog: export: %w", err)
+	}
+	if err := movedir.Onto(stage, dir); err != nil {
+		if derr := checkDest(dir); derr != nil {
+			return slipstream.Export{}, fmt.Errorf("%w (rename: %w)", derr, err)
+		}
+		return slipstream.Export{}, fmt.Errorf("applog: export: move %s to %s: %w", stage, dir, err)
+	}
+	placed = true
+	if err := s.fs.SyncDir(parent); err != nil {
+		return slipstream.Export{}, fmt.Errorf("applog: export: sync %s after moving %s into place: %w", parent, dir, err)
 	}
 	return slipstream.Export{Backend: Backend, BackendVersion: BackendVersion, Cursor: cursor, Files: []string{FileName}}, nil
 }
 
-// prepareDest accepts an absent destination (creating it) or an empty
-// directory. It reports whether it created the directory.
-func prepareDest(dir string) (created bool, err error) {
+// ExportStagePrefix begins the name of the hidden directory beside an
+// export's destination in which [Store.ExportTo] writes its copy.
+const ExportStagePrefix = ".applog-export-"
+
+// checkDest accepts an absent destination or an empty directory.
+func checkDest(dir string) error {
 	fi, err := os.Lstat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return false, fmt.Errorf("applog: export: create %s: %w", dir, err)
-		}
-		return true, nil
+		return nil
 	case err != nil:
-		return false, fmt.Errorf("applog: export: stat %s: %w", dir, err)
+		return fmt.Errorf("applog: export: stat %s: %w", dir, err)
 	case !fi.IsDir():
-		return false, fmt.Errorf("%w: destination %s already exists", slipstream.ErrArtifactInvalid, dir)
+		return fmt.Errorf("%w: destination %s already exists", slipstream.ErrArtifactInvalid, dir)
 	}
 	des, err := os.ReadDir(dir)
 	if err != nil {
-		return false, fmt.Errorf("applog: export: read %s: %w", dir, err)
+		return fmt.Errorf("applog: export: read %s: %w", dir, err)
 	}
 	if len(des) > 0 {
-		return false, fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dir)
+		return fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dir)
 	}
-	return false, nil
+	return nil
 }
 
 // countSink counts the PUTs of a compact log and checks their keys ascend.
@@ -570,18 +639,21 @@ func (c *countSink) put(key, _ []byte, _ slipstream.Version) bool {
 
 func (c *countSink) del([]byte) { c.ordered = false }
 
-// verifyExport replays an exported log and compares it with the live fold.
+// size and emit make a countSink a fold for loadInto, which never calls
+// emit without rewrite.
+func (c *countSink) size() int          { return c.n }
+func (c *countSink) emit(*recordWriter) {}
+
+// verifyExport replays an exported log, streaming it through a fixed window
+// (memory does not grow with the fold), and compares it with the live fold.
 func verifyExport(path string, cursor slipstream.Cursor, live int) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("applog: verify export %s: %w", path, err)
-	}
 	c := &countSink{ordered: true}
-	res, err := replay(data, c)
+	st, err := loadInto(osFS{}, path, c, false, defaultSizes)
 	if err != nil {
-		return fmt.Errorf("%w: exported payload %s does not load: %w", slipstream.ErrArtifactInvalid, path, withPath(err, path))
+		return fmt.Errorf("%w: exported payload %s does not load: %w", slipstream.ErrArtifactInvalid, path, err)
 	}
-	if res.cursor != cursor || c.n != live || !c.ordered || !res.compact {
+	res := st.res
+	if !st.exists || res.cursor != cursor || c.n != live || !c.ordered || !res.compact {
 		return fmt.Errorf("%w: exported payload disagrees with live fold: %s holds %d entries at cursor %s, live fold %d at cursor %s",
 			slipstream.ErrArtifactInvalid, path, c.n, res.cursor, live, cursor)
 	}

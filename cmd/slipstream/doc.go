@@ -109,8 +109,9 @@
 //
 // # Connecting to NATS
 //
-// mirror and kv take natscli's connection flags; a flag not given falls
-// back to the environment variable in brackets, then to the -context:
+// mirror, kv (and publish, fetch and prune for nats-object:// stores) take
+// natscli's connection flags; a flag not given falls back to the environment
+// variable in brackets, then to the -context:
 //
 //	--nats URL          server URLs, comma-separated; tls:// requires TLS;
 //	                    nats://user:pass@host and nats://TOKEN@host work [NATS_URL]

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
 	"github.com/slipstream-kv/slipstream/natskv"
+	"github.com/slipstream-kv/slipstream/objstore/objstoretest"
 )
 
 // runMainEnv is runMain with env as the process environment.
@@ -281,5 +282,26 @@ func TestNATSFlagEnvironment(t *testing.T) {
 	empty.applyEnv(func(string) string { return "" })
 	if cfg, _ := empty.dialConfig("nats://default:1", ""); cfg.URL != "nats://default:1" || empty.remote() {
 		t.Fatalf("no flags, no environment: URL %q, remote %v", cfg.URL, empty.remote())
+	}
+}
+
+// TestPublishNATSObjectConnectionFlags: the object-store commands take the
+// same connection flags and environment (here an NKey from NATS_NKEY).
+func TestPublishNATSObjectConnectionFlags(t *testing.T) {
+	pub, seed := nkeyUser(t)
+	srv := natstest.StartWith(t, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
+	art := filepath.Join(t.TempDir(), "a3")
+	objstoretest.MakeArtifact(t, art, 3, "k", "v")
+	args := []string{"publish", "-artifact", art, "-to", "nats-object://artifacts/fleet", "-key", "k"}
+	if _, _, err := runMainEnv(t, map[string]string{"NATS_URL": srv.URL()}, "", args...); !errors.Is(err, natskv.ErrConnectionFailed) {
+		t.Fatalf("publish without the NKey = %v", err)
+	}
+	out, _, err := runMainEnv(t, map[string]string{"NATS_URL": srv.URL(), "NATS_NKEY": seed}, "", args...)
+	if err != nil || !strings.HasPrefix(out, "published k: artifact cursor 3") {
+		t.Fatalf("publish with NATS_NKEY: %q, %v", out, err)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	if _, _, err := runMain(t, "", "fetch", "-from", "nats-object://artifacts/fleet", "-nats", srv.URL(), "-nkey", seed, "-key", "k", "-out", dst); err != nil {
+		t.Fatalf("fetch -nkey: %v", err)
 	}
 }
