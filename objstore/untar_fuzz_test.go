@@ -3,8 +3,8 @@ package objstore_test
 import (
 	"archive/tar"
 	"bytes"
-	"io"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
