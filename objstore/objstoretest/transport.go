@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/applog"
 	"github.com/slipstream-kv/slipstream/artifact"
 	"github.com/slipstream-kv/slipstream/objstore"
 	"lukechampine.com/blake3"
@@ -36,6 +37,7 @@ func RunTransport(t *testing.T, newStore NewStore, opts Options) {
 	t.Run("OversizedPointer", func(t *testing.T) { testOversizedPointer(t, newStore(t)) })
 	t.Run("DestChecksBeforeRemoteIO", func(t *testing.T) { testDestChecks(t, newStore(t)) })
 	t.Run("UploadRefusals", func(t *testing.T) { testUploadRefusals(t, newStore(t)) })
+	t.Run("TamperedPayloadShipsImportRefuses", func(t *testing.T) { testTampered(t, newStore(t)) })
 	t.Run("FailsClosedWithoutOptIn", func(t *testing.T) {
 		s := newStore(t)
 		if !opts.NoReplace {
@@ -338,6 +340,32 @@ func testUploadRefusals(t *testing.T, s objstore.Store) {
 		t.Fatalf("refused uploads left objects: %v", names(got))
 	}
 	AssertClean(t, src, "bad", "link", "good")
+}
+
+// testTampered: upload checks only the manifest, so a payload file changed
+// after export ships and downloads; import (the trust boundary) refuses it.
+func testTampered(t *testing.T, s objstore.Store) {
+	ctx := t.Context()
+	tr := newTransport(s)
+	art := filepath.Join(t.TempDir(), "a3")
+	MakeArtifact(t, art, 3, "a", "1", "b", "2")
+	snap := filepath.Join(art, artifact.DataDir, applog.FileName)
+	b := readFile(t, snap)
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(snap, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := Upload(t, tr, Key, art); res.Outcome != objstore.Published {
+		t.Fatalf("upload of a tampered artifact = %v, want published", res.Outcome)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := tr.Download(ctx, Key, out); err != nil {
+		t.Fatalf("download of a tampered artifact: %v", err)
+	}
+	parent := t.TempDir()
+	_, err := artifact.Import(out, filepath.Join(parent, "fold"), applog.ArtifactBackend{})
+	wantInvalid(t, err, "")
+	AssertClean(t, parent)
 }
 
 // testFailClosed runs on a store whose Replace is not implemented.
