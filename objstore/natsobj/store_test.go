@@ -51,12 +51,18 @@ func TestPointerBucket(t *testing.T) {
 // not by that timeout.
 func TestSlowObjectRead(t *testing.T) {
 	srv := natstest.Start(t)
-	s, err := natsobj.Open(t.Context(), srv.Conn(t), natsobj.Config{Bucket: "slow", JetStreamTimeout: 200 * time.Millisecond})
+	nc := srv.Conn(t)
+	writer, err := natsobj.Open(t.Context(), nc, natsobj.Config{Bucket: "slow"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	data := objstoretest.Random(5, 1<<20)
-	if err := s.Put(t.Context(), "big.tar", bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := writer.Put(t.Context(), "big.tar", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	// The reader's client library times requests out after 200 ms.
+	s, err := natsobj.Open(t.Context(), nc, natsobj.Config{Bucket: "slow", JetStreamTimeout: 200 * time.Millisecond})
+	if err != nil {
 		t.Fatal(err)
 	}
 	rc, _, err := s.Get(t.Context(), "big.tar")
