@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,8 +57,11 @@ func RunTransport(t *testing.T, newStore NewStore, opts Options) {
 	t.Run("ConcurrentPublishers", func(t *testing.T) { testConcurrentPublishers(t, newStore(t)) })
 }
 
+// quiet discards the transport's warnings (the fallback's, prune's).
+var quiet = slog.New(slog.DiscardHandler)
+
 func newTransport(s objstore.Store) *objstore.Transport {
-	return &objstore.Transport{Store: s, Prefix: Prefix}
+	return &objstore.Transport{Store: s, Prefix: Prefix, Logger: quiet}
 }
 
 // PointerName is the name of key's pointer under [Prefix].
@@ -454,7 +458,7 @@ func testPruneKeeps(t *testing.T, s objstore.Store, opts Options) {
 	Upload(t, tr, Key, a3)
 	Upload(t, tr, Key, a5)
 	// A payload of rank 9 whose pointer write failed.
-	failing := &objstore.Transport{Store: &Faulty{Store: s, Fail: failPointerWrites}, Prefix: Prefix}
+	failing := &objstore.Transport{Store: &Faulty{Store: s, Fail: failPointerWrites}, Prefix: Prefix, Logger: quiet}
 	if _, err := failing.Upload(ctx, Key, a9); err == nil {
 		t.Fatal("upload with a failing pointer write succeeded")
 	}
@@ -582,7 +586,7 @@ func testSwapSequence(t *testing.T, s objstore.Store) {
 	}
 
 	var failed sync.Once
-	failOnce := &objstore.Transport{Prefix: Prefix, Store: &Faulty{Store: s, Fail: func(op, name string) error {
+	failOnce := &objstore.Transport{Prefix: Prefix, Logger: quiet, Store: &Faulty{Store: s, Fail: func(op, name string) error {
 		var err error
 		if failPointerWrites(op, name) != nil {
 			failed.Do(func() { err = errors.New("injected failure of the next pointer PUT") })
