@@ -45,7 +45,9 @@ type httpAPI struct {
 	status  func(ctx context.Context) (statusDoc, error)
 	ready   func() bool
 	metrics http.Handler // nil: 404
-	log     *slog.Logger
+	// artifacts serves GET /v1/artifact (artifact_http.go); nil: 404.
+	artifacts http.Handler
+	log       *slog.Logger
 }
 
 // keyPath is the path prefix of single-key reads.
@@ -74,6 +76,9 @@ func (a *httpAPI) handler() http.Handler {
 	})
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics)
+	}
+	if a.artifacts != nil {
+		mux.Handle("GET "+artifactPath, a.artifacts)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rest, ok := strings.CutPrefix(r.URL.EscapedPath(), keyPath)

@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/artifact"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -224,7 +226,12 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			status:  func(ctx context.Context) (statusDoc, error) { return mr.status(ctx, c.bucket) },
 			ready:   t.ready.Load,
 			metrics: newMetricsHandler(t),
-			log:     logger,
+			artifacts: &artifactHandler{
+				export:  mr.exportArtifact,
+				scratch: filepath.Dir(filepath.Clean(c.foldDir)),
+				log:     logger,
+			},
+			log: logger,
 		}
 		logger.Info("serving http", "addr", ln.Addr().String())
 		wg.Go(func() {
@@ -273,7 +280,8 @@ data in <fold>.nats next to the fold and listening on 127.0.0.1:4222 (see
 is created if missing (-history, -max-bytes, -max-age, -replicas).
 
 With -http, the fold is served: GET /v1/kv/{key}, GET /v1/kv?prefix=P,
-GET /v1/status, /healthz, /readyz and /metrics.
+GET /v1/status, /healthz, /readyz and /metrics; GET /v1/artifact streams a
+fresh artifact as a tar ('slipstream export --from').
 
 Usage:
 
@@ -301,6 +309,18 @@ type mirror struct {
 	log         *slog.Logger
 	t           *tracker
 	connected   func() bool // nil: unknown (reported as connected)
+
+	current atomic.Pointer[slipstream.Follower] // the running follower, nil between runs
+}
+
+// exportArtifact takes an artifact of the fold through the running
+// follower (flushed first, between batches) into dir.
+func (m *mirror) exportArtifact(ctx context.Context, dir string) (*artifact.Manifest, error) {
+	f := m.current.Load()
+	if f == nil {
+		return nil, errNoFollower
+	}
+	return artifact.Export(ctx, f, dir)
 }
 
 // fatalRunError reports whether a Follower error must stop the mirror rather
@@ -351,7 +371,9 @@ func (m *mirror) run(ctx context.Context) error {
 		f.OnResync = m.t.onResync
 
 		started := time.Now()
+		m.current.Store(f)
 		_, err := f.Run(ctx)
+		m.current.Store(nil)
 		if ctx.Err() != nil {
 			if err != nil {
 				return fmt.Errorf("final flush: %w", err)
