@@ -44,7 +44,9 @@ func TestArtifactHandler(t *testing.T) {
 			}
 			return nil, errors.New("disk full")
 		}, http.StatusInternalServerError, "disk full"},
-		{"ok", func(_ context.Context, dir string) (*artifact.Manifest, error) { return artifact.ExportStore(store, dir) }, http.StatusOK, ""},
+		{"ok", func(_ context.Context, dir string) (*artifact.Manifest, error) {
+			return artifact.ExportStore(store, dir)
+		}, http.StatusOK, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			scratch := t.TempDir()
