@@ -1,6 +1,9 @@
 package slipstream
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors of the KV seam. Backends translate their own errors onto these at
 // their edge, so callers match with errors.Is and never import a backend's
@@ -18,11 +21,26 @@ var (
 	// ErrCursorExpired is returned by a resuming watch when the history after
 	// the cursor is no longer complete (compacted, purged, or the bucket was
 	// recreated). The caller must resync from a full watch.
-	ErrCursorExpired = errors.New("slipstream: watch cursor expired (compacted)")
+	ErrCursorExpired = errors.New("slipstream: watch cursor expired")
+	// ErrCursorAhead is the [ErrCursorExpired] of a resume whose cursor is
+	// past the bucket's last revision: the bucket was recreated or restored
+	// from an older copy.
+	ErrCursorAhead = fmt.Errorf("%w: cursor ahead of the bucket's last revision", ErrCursorExpired)
 	// ErrWatch wraps every watch failure: setup errors, a closed
 	// subscription, a floor-guard trip, and the fatal conditions of
 	// [Follower.Run].
 	ErrWatch = errors.New("slipstream: watch error")
+	// ErrCursorOverflow is the [ErrWatch] of a resume after revision
+	// MaxUint64, whose successor would wrap to 0 (which a NATS client reads
+	// as "no resume": a full replay).
+	ErrCursorOverflow = fmt.Errorf("%w: resume cursor is MaxUint64", ErrWatch)
+	// ErrOverrun is the [ErrWatch] of a live watch whose bucket evicted
+	// revisions it had not delivered yet (the live floor guard tripped).
+	// A restart resumes, finds the cursor expired and resyncs.
+	ErrOverrun = fmt.Errorf("%w: retention overran live watch", ErrWatch)
+	// ErrWatchClosed is the [ErrWatch] of a subscription that ended
+	// without its context being cancelled.
+	ErrWatchClosed = fmt.Errorf("%w: subscription closed", ErrWatch)
 	// ErrTimeout is returned when an operation exceeds the library's own
 	// bound. A cancelled caller context yields ctx.Err() instead.
 	ErrTimeout = errors.New("slipstream: operation timed out")
@@ -37,14 +55,48 @@ var (
 	ErrUnsupported = errors.New("slipstream: not supported")
 )
 
-// Errors of the loop.
+// Errors of the loop. The fatal conditions of [Follower.Run] are each an
+// [ErrWatch], so a caller that restarts on ErrWatch restarts on all of them.
 var (
 	// ErrInvalidConfig is returned by [Follower.Run] before anything starts
 	// when the Follower is misconfigured.
 	ErrInvalidConfig = errors.New("slipstream: invalid configuration")
+	// ErrResumeAhead is the [ErrInvalidConfig] of a Follower whose Resume
+	// is ahead of its Store's cursor: resuming there would skip the updates
+	// in between.
+	ErrResumeAhead = fmt.Errorf("%w: Resume is ahead of the store's cursor", ErrInvalidConfig)
+	// ErrRunning is the [ErrInvalidConfig] of a second concurrent
+	// [Follower.Run].
+	ErrRunning = fmt.Errorf("%w: follower already running", ErrInvalidConfig)
 	// ErrNotRunning is returned by [Follower.Export] when Run is not active.
 	ErrNotRunning = errors.New("slipstream: follower not running")
+	// ErrStoreFailed stops [Follower.Run] after [MaxStoreFailures]
+	// consecutive failed Store.Apply calls. It wraps the last failure.
+	ErrStoreFailed = fmt.Errorf("%w: store apply failed repeatedly", ErrWatch)
+	// ErrResync stops [Follower.Run] when a cursor-expired resync cannot
+	// list the live keys or scan the fold. It wraps the listing's error.
+	ErrResync = fmt.Errorf("%w: cursor-expired resync failed", ErrWatch)
+	// ErrWatcherContract stops [Follower.Run] when its [Watcher] breaks the
+	// Watcher contract (an ErrCursorExpired after updates were sent).
+	ErrWatcherContract = fmt.Errorf("%w: watcher broke its contract", ErrWatch)
 )
+
+// PanicError is the [ErrWatch] that stops [Follower.Run] when the Watcher,
+// Store.Apply or Store.ExportTo panicked: the store (or the watch) is then
+// in an unknown state. A panic in Apply, Filter or OnApplied is not caught.
+type PanicError struct {
+	// Op names what panicked: "watch", "store apply" or "store export".
+	Op string
+	// Value is what was passed to panic.
+	Value any
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("slipstream: %s panicked: %v", e.Op, e.Value)
+}
+
+// Unwrap returns [ErrWatch].
+func (e *PanicError) Unwrap() error { return ErrWatch }
 
 // Errors of folds ([Store] implementations).
 var (

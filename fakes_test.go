@@ -105,7 +105,7 @@ func (w *scriptedWatcher) Calls() []watchCall {
 type errorWatcher struct{}
 
 func (errorWatcher) Watch(context.Context, slipstream.Scope, slipstream.Cursor, chan<- slipstream.Update) error {
-	return fmt.Errorf("%w: injected watch failure", slipstream.ErrWatch)
+	return fmt.Errorf("%w: %w", slipstream.ErrWatch, errInjectedWatch)
 }
 
 // prefixLister serves a fixed live-key list, filtered by string prefix like
@@ -134,7 +134,7 @@ func (l *prefixLister) Keys(_ context.Context, prefix string) ([]string, error) 
 type failingLister struct{}
 
 func (failingLister) Keys(context.Context, string) ([]string, error) {
-	return nil, fmt.Errorf("%w: injected listing failure", slipstream.ErrOperationFailed)
+	return nil, fmt.Errorf("%w: %w", slipstream.ErrOperationFailed, errInjectedListing)
 }
 
 // recorder collects what the loop hands to Apply, Filter and OnApplied.
@@ -402,7 +402,12 @@ func (s *hookStore) ExportTo(dir string) (slipstream.Export, error) {
 	return s.Store.ExportTo(dir)
 }
 
-var errInjectedStore = errors.New("injected transient store failure")
+var (
+	errInjectedStore   = errors.New("injected transient store failure")
+	errInjectedScan    = errors.New("injected fold scan failure")
+	errInjectedListing = errors.New("injected listing failure")
+	errInjectedWatch   = errors.New("injected watch failure")
+)
 
 // failFirstApply wraps inner so that its first Apply fails, then delegates.
 func failFirstApply(inner slipstream.Store) *hookStore {

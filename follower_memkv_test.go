@@ -2,8 +2,8 @@ package slipstream_test
 
 import (
 	"context"
+	"errors"
 	"slices"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -223,7 +223,7 @@ func TestMemKVLiveRetentionOverrunFailsRun(t *testing.T) {
 		kv.Compact(kv.LastRevision() - 1)
 		close(gate)
 		_, err := r.wait()
-		if err == nil || !strings.Contains(err.Error(), "retention overran live watch") {
+		if !errors.Is(err, slipstream.ErrOverrun) {
 			t.Fatalf("Run = %v, want the live retention overrun", err)
 		}
 	})

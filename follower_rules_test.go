@@ -36,12 +36,13 @@ func TestStoreFailStopAfterConsecutiveFailures(t *testing.T) {
 		f.MaxBatchSize = 1
 		f.MaxBatchDelay = time.Hour
 		_, err := f.Run(t.Context())
-		if !errors.Is(err, slipstream.ErrWatch) || !errors.Is(err, errInjectedStore) ||
-			!strings.Contains(err.Error(), fmt.Sprintf("failed %d consecutive times", slipstream.MaxStoreFailures)) {
-			t.Fatalf("Run = %v, want an ErrWatch fail-stop after %d store failures", err, slipstream.MaxStoreFailures)
+		if !errors.Is(err, slipstream.ErrStoreFailed) || !errors.Is(err, slipstream.ErrWatch) || !errors.Is(err, errInjectedStore) {
+			t.Fatalf("Run = %v, want an ErrStoreFailed fail-stop wrapping the store's error", err)
 		}
-		if n := store.calls.Load(); n != slipstream.MaxStoreFailures {
-			t.Fatalf("%d store applies, want exactly %d", n, slipstream.MaxStoreFailures)
+		// The documented number, not the symbol: changing MaxStoreFailures
+		// changes the promise.
+		if n := store.calls.Load(); n != 16 || slipstream.MaxStoreFailures != 16 {
+			t.Fatalf("%d store applies (MaxStoreFailures %d), want exactly the documented 16", n, slipstream.MaxStoreFailures)
 		}
 		if !inner.Cursor().IsNone() {
 			t.Fatalf("store cursor moved to %v although every apply failed", inner.Cursor())
@@ -85,7 +86,7 @@ func TestResyncFoldScanFailureIsFatal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		inner := newMemStore().seed(t, cur(2), put("node.a", "1", 1), put("node.b", "2", 2))
 		store := &hookStore{Store: inner, forEach: func(string, func(slipstream.Entry) error) error {
-			return errors.New("injected fold scan failure")
+			return errInjectedScan
 		}}
 		w := &scriptedWatcher{full: []slipstream.Update{put("node.a", "x", 10)}, fromExpires: true}
 		f := newFollower(w, &recorder{})
@@ -93,8 +94,8 @@ func TestResyncFoldScanFailureIsFatal(t *testing.T) {
 		f.Store = store
 		f.Lister = &prefixLister{live: []string{"node.a"}}
 		_, err := f.Run(t.Context())
-		if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "resync failed listing fold prefix") {
-			t.Fatalf("Run = %v, want a fatal fold-scan error", err)
+		if !errors.Is(err, slipstream.ErrResync) || !errors.Is(err, errInjectedScan) {
+			t.Fatalf("Run = %v, want a fatal ErrResync wrapping the fold-scan error", err)
 		}
 		if calls := w.Calls(); len(calls) != 1 {
 			t.Fatalf("watch calls = %+v: the fallback watch started after a failed resync", calls)
@@ -117,9 +118,9 @@ func TestStorePanicIsFatal(t *testing.T) {
 		f.Store = store
 		f.MaxBatchSize = 1
 		_, err := f.Run(t.Context())
-		if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "snapshot store task panicked") ||
-			!strings.Contains(err.Error(), "disk on fire") {
-			t.Fatalf("Run = %v, want a fatal store panic", err)
+		if pe, ok := errors.AsType[*slipstream.PanicError](err); !ok || !errors.Is(err, slipstream.ErrWatch) ||
+			pe.Op != "store apply" || pe.Value != "disk on fire" {
+			t.Fatalf("Run = %v, want a fatal PanicError from the store apply", err)
 		}
 		wantIdle(t, w)
 	})
@@ -136,12 +137,12 @@ func TestExportPanicIsFatal(t *testing.T) {
 		r := start(t, f)
 		time.Sleep(time.Millisecond)
 		_, err := f.Export(t.Context(), t.TempDir())
-		if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "snapshot export task panicked") {
-			t.Fatalf("Export = %v, want the panic as ErrWatch", err)
+		if pe, ok := errors.AsType[*slipstream.PanicError](err); !ok || pe.Op != "store export" || pe.Value != "export on fire" {
+			t.Fatalf("Export = %v, want the export's PanicError", err)
 		}
 		_, err = r.wait() // Run ends by itself
-		if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "snapshot export task panicked") {
-			t.Fatalf("Run = %v, want a fatal export panic", err)
+		if pe, ok := errors.AsType[*slipstream.PanicError](err); !ok || !errors.Is(err, slipstream.ErrWatch) || pe.Op != "store export" {
+			t.Fatalf("Run = %v, want a fatal export PanicError", err)
 		}
 		wantIdle(t, w)
 	})
@@ -537,8 +538,8 @@ func (panicWatcher) Watch(context.Context, slipstream.Scope, slipstream.Cursor, 
 func TestWatchPanicBecomesErrWatch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, err := newFollower(panicWatcher{}, &recorder{}).Run(t.Context())
-		if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "watch task panicked") {
-			t.Fatalf("Run = %v, want ErrWatch for the watcher panic", err)
+		if pe, ok := errors.AsType[*slipstream.PanicError](err); !ok || !errors.Is(err, slipstream.ErrWatch) || pe.Op != "watch" || pe.Value != "watcher bug" {
+			t.Fatalf("Run = %v, want the watcher's PanicError", err)
 		}
 	})
 }

@@ -491,7 +491,7 @@ func TestWatchTaskErrorPropagates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
 		_, err := newFollower(errorWatcher{}, rec).Run(t.Context())
-		if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "injected") {
+		if !errors.Is(err, slipstream.ErrWatch) || !errors.Is(err, errInjectedWatch) {
 			t.Fatalf("Run = %v, want ErrWatch carrying the injected cause", err)
 		}
 	})
@@ -775,11 +775,8 @@ func TestResyncListingFailureIsFatalNotDegraded(t *testing.T) {
 		f.Store = store
 		f.Lister = failingLister{}
 		_, err := f.Run(t.Context())
-		if err == nil || !strings.Contains(err.Error(), "resync failed listing live keys") {
-			t.Fatalf("Run = %v, want the resync listing failure", err)
-		}
-		if !errors.Is(err, slipstream.ErrWatch) || !errors.Is(err, slipstream.ErrOperationFailed) {
-			t.Fatalf("Run = %v, want ErrWatch wrapping the lister's error", err)
+		if !errors.Is(err, slipstream.ErrResync) || !errors.Is(err, slipstream.ErrWatch) || !errors.Is(err, errInjectedListing) {
+			t.Fatalf("Run = %v, want an ErrResync wrapping the lister's error", err)
 		}
 		if len(w.Calls()) != 1 {
 			t.Fatalf("watch calls = %+v: the fallback watch started after a failed resync", w.Calls())

@@ -15,6 +15,15 @@ import "context"
 // after the cursor is incomplete it returns an error wrapping
 // [ErrCursorExpired] and the caller falls back to a state-sync watch.
 //
+// ErrCursorExpired may only be returned before the first update is sent: an
+// update sent after the cursor may lie past the lost history, and a cursor
+// advanced over it would hide the loss from every later resume. History
+// found lost after updates were sent is reported with another error (such
+// as [ErrOverrun]), so that the restart's resume finds the expiry. A
+// [Follower] whose resume sends updates and then reports ErrCursorExpired
+// stops with [ErrWatcherContract] without folding what was sent since its
+// last flush.
+//
 // A Prefixes scope is served by one consumer; an empty Prefixes scope watches
 // nothing and returns nil at once.
 type Watcher interface {

@@ -38,7 +38,7 @@ func (ArtifactBackend) CheckFiles(paths []string) error {
 // never writes: a torn tail is ignored rather than repaired.
 func (ArtifactBackend) RecoverCursor(dir string) (slipstream.Cursor, error) {
 	path := filepath.Join(dir, FileName)
-	st, err := loadInto(osFS{}, path, &countSink{ordered: true}, false)
+	st, err := loadInto(osFS{}, path, &countSink{ordered: true}, false, defaultSizes)
 	if err != nil {
 		return slipstream.Cursor{}, err
 	}

@@ -89,6 +89,11 @@
 // key and value bytes (BenchmarkMemory). Loading streams the log through a
 // 4 MiB window, parsing each chunk right after reading it, so the file is
 // never held whole; verifying an export and [Writer.Compact] read it whole.
+// A record may straddle the window's end at any byte. The load makes no
+// estimate of the key count: while PUTs come in strictly ascending key
+// order (a compacted log), they cannot overwrite each other and are
+// appended without lookups, and the hash index is then sized once for
+// their exact number.
 //
 // # Concurrency
 //
@@ -98,8 +103,8 @@
 // kept beside the hash index, so they never sort the fold. A scan holds the
 // read lock only while resolving a chunk of keys: an Apply may land between
 // chunks, and the scan is not a point-in-time snapshot (see [Store]).
-// Values are never modified in place, so a value handed to a scan stays
-// valid.
+// Values are never modified in place; a scan copies each chunk's values
+// out after releasing the lock, so fn never holds the fold's memory.
 //
 // The directory holds the log [FileName] and the lock file [LockName], on
 // which Open takes an exclusive flock: a second Open, in any process, fails

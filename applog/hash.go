@@ -136,6 +136,43 @@ func (h *hashIndex) insert(e entry, fp uint32) {
 	h.n++
 }
 
+// appendEntry stores e, whose key must be absent, in a new entry without
+// placing it in a slot; placeAll places such entries. The index must have
+// no free entries.
+func (h *hashIndex) appendEntry(e entry) {
+	idx := h.used
+	h.used++
+	if int(idx>>chunkBits) == len(h.chunks) {
+		h.chunks = append(h.chunks, make([]entry, chunkLen))
+	}
+	*h.at(idx) = e
+	h.n++
+}
+
+// placeAll rebuilds the slots for the entries, sized as insert would size
+// them for h.n keys, when fps holds the fingerprints of the last len(fps)
+// entries (appended with appendEntry) and the earlier ones are in slots.
+func (h *hashIndex) placeAll(fps []uint32) {
+	size := len(h.slots)
+	for h.n*10 > size*maxLoad {
+		size *= 2
+	}
+	if size != len(h.slots) {
+		old := h.slots
+		h.slots = make([]uint64, size)
+		h.place(old)
+	}
+	mask := len(h.slots) - 1
+	first := h.used - uint32(len(fps))
+	for i, fp := range fps {
+		j := int(fp) & mask
+		for h.slots[j] != 0 {
+			j = (j + 1) & mask
+		}
+		h.slots[j] = uint64(fp)<<32 | uint64(first+uint32(i)+1)
+	}
+}
+
 // remove deletes key and reports whether it was present.
 func (h *hashIndex) remove(key string) bool { return h.removeFP(key, h.fingerprint(key)) }
 
@@ -185,6 +222,12 @@ func (h *hashIndex) take(key string, fp uint32) (entry, bool) {
 func (h *hashIndex) grow() {
 	old := h.slots
 	h.slots = make([]uint64, 2*len(old))
+	h.place(old)
+}
+
+// place re-places the occupied slots of old into the (larger, empty) slots
+// from their stored fingerprints.
+func (h *hashIndex) place(old []uint64) {
 	mask := len(h.slots) - 1
 	for _, s := range old {
 		if s == 0 {

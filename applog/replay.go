@@ -59,19 +59,26 @@ type window struct {
 
 // bufferedSink is a sink that may hold the key and value slices of PUTs
 // after put returns, until flush; its put reports no overwrites, flush
-// reports whether any PUT since the last flush overwrote a live key.
+// reports whether any PUT since the last flush overwrote a live key. The
+// replay calls finish once, when it ends (also on error).
 type bufferedSink interface {
 	sink
 	flush() (overwrote bool)
+	finish()
 }
 
 // need makes the window cover [pos, end) (end ≤ n), dropping the bytes
 // before pos if it must slide. Slices of the old window stay intact until
-// the next need.
+// the next need with a larger pos.
 func (w *window) need(pos, end int) error {
 	if end <= w.base+len(w.buf) {
 		return nil
 	}
+	return w.fill(pos, end)
+}
+
+// fill is need's slow path: slide the window to pos and read.
+func (w *window) fill(pos, end int) error {
 	if w.r == nil {
 		panic("applog: replay window beyond a complete buffer")
 	}
@@ -131,6 +138,7 @@ func replayWindow(w *window, s sink) (replayResult, error) {
 	redundant := false
 	bs, _ := s.(bufferedSink)
 	if bs != nil {
+		defer bs.finish()
 		w.beforeSlide = func() {
 			if bs.flush() {
 				redundant = true
@@ -139,9 +147,10 @@ func replayWindow(w *window, s sink) (replayResult, error) {
 		defer func() { w.beforeSlide = nil }()
 	}
 	for pos < n {
-		// Enough for any record's framing: header, the longest key, the
-		// value length, a version.
-		if err := w.need(pos, min(n, pos+7+MaxKeyLen+4+1+maxTokenLen)); err != nil {
+		// The window is extended field by field, each time to the end of
+		// the next length field (or of the record), never past n: a record
+		// may straddle any window boundary.
+		if err := w.need(pos, min(n, pos+7)); err != nil {
 			return res, err
 		}
 		data, b := w.buf, w.base // data[x-b] is byte x of the file
@@ -168,6 +177,10 @@ func replayWindow(w *window, s sink) (replayResult, error) {
 					torn = true
 					break
 				}
+				if err := w.need(pos, p+4); err != nil {
+					return res, err
+				}
+				data, b = w.buf, w.base
 				vlen := binary.LittleEndian.Uint32(data[p-b:])
 				if vlen > MaxValueLen {
 					// A bit-flipped length would otherwise look like a record
@@ -181,15 +194,15 @@ func replayWindow(w *window, s sink) (replayResult, error) {
 				}
 				valStart, valEnd = p+4, p+4+int(vlen)
 				p = valEnd
-				if err := w.need(pos, min(n, p+1+maxTokenLen)); err != nil {
-					return res, err
-				}
-				data, b = w.buf, w.base
 			}
 			if n < p+1 {
 				torn = true
 				break
 			}
+			if err := w.need(pos, p+1); err != nil {
+				return res, err
+			}
+			data, b = w.buf, w.base
 			vl := int(data[p-b])
 			if vl > maxTokenLen {
 				return res, invalidAt(pos, "version length %d exceeds %d", vl, maxTokenLen)
@@ -230,6 +243,10 @@ func replayWindow(w *window, s sink) (replayResult, error) {
 			res.cleanEOF = false
 			break
 		}
+		if err := w.need(pos, end); err != nil {
+			return res, err
+		}
+		data, b = w.buf, w.base
 		if crc32.ChecksumIEEE(data[pos+4-b:end-b]) != crc {
 			if tornCRC(n, pos, end-pos) {
 				res.cleanEOF = false
@@ -325,61 +342,4 @@ func withPath(err error, path string) error {
 		fe.Path = path
 	}
 	return err
-}
-
-// hintSample is how much of a log sizeHint reads.
-const hintSample = 4 << 20
-
-// sizeHint estimates the number of live keys of a compact log of n bytes
-// from sample, its first bytes (up to hintSample): their PUT count, scaled
-// to the file's length. It reports false when the sample shows deletes or
-// repeated cursors (the log is not compact, and its PUT count says little
-// about its live keys).
-func sizeHint(sample []byte, n int) (int, bool) {
-	puts, dels, cursors := countRecords(sample)
-	if dels > 0 || cursors > 1 || puts == 0 {
-		return 0, false
-	}
-	if len(sample) == n {
-		return puts, true
-	}
-	return int(float64(puts) * float64(n) / float64(len(sample)) * 1.02), true
-}
-
-// countRecords walks the framing of a log without checking anything and
-// counts its PUT, DELETE and CURSOR records up to the first record it cannot
-// frame. It is a sizing hint for the replay, nothing more.
-func countRecords(data []byte) (puts, dels, cursors int) {
-	pos, n := headerLen, len(data)
-	for pos+6 <= n {
-		switch data[pos+4] {
-		case recPut:
-			if pos+11 > n {
-				return
-			}
-			p := pos + 7 + int(binary.LittleEndian.Uint16(data[pos+5:]))
-			if p+4 > n {
-				return
-			}
-			p += 4 + int(binary.LittleEndian.Uint32(data[p:]))
-			if p >= n {
-				return
-			}
-			pos = p + 1 + int(data[p])
-			puts++
-		case recDelete:
-			p := pos + 7 + int(binary.LittleEndian.Uint16(data[pos+5:]))
-			if p >= n {
-				return
-			}
-			pos = p + 1 + int(data[p])
-			dels++
-		case recCursor:
-			pos += 6 + int(data[pos+5])
-			cursors++
-		default:
-			return
-		}
-	}
-	return
 }

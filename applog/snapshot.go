@@ -91,8 +91,12 @@ func Load(path string) (Snapshot, bool, error) {
 }
 
 func load(fsys fsys, path string) (Snapshot, bool, error) {
+	return loadSized(fsys, path, defaultSizes)
+}
+
+func loadSized(fsys fsys, path string, sz loadSizes) (Snapshot, bool, error) {
 	m := snapshotSink(make(map[string]slipstream.Entry))
-	st, err := loadInto(fsys, path, m, true)
+	st, err := loadInto(fsys, path, m, true, sz)
 	if err != nil || !st.exists || (len(m) == 0 && st.res.cursor.IsNone()) {
 		return Snapshot{}, false, err
 	}
@@ -115,7 +119,14 @@ func (m snapshotSink) emit(rw *recordWriter) {
 }
 
 // readWindow is the buffer a load reads the log through.
-const readWindow = hintSample
+const readWindow = 4 << 20
+
+// loadSizes are the read sizes of a load: the window the replay reads
+// through. Production uses defaultSizes; tests shrink them so that small
+// logs cross the window's boundaries.
+type loadSizes struct{ window int }
+
+var defaultSizes = loadSizes{window: readWindow}
 
 // loadState describes what loadInto found and did.
 type loadState struct {
@@ -130,7 +141,7 @@ type loadState struct {
 // as [Load] documents; without, it never writes (a torn tail is ignored in
 // memory). A missing file is an empty log. Replay errors carry the path and
 // leave the file untouched.
-func loadInto(fsys fsys, path string, f fold, rewrite bool) (loadState, error) {
+func loadInto(fsys fsys, path string, f fold, rewrite bool, sz loadSizes) (loadState, error) {
 	var st loadState
 	file, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -139,7 +150,7 @@ func loadInto(fsys fsys, path string, f fold, rewrite bool) (loadState, error) {
 	if err != nil {
 		return st, fmt.Errorf("applog: read %s: %w", path, err)
 	}
-	st, err = loadFrom(file, path, f)
+	st, err = loadFrom(file, path, f, sz)
 	// Closed before any rewrite renames a new log over path.
 	if cerr := file.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("applog: close %s: %w", path, cerr)
@@ -150,7 +161,7 @@ func loadInto(fsys fsys, path string, f fold, rewrite bool) (loadState, error) {
 	return repair(fsys, path, f, st)
 }
 
-func loadFrom(file *os.File, path string, f fold) (loadState, error) {
+func loadFrom(file *os.File, path string, f fold, sz loadSizes) (loadState, error) {
 	var st loadState
 	fi, err := file.Stat()
 	if err != nil {
@@ -158,18 +169,7 @@ func loadFrom(file *os.File, path string, f fold) (loadState, error) {
 	}
 	n := int(fi.Size())
 	st.exists, st.fileLen, st.size = true, n, int64(n)
-	w := &window{r: file, buf: make([]byte, 0, min(n, readWindow)), n: n}
-	if h, ok := f.(interface{ reserve(int) }); ok {
-		// A compacted log (no deletes, at most one cursor) is one PUT per
-		// live key: size the key index once. Other logs may overwrite keys
-		// many times; a hint would oversize it.
-		if err := w.need(0, min(n, hintSample)); err != nil {
-			return st, fmt.Errorf("applog: read %s: %w", path, err)
-		}
-		if hint, ok := sizeHint(w.buf[:min(n, hintSample)], n); ok {
-			h.reserve(hint)
-		}
-	}
+	w := &window{r: file, buf: make([]byte, 0, min(n, sz.window)), n: n}
 	st.res, err = replayWindow(w, f)
 	if err != nil {
 		var fe *FormatError

@@ -99,6 +99,11 @@ var _ slipstream.Store = (*Store)(nil)
 // not a directory or is a non-empty directory without a log (it is left as
 // it was).
 func Open(dir string, opts *Options) (*Store, error) {
+	return openFold(dir, opts, osFS{}, defaultSizes)
+}
+
+// openFold is Open on filesystem fs with load sizes sz.
+func openFold(dir string, opts *Options, fs fsys, sz loadSizes) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -107,6 +112,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		o.CompactThreshold = DefaultCompactThreshold
 	}
 	s := newStore(dir, &o)
+	s.fs = fs
 	if err := checkFoldDir(dir, true); err != nil {
 		return nil, err
 	}
@@ -117,7 +123,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.open(); err != nil {
+	if err := s.open(sz); err != nil {
 		_ = lock.Close()
 		return nil, err
 	}
@@ -142,7 +148,7 @@ func newStore(dir string, o *Options) *Store {
 }
 
 // open loads and repairs the log and opens the writer. The lock is held.
-func (s *Store) open() error {
+func (s *Store) open(sz loadSizes) error {
 	removed, err := removeTemps(s.dir)
 	if err != nil {
 		return fmt.Errorf("applog: remove stale compaction files in %s: %w", s.dir, err)
@@ -150,7 +156,7 @@ func (s *Store) open() error {
 	for _, p := range removed {
 		s.log.Info("removed temp file of an interrupted compaction", "path", p)
 	}
-	st, err := loadInto(s.fs, s.path, s.t, true)
+	st, err := loadInto(s.fs, s.path, s.t, true, sz)
 	if err != nil {
 		return err
 	}
@@ -183,12 +189,16 @@ func (s *Store) open() error {
 // into place). A missing log is an error wrapping fs.ErrNotExist; load
 // errors are as for [Open].
 func OpenReadOnly(dir string) (*Store, error) {
+	return openReadOnly(dir, defaultSizes)
+}
+
+func openReadOnly(dir string, sz loadSizes) (*Store, error) {
 	if err := checkFoldDir(dir, false); err != nil {
 		return nil, err
 	}
 	s := newStore(dir, &Options{})
 	s.readOnly = true
-	st, err := loadInto(s.fs, s.path, s.t, false)
+	st, err := loadInto(s.fs, s.path, s.t, false, sz)
 	if err != nil {
 		return nil, err
 	}
@@ -393,8 +403,9 @@ func (s *Store) Get(key string) (slipstream.Entry, bool, error) {
 // ForEachInRange calls fn for every live entry whose key starts with prefix,
 // in ascending byte order of key, reading an ordered in-memory index (no
 // sort of the whole fold per call). An error from fn stops the scan and is
-// returned as is. The entry's Value must not be modified; it is not reused
-// after fn returns, so fn may keep it. fn may call Get, Cursor and other
+// returned as is. The entry's Value is a copy, never the fold's memory: fn
+// may write into it, but it is valid only during the call (the copy's
+// memory is reused); copy it to keep it. fn may call Get, Cursor and other
 // reads, but must not call Apply, ExportTo or Close. See [Store] for what a
 // scan running beside Apply observes. It returns [slipstream.ErrClosed]
 // after Close, including when Close happens during the scan.
@@ -406,6 +417,7 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 	it := newKeyIter(base, delta, prefix)
 	keys := make([]string, 0, scanChunk)
 	ents := make([]slipstream.Entry, 0, scanChunk)
+	var vals []byte // the chunk's values, copied; reused by the next chunk
 	for {
 		keys = keys[:0]
 		for len(keys) < scanChunk {
@@ -430,12 +442,37 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 			}
 		}
 		s.mu.RUnlock()
+		// Values are never written in place (see arena), so the slices
+		// taken under the lock stay valid for the copy made outside it.
+		vals = copyValues(ents, vals[:0])
 		for _, e := range ents {
 			if err := fn(e); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// copyValues points each entry's Value at a copy in buf (grown as needed),
+// capped to its length so an append cannot reach the next one, and returns
+// buf. A caller writing into a handed-out value then changes only the copy.
+func copyValues(ents []slipstream.Entry, buf []byte) []byte {
+	n := 0
+	for _, e := range ents {
+		n += len(e.Value)
+	}
+	buf = slices.Grow(buf, n)
+	for i := range ents {
+		v := ents[i].Value
+		if len(v) == 0 {
+			ents[i].Value = []byte{}
+			continue
+		}
+		off := len(buf)
+		buf = append(buf, v...)
+		ents[i].Value = buf[off:len(buf):len(buf)]
+	}
+	return buf
 }
 
 // view returns the published index slices, refreshing them first if
@@ -469,14 +506,21 @@ func (s *Store) Cursor() slipstream.Cursor {
 	return s.cursor
 }
 
-// Len returns the number of live keys (0 after Close).
-func (s *Store) Len() int {
+// Len returns the number of live keys; an error wrapping
+// [slipstream.ErrClosed] after Close.
+func (s *Store) Len() (int, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return 0
+		return 0, fmt.Errorf("applog: len of %s: %w", s.path, slipstream.ErrClosed)
 	}
-	return s.t.size()
+	return s.t.size(), nil
+}
+
+// count returns the number of live keys (0 after Close).
+func (s *Store) count() int {
+	n, _ := s.Len()
+	return n
 }
 
 // Size returns the length of the log file in bytes, as last written by this
@@ -529,7 +573,7 @@ func (s *Store) ExportTo(dir string) (slipstream.Export, error) {
 	}()
 	path := filepath.Join(stage, FileName)
 	cursor := s.Cursor()
-	live := s.Len()
+	live := s.count()
 	if _, _, err := compactToFile(s.fs, path, cursor, s.emitter()); err != nil {
 		return slipstream.Export{}, fmt.Errorf("applog: export to %s: %w", dir, err)
 	}
@@ -604,7 +648,7 @@ func (c *countSink) emit(*recordWriter) {}
 // (memory does not grow with the fold), and compares it with the live fold.
 func verifyExport(path string, cursor slipstream.Cursor, live int) error {
 	c := &countSink{ordered: true}
-	st, err := loadInto(osFS{}, path, c, false)
+	st, err := loadInto(osFS{}, path, c, false, defaultSizes)
 	if err != nil {
 		return fmt.Errorf("%w: exported payload %s does not load: %w", slipstream.ErrArtifactInvalid, path, err)
 	}

@@ -22,6 +22,18 @@ type table struct {
 	overwrote bool
 	touched   uint64 // keeps prefetch loads alive
 
+	// A replay into an empty table starts in sorted mode: as long as its
+	// PUTs come in strictly ascending key order (the body of a compacted
+	// log), none can overwrite another, so put appends them to the entries
+	// without looking them up, and endSorted places them all in slots sized
+	// for their exact number. The first record out of order, or a delete,
+	// ends the mode; so does the end of the replay. No estimate of the
+	// log's key count is ever made, so nothing is sized for keys that are
+	// not there.
+	sorted    bool
+	sortedFPs []uint32 // fingerprints of the entries appended in sorted mode
+	lastKey   string   // the last key appended in sorted mode
+
 	// live is the size of the PUT records a compaction would write for the
 	// live entries: what the log must hold at least. The rest is garbage.
 	live int64
@@ -56,30 +68,52 @@ type index struct {
 
 func newTable() *table { return &table{h: newHashIndex()} }
 
-// reserve sizes an empty table for n keys (a compact log's PUT count).
-func (t *table) reserve(n int) {
-	if t.h.n != 0 || n <= 0 {
-		return
-	}
-	size := minSlots
-	for n*10 > size*maxLoad {
-		size *= 2
-	}
-	t.h.slots = make([]uint64, size)
-	t.idx.pending = make([]string, 0, n)
-}
-
 // put takes a replayed PUT (key and value alias the log and are copied).
-// It hashes the key now but folds the PUT in later, a few dozen at a time,
+// In sorted mode (see table.sorted) it appends the entry at once. Otherwise
+// it hashes the key now but folds the PUT in later, a few dozen at a time,
 // loading their home slots together first so the misses overlap (see
 // hashIndex.prefetch). It returns false: flush, which the replay calls
 // before the log's bytes move and at the end, reports overwrites.
 func (t *table) put(key, value []byte, v slipstream.Version) bool {
+	if !t.sorted && t.h.used == 0 && len(t.pend) == 0 {
+		t.sorted = true // an empty table: a sorted run may start
+	}
+	if t.sorted {
+		if t.h.n == 0 || string(key) > t.lastKey {
+			k := string(key)
+			val, id := t.vals.alloc(value)
+			t.h.appendEntry(entry{key: k, val: val, ver: v, slab: id})
+			t.sortedFPs = append(t.sortedFPs, t.h.fingerprintBytes(key))
+			t.live += putLen(k, val, v)
+			t.idx.pending = append(t.idx.pending, k)
+			t.lastKey = k
+			return false
+		}
+		t.endSorted()
+	}
 	t.pend = append(t.pend, pendingPut{key: key, val: value, ver: v, fp: t.h.fingerprintBytes(key)})
 	if len(t.pend) >= pendingPuts {
 		t.foldPending()
 	}
 	return false
+}
+
+// endSorted leaves sorted mode: it sizes the slots for the entries the
+// sorted run appended (the load factor insert keeps) and places them.
+func (t *table) endSorted() {
+	if !t.sorted {
+		return
+	}
+	t.sorted = false
+	t.h.placeAll(t.sortedFPs)
+	t.sortedFPs, t.lastKey = nil, ""
+}
+
+// finish ends a replay: pending PUTs are folded in and sorted mode ends, so
+// the table answers lookups.
+func (t *table) finish() {
+	t.foldPending()
+	t.endSorted()
 }
 
 // flush folds the pending PUTs in and reports whether any PUT since the
@@ -130,6 +164,7 @@ func (t *table) overwrite(e *entry, value []byte, v slipstream.Version) {
 
 // del folds a replayed DELETE, after the PUTs before it.
 func (t *table) del(key []byte) {
+	t.endSorted()
 	t.foldPending()
 	t.remove(string(key))
 	t.maintain(64)
@@ -236,7 +271,7 @@ func (t *table) refresh() {
 			// Nothing was deleted since the index was empty, so every
 			// pending key is live: the sorted pending keys become the base
 			// as they are (the bulk of a load).
-			x.base = slices.Clip(slices.Compact(x.pending))
+			x.base = clipTight(slices.Compact(x.pending))
 			x.pending = nil
 		case len(x.base) == 0 && len(x.delta) == 0:
 			x.base = mergeKeys(nil, x.pending, t.liveFilter())
@@ -254,6 +289,17 @@ func (t *table) refresh() {
 		x.base = mergeKeys(x.base, x.delta, t.liveFilter())
 		x.delta, x.dead = nil, 0
 	}
+}
+
+// clipTight returns keys without spare capacity, copying them when the
+// spare is large (a slice grown by append during a load may have up to
+// twice the capacity it needs, which would be held for the life of the
+// fold).
+func clipTight(keys []string) []string {
+	if cap(keys)-len(keys) > len(keys)/16 {
+		return slices.Clone(keys)
+	}
+	return slices.Clip(keys)
 }
 
 // liveFilter returns the hash index to filter deleted keys out of a merge,

@@ -194,7 +194,7 @@ func (w *Writer) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	n, err := w.f.Write(w.buf)
+	n, err := w.fs.Write(w.f, w.buf)
 	if err != nil {
 		cause := fmt.Errorf("write: %w", err)
 		if n > 0 {

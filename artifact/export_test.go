@@ -89,8 +89,8 @@ func TestExportThroughFollowerFlushesFirst(t *testing.T) {
 		}
 		s := openAppLog(t, fold)
 		defer s.Close()
-		if s.Cursor() != m.Cursor || s.Len() != 3 {
-			t.Fatalf("imported fold: cursor %v, %d keys", s.Cursor(), s.Len())
+		if n, err := s.Len(); err != nil || s.Cursor() != m.Cursor || n != 3 {
+			t.Fatalf("imported fold: cursor %v, %d keys (%v)", s.Cursor(), n, err)
 		}
 	})
 }

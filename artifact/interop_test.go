@@ -197,8 +197,8 @@ func TestInteropSmallestArtifacts(t *testing.T) {
 			}
 			s := openAppLog(t, fold)
 			defer s.Close()
-			if s.Cursor() != m.Cursor || s.Len() != len(tt.entries) {
-				t.Fatalf("fold at %v with %d keys; manifest cursor %v", s.Cursor(), s.Len(), m.Cursor)
+			if n, err := s.Len(); err != nil || s.Cursor() != m.Cursor || n != len(tt.entries) {
+				t.Fatalf("fold at %v with %d keys (%v); manifest cursor %v", s.Cursor(), n, err, m.Cursor)
 			}
 		})
 	}

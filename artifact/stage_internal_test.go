@@ -467,7 +467,7 @@ func TestImportCrashAtEachStep(t *testing.T) {
 					}
 					e, ok, err := s.Get("d")
 					if err != nil || !ok || len(e.Value) != 3000 {
-						return fmt.Errorf("imported fold lacks d: %v", err)
+						return fmt.Errorf("imported fold lacks d (found %v, %d bytes): %w", ok, len(e.Value), err)
 					}
 					return nil
 				})

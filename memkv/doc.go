@@ -9,10 +9,9 @@
 // History can be made to disappear the ways a real server loses it:
 // [KV.Compact] evicts the head of the log (as MaxAge or limits do) and
 // [KV.Purge] removes a key's earlier records. A resume whose cursor is below
-// the retained head, or ahead of the last revision, fails with
-// [slipstream.ErrCursorExpired]; a live watch that falls behind an eviction
-// fails with an error wrapping [slipstream.ErrWatch] ("retention overran live
-// watch").
+// the retained head fails with [slipstream.ErrCursorExpired], one ahead of
+// the last revision with [slipstream.ErrCursorAhead]; a live watch that
+// falls behind an eviction fails with [slipstream.ErrOverrun].
 //
 // # Concurrency
 //

@@ -183,9 +183,33 @@ func (kv *KV) Get(ctx context.Context, key string) (slipstream.Entry, bool, erro
 	return e, true, nil
 }
 
-// Scan returns the live entries under prefix (markers and empty values
-// excluded), in key order.
-func (kv *KV) Scan(ctx context.Context, prefix string) ([]slipstream.Entry, error) {
+// Scan calls fn with the latest live entry of every key under prefix
+// (markers and empty values excluded), in key order, from a snapshot taken
+// when it starts. An error from fn stops the scan and is returned. The
+// Entry's Value is owned by fn.
+func (kv *KV) Scan(ctx context.Context, prefix string, fn func(slipstream.Entry) error) error {
+	for _, e := range kv.live(prefix) {
+		e.Value = append([]byte(nil), e.Value...)
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Keys returns the live keys under prefix, in key order.
+func (kv *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
+	entries := kv.live(prefix)
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key
+	}
+	return keys, nil
+}
+
+// live returns the live entries under prefix, in key order; their values
+// are the log's own.
+func (kv *KV) live(prefix string) []slipstream.Entry {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
 	var out []slipstream.Entry
@@ -200,17 +224,7 @@ func (kv *KV) Scan(ctx context.Context, prefix string) ([]slipstream.Entry, erro
 		out = append(out, slipstream.Entry{Key: key, Value: r.value, Version: slipstream.VersionFromUint64(r.seq)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
-}
-
-// Keys returns the live keys under prefix, in key order.
-func (kv *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
-	entries, err := kv.Scan(ctx, prefix)
-	keys := make([]string, len(entries))
-	for i, e := range entries {
-		keys[i] = e.Key
-	}
-	return keys, err
+	return out
 }
 
 // Compact evicts every record with revision ≤ upTo from the head of the log,
@@ -260,10 +274,10 @@ func toUpdate(r *record) slipstream.Update {
 // Watch implements [slipstream.Watcher]. A cursor that is none, revision 0,
 // or not an 8-byte token starts a state-sync watch. A resume fails with an
 // error wrapping [slipstream.ErrCursorExpired] when the first retained
-// revision is past the cursor + 1 or the cursor is ahead of the last
-// revision, and with [slipstream.ErrWatch] for a cursor of MaxUint64 (whose
-// successor would wrap to a full replay) or when compaction overruns the
-// live watch.
+// revision is past the cursor + 1, [slipstream.ErrCursorAhead] when the
+// cursor is ahead of the last revision, and [slipstream.ErrCursorOverflow]
+// for a cursor of MaxUint64. A live watch that compaction overruns fails
+// with [slipstream.ErrOverrun].
 func (kv *KV) Watch(ctx context.Context, scope slipstream.Scope, after slipstream.Cursor, out chan<- slipstream.Update) error {
 	if err := scope.Validate(); err != nil {
 		return err
@@ -295,11 +309,11 @@ func (kv *KV) Watch(ctx context.Context, scope slipstream.Scope, after slipstrea
 		start, ok := protocol.ResumeStart(rev)
 		if !ok {
 			kv.mu.Unlock()
-			return fmt.Errorf("%w: resume revision is MaxUint64; refusing wrap to 0", slipstream.ErrWatch)
+			return slipstream.ErrCursorOverflow
 		}
 		if rev > last {
 			kv.mu.Unlock()
-			return fmt.Errorf("%w: cursor %d is ahead of the last revision %d (bucket recreated?)", slipstream.ErrCursorExpired, rev, last)
+			return fmt.Errorf("%w: cursor %d, last revision %d", slipstream.ErrCursorAhead, rev, last)
 		}
 		pos = start - 1
 	}
@@ -323,7 +337,7 @@ func (kv *KV) Watch(ctx context.Context, scope slipstream.Scope, after slipstrea
 		if pos+1 < kv.mu.base {
 			first := kv.mu.base
 			kv.mu.Unlock()
-			return fmt.Errorf("%w: stream retention overran live watch (first revision %d > delivered frontier %d + 1); restart will resync", slipstream.ErrWatch, first, pos)
+			return fmt.Errorf("%w: first revision %d is past the delivered frontier %d", slipstream.ErrOverrun, first, pos)
 		}
 		for seq := pos + 1; seq <= kv.mu.last && len(pending) < 256; seq++ {
 			pos = seq

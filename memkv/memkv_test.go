@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"testing"
 	"testing/synctest"
 
@@ -162,7 +161,11 @@ func TestScanAndKeysExcludeMarkersAndEmptyValues(t *testing.T) {
 	}
 	mustPut(t, kv, "node.e", "")
 	mustPut(t, kv, "other.c", "3")
-	es, err := kv.Scan(ctx, "node.")
+	var es []slipstream.Entry
+	err := kv.Scan(ctx, "node.", func(e slipstream.Entry) error {
+		es = append(es, e)
+		return nil
+	})
 	if err != nil || len(es) != 1 || es[0].Key != "node.a" || string(es[0].Value) != "2" {
 		t.Fatalf("Scan(node.) = %+v, %v; want [node.a=2]", es, err)
 	}
@@ -388,8 +391,8 @@ func TestWatchMaxUint64CursorIsRefused(t *testing.T) {
 	kv := memkv.New()
 	mustPut(t, kv, "a", "1")
 	err := kv.Watch(t.Context(), slipstream.AllKeys(), slipstream.CursorFromUint64(math.MaxUint64), make(chan slipstream.Update, 8))
-	if !errors.Is(err, slipstream.ErrWatch) || errors.Is(err, slipstream.ErrCursorExpired) {
-		t.Fatalf("resume after MaxUint64 = %v, want ErrWatch (never a wrap to a full replay)", err)
+	if !errors.Is(err, slipstream.ErrCursorOverflow) || errors.Is(err, slipstream.ErrCursorExpired) {
+		t.Fatalf("resume after MaxUint64 = %v, want ErrCursorOverflow (never a wrap to a full replay)", err)
 	}
 }
 
@@ -419,7 +422,7 @@ func TestWatchLiveOverrunFails(t *testing.T) {
 				break recv
 			}
 		}
-		if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "retention overran live watch") {
+		if !errors.Is(err, slipstream.ErrOverrun) {
 			t.Fatalf("Watch = %v, want the live retention overrun", err)
 		}
 	})

@@ -170,6 +170,9 @@ type Bucket struct {
 	// testDropListed, set only by tests, drops listed messages to fake a
 	// short listing.
 	testDropListed func(key string) bool
+	// testListed, set only by tests, runs in a listing after the stream's
+	// state was first read and before the listing's consumer is created.
+	testListed func()
 }
 
 var (
@@ -398,7 +401,8 @@ func (b *Bucket) Put(ctx context.Context, key string, value []byte) (uint64, err
 // PutTTL writes value at key with a per-key TTL of at least one second,
 // after which the server removes it and writes a delete marker. It needs a
 // bucket created with AllowTTL on nats-server 2.11 or later; otherwise it
-// returns an error wrapping slipstream.ErrUnsupported and writes nothing.
+// returns an error wrapping ErrTTLDisabled and slipstream.ErrUnsupported and
+// writes nothing.
 // Other errors are as for [Bucket.Put].
 func (b *Bucket) PutTTL(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
 	if ttl < time.Second {
@@ -418,13 +422,16 @@ func (b *Bucket) PutTTL(ctx context.Context, key string, value []byte, ttl time.
 			return 0, mapErr(ctx, fmt.Sprintf("put %q: look up bucket config", key), err)
 		}
 		if !info.Config.AllowMsgTTL {
-			return 0, fmt.Errorf("%w: put %q with TTL: bucket %q was not created with per-key TTLs (AllowTTL)", slipstream.ErrUnsupported, key, b.name)
+			return 0, fmt.Errorf("%w: %w: put %q in bucket %q", slipstream.ErrUnsupported, ErrTTLDisabled, key, b.name)
 		}
 	}
 	ack, err := b.js.PublishMsg(octx, &nats.Msg{Subject: b.pre + key, Data: value}, jetstream.WithMsgTTL(ttl))
 	if err != nil {
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == codeMessageTTLDisabled || apiErr.ErrorCode == codeMessageTTLInvalid) {
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeMessageTTLDisabled {
+			return 0, fmt.Errorf("%w: %w: put %q: %w", slipstream.ErrUnsupported, ErrTTLDisabled, key, err)
+		}
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeMessageTTLInvalid {
 			return 0, fmt.Errorf("%w: put %q with TTL %v: %w", slipstream.ErrUnsupported, key, ttl, err)
 		}
 		return 0, b.mapWriteErr(ctx, "put", key, value, err)
@@ -471,46 +478,59 @@ func (b *Bucket) Update(ctx context.Context, key string, value []byte, rev uint6
 	return n, nil
 }
 
-// Delete writes a delete marker for key. NATS cannot tell whether the key
-// existed; deleting an absent key succeeds. After Delete, Create succeeds.
-func (b *Bucket) Delete(ctx context.Context, key string) error {
-	octx, cancel := b.opContext(ctx)
-	defer cancel()
-	if err := b.kv.Delete(octx, key); err != nil {
-		return b.mapWriteErr(ctx, "delete", key, nil, err)
-	}
-	return nil
+// Delete writes a delete marker for key and returns its revision. NATS
+// cannot tell whether the key existed; deleting an absent key succeeds.
+// After Delete, Create succeeds. Errors are as for [Bucket.Put].
+func (b *Bucket) Delete(ctx context.Context, key string) (uint64, error) {
+	return b.marker(ctx, "delete", key, "DEL")
 }
 
 // DeleteWithVersion deletes key under compare-and-swap: it writes an EMPTY
 // value at rev (a CAS tombstone), not a delete marker, so concurrent CAS
 // writers still conflict and Create keeps failing with ErrAlreadyExists;
-// Get reports the key absent and Entry returns the tombstone. Errors are as
-// for [Bucket.Update].
-func (b *Bucket) DeleteWithVersion(ctx context.Context, key string, rev uint64) error {
+// Get reports the key absent and Entry returns the tombstone. It returns the
+// tombstone's revision. Errors are as for [Bucket.Update].
+func (b *Bucket) DeleteWithVersion(ctx context.Context, key string, rev uint64) (uint64, error) {
 	if rev == 0 {
-		return fmt.Errorf("%w: delete %q: revision 0 is not a valid revision", slipstream.ErrOperationFailed, key)
+		return 0, fmt.Errorf("%w: delete %q: revision 0 is not a valid revision", slipstream.ErrOperationFailed, key)
 	}
 	octx, cancel := b.opContext(ctx)
 	defer cancel()
-	if _, err := b.kv.Update(octx, key, []byte{}, rev); err != nil {
+	n, err := b.kv.Update(octx, key, []byte{}, rev)
+	if err != nil {
 		if ctx.Err() == nil && isCASConflict(err) {
-			return fmt.Errorf("%w: delete %q at revision %d: %w", slipstream.ErrRevisionMismatch, key, rev, err)
+			return 0, fmt.Errorf("%w: delete %q at revision %d: %w", slipstream.ErrRevisionMismatch, key, rev, err)
 		}
-		return b.mapWriteErr(ctx, "delete", key, nil, err)
+		return 0, b.mapWriteErr(ctx, "delete", key, nil, err)
 	}
-	return nil
+	return n, nil
 }
 
 // Purge removes key and all its revisions, reclaiming their bytes, and
-// leaves a purge marker that watchers see. Purging an absent key succeeds.
-func (b *Bucket) Purge(ctx context.Context, key string) error {
+// writes a purge marker that watchers see; it returns the marker's
+// revision. Purging an absent key succeeds. Errors are as for [Bucket.Put].
+func (b *Bucket) Purge(ctx context.Context, key string) (uint64, error) {
+	return b.marker(ctx, "purge", key, "PURGE")
+}
+
+// marker publishes the delete or purge marker of key (as nats.go's own
+// Delete and Purge do) and returns its revision.
+func (b *Bucket) marker(ctx context.Context, op, key, kvOp string) (uint64, error) {
+	if !keyValid(key) {
+		return 0, fmt.Errorf("%w: %s %q: %w", slipstream.ErrInvalidKey, op, key, jetstream.ErrInvalidKey)
+	}
+	m := nats.NewMsg(b.pre + key)
+	m.Header.Set(hdrOperation, kvOp)
+	if kvOp == "PURGE" {
+		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	}
 	octx, cancel := b.opContext(ctx)
 	defer cancel()
-	if err := b.kv.Purge(octx, key); err != nil {
-		return b.mapWriteErr(ctx, "purge", key, nil, err)
+	ack, err := b.js.PublishMsg(octx, m)
+	if err != nil {
+		return 0, b.mapWriteErr(ctx, op, key, nil, err)
 	}
-	return nil
+	return ack.Sequence, nil
 }
 
 func (b *Bucket) mapWriteErr(ctx context.Context, op, key string, value []byte, err error) error {

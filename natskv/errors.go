@@ -34,6 +34,10 @@ var (
 	// says exist: a short listing would make a resync delete live keys. It
 	// wraps with slipstream.ErrOperationFailed.
 	ErrShortListing = errors.New("natskv: key listing is shorter than the stream's subject count")
+	// ErrTTLDisabled is returned by [Bucket.PutTTL] on a bucket created
+	// without per-key TTLs (Config.AllowTTL), or on a server that has none.
+	// It wraps with slipstream.ErrUnsupported.
+	ErrTTLDisabled = errors.New("natskv: per-key TTLs not enabled on the bucket (AllowTTL)")
 )
 
 // JetStream error codes this package classifies.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -65,8 +64,8 @@ func TestGappedDeliveryWithAdvancedFloorTrips(t *testing.T) {
 	select {
 	case err := <-res:
 		res <- err
-		if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "retention overran live watch") {
-			t.Fatalf("guard result = %v", err)
+		if !errors.Is(err, slipstream.ErrOverrun) {
+			t.Fatalf("guard result = %v, want ErrOverrun", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("floor guard did not trip within 5s (in-band check missing; the backstop is 30s)")
@@ -125,8 +124,8 @@ func TestFloorGuardBackstopTripsWithoutTraffic(t *testing.T) {
 	select {
 	case err := <-res:
 		res <- err
-		if !strings.Contains(err.Error(), "retention overran live watch") {
-			t.Fatalf("backstop result = %v", err)
+		if !errors.Is(err, slipstream.ErrOverrun) {
+			t.Fatalf("backstop result = %v, want ErrOverrun", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("backstop did not trip")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -248,7 +247,7 @@ func TestClusterFailoverMidWatch(t *testing.T) {
 	if _, err := b.Update(ctx, "cas", []byte("3"), r); !errors.Is(err, slipstream.ErrRevisionMismatch) {
 		t.Fatalf("stale Update on R3 = %v, want ErrRevisionMismatch", err)
 	}
-	if err := b.DeleteWithVersion(ctx, "cas", r); !errors.Is(err, slipstream.ErrRevisionMismatch) {
+	if _, err := b.DeleteWithVersion(ctx, "cas", r); !errors.Is(err, slipstream.ErrRevisionMismatch) {
 		t.Fatalf("stale DeleteWithVersion on R3 = %v, want ErrRevisionMismatch", err)
 	}
 }
@@ -261,7 +260,8 @@ func TestReconnectDetectsHistoryLostWhileDisconnected(t *testing.T) {
 	// The watch's client comes back slowly; the admin client at once.
 	watchNC := natstest.Connect(t, srv.URL(), nats.ReconnectWait(2*time.Second))
 	admin := envFor(t, srv, srv.Conn(t))
-	b, err := natskv.Open(t.Context(), watchNC, natskv.Config{Bucket: "lost", Timeout: 2 * time.Second, Logger: quietLogger()})
+	progress, started := initialDone()
+	b, err := natskv.Open(t.Context(), watchNC, natskv.Config{Bucket: "lost", Timeout: 2 * time.Second, Logger: quietLogger(), OnProgress: progress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestReconnectDetectsHistoryLostWhileDisconnected(t *testing.T) {
 	// A prefix watch has no live floor guard: only the re-creation's own
 	// resume checks can notice.
 	w := startWatch(t, b, slipstream.Prefix("p."), slipstream.CursorFromUint64(cursor))
-	time.Sleep(100 * time.Millisecond) // let the resume checks pass
+	waitClosed(t, started, "the resumed watch's initial values") // its resume checks passed
 	srv.Restart(t)
 	eventually(t, 5*time.Second, "admin client reconnected", func() bool { return admin.nc.IsConnected() })
 	if watchNC.IsConnected() {
@@ -287,7 +287,7 @@ func TestReconnectDetectsHistoryLostWhileDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = w.waitResult(t, 15*time.Second)
-	if !errors.Is(err, slipstream.ErrWatch) || !strings.Contains(err.Error(), "retention overran live watch") {
+	if !errors.Is(err, slipstream.ErrOverrun) {
 		t.Fatalf("watch after history was lost while disconnected = %v", err)
 	}
 	select {

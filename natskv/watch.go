@@ -29,7 +29,7 @@ import (
 // resume is also floor-guarded while it runs: a delivery that jumps past the
 // next revision is checked against the stream's first sequence before it is
 // forwarded, and a backstop probe runs every 30 s; a trip returns an error
-// wrapping slipstream.ErrWatch that contains "retention overran live watch".
+// wrapping slipstream.ErrOverrun (an ErrWatch).
 //
 // A Prefixes scope is served by one consumer with one filter per prefix; an
 // empty Prefixes scope watches nothing and returns nil at once. Prefixes
@@ -41,9 +41,11 @@ import (
 // re-created from the last revision it forwarded, with the same resume
 // checks, instead of waiting for nats.go to notice missed heartbeats. When
 // the subscription closes without ctx being cancelled (connection closed, the
-// consumer could not be recreated) Watch returns an error wrapping
-// slipstream.ErrWatch. Other setup failures wrap slipstream.ErrWatch, or
-// slipstream.ErrOperationFailed for the stream lookups of the resume checks.
+// consumer could not be recreated) Watch returns slipstream.ErrWatchClosed.
+// A cursor at MaxUint64 is refused with slipstream.ErrCursorOverflow, one
+// ahead of the stream's last sequence with slipstream.ErrCursorAhead. Other
+// setup failures wrap slipstream.ErrWatch, or slipstream.ErrOperationFailed
+// for the stream lookups of the resume checks.
 func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipstream.Cursor, out chan<- slipstream.Update) error {
 	filters, all, err := watchFilters(scope)
 	if err != nil {
@@ -63,7 +65,7 @@ func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipst
 
 	start, ok := protocol.ResumeStart(rev)
 	if !ok {
-		return fmt.Errorf("%w: resume revision is MaxUint64; refusing to wrap to 0", slipstream.ErrWatch)
+		return slipstream.ErrCursorOverflow
 	}
 	if err := b.checkResume(ctx, rev, "before"); err != nil {
 		return err
@@ -202,14 +204,12 @@ func (b *Bucket) checkResume(ctx context.Context, rev uint64, when string) error
 	}
 	first, last := info.State.FirstSeq, info.State.LastSeq
 	if !protocol.ResumeWindowOK(rev, first) {
-		b.log.Info("resume cursor below the stream's first sequence", slipstream.LogKeyCursor, rev, "first_seq", first, "check", when)
 		return fmt.Errorf("%w: cursor %d is older than the stream's first sequence %d (checked %s creating the consumer)",
 			slipstream.ErrCursorExpired, rev, first, when)
 	}
 	if rev > last {
-		b.log.Warn("resume cursor ahead of the stream's last sequence: bucket recreated or restored", slipstream.LogKeyCursor, rev, "last_seq", last, "check", when)
-		return fmt.Errorf("%w: cursor %d is ahead of the stream's last sequence %d: the bucket was recreated or restored (checked %s creating the consumer)",
-			slipstream.ErrCursorExpired, rev, last, when)
+		return fmt.Errorf("%w: cursor %d, the stream's last sequence %d (checked %s creating the consumer)",
+			slipstream.ErrCursorAhead, rev, last, when)
 	}
 	return nil
 }
@@ -259,7 +259,7 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []
 				if ctx.Err() != nil {
 					return nil
 				}
-				return fmt.Errorf("%w: watch subscription closed", slipstream.ErrWatch)
+				return slipstream.ErrWatchClosed
 			}
 			if e == nil {
 				// End of the initial values: not an update, and it must
@@ -312,14 +312,14 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []
 //
 // It retries while JetStream is not ready, with attempts bounded by 1 s
 // growing to the bucket's timeout, for up to twice that timeout, and runs the resume-window checks: history lost while disconnected fails
-// the watch with slipstream.ErrWatch ("retention overran live watch"), so a
+// the watch with slipstream.ErrOverrun, so a
 // restart resyncs. It returns nil, nil when ctx ends.
 func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64) (jetstream.KeyWatcher, error) {
 	var opts []jetstream.WatchOpt
 	if last > 0 {
 		start, ok := protocol.ResumeStart(last)
 		if !ok {
-			return nil, fmt.Errorf("%w: resume revision is MaxUint64; refusing to wrap to 0", slipstream.ErrWatch)
+			return nil, slipstream.ErrCursorOverflow
 		}
 		opts = append(opts, jetstream.ResumeFromRevision(start))
 	}
@@ -343,7 +343,7 @@ func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64) (je
 			return w, nil
 		}
 		if errors.Is(err, slipstream.ErrCursorExpired) {
-			return nil, fmt.Errorf("%w: stream retention overran live watch while reconnecting: %v; restart will resync", slipstream.ErrWatch, err)
+			return nil, fmt.Errorf("%w: while reconnecting: %w", slipstream.ErrOverrun, err)
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%w: re-create watch after reconnect: %w", slipstream.ErrWatch, err)
@@ -390,9 +390,7 @@ func (b *Bucket) checkFloor(ctx context.Context, frontier uint64) error {
 		return mapErr(ctx, "floor guard stream lookup", err)
 	}
 	if first := info.State.FirstSeq; !protocol.ResumeWindowOK(frontier, first) {
-		b.log.Warn("stream retention overran the live watch; failing it so a restart resyncs", "first_seq", first, "frontier", frontier)
-		return fmt.Errorf("%w: stream retention overran live watch (first sequence %d is past the delivered frontier %d); restart will resync",
-			slipstream.ErrWatch, first, frontier)
+		return fmt.Errorf("%w: first sequence %d is past the delivered frontier %d", slipstream.ErrOverrun, first, frontier)
 	}
 	return nil
 }

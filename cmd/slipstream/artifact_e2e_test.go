@@ -94,7 +94,7 @@ func artifactScenario(t *testing.T, backend string) {
 			key := fmt.Sprintf("k.%03d", i%keys)
 			var err error
 			if i%7 == 6 {
-				err = bucket.Delete(churnCtx, key)
+				_, err = bucket.Delete(churnCtx, key)
 			} else {
 				_, err = bucket.Put(churnCtx, key, []byte(fmt.Sprintf("v%d", i)))
 			}

@@ -63,6 +63,12 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&ImportCommand{m: m}).Run(ctx, args)
 	case "verify":
 		return (&VerifyCommand{m: m}).Run(ctx, args)
+	case "publish":
+		return (&PublishCommand{m: m}).Run(ctx, args)
+	case "fetch":
+		return (&FetchCommand{m: m}).Run(ctx, args)
+	case "prune":
+		return (&PruneCommand{m: m}).Run(ctx, args)
 	case "bench":
 		return (&BenchCommand{m: m}).Run(ctx, args)
 	case "version":
@@ -97,6 +103,9 @@ Commands:
 	import   install an artifact as a new fold (mirror then resumes from its cursor)
 	verify   check an artifact: manifest, sizes, BLAKE3 digests, cursor
 	kv       put, get, del, purge or ls keys in a bucket (a small NATS KV client)
+	publish  upload an artifact to an object store and move its key's pointer
+	fetch    download the artifact a key's pointer names
+	prune    delete a key's payloads that its pointer can no longer name
 	bench    measure hydration throughput against raw nats.go WatchAll
 	version  print the version
 

@@ -85,7 +85,7 @@ func (c *ExportCommand) exportFold(logger *slog.Logger) (*artifact.Manifest, err
 	if err != nil {
 		return nil, err
 	}
-	m, err := artifact.ExportStore(f.Store, c.out)
+	m, err := artifact.ExportStore(f, c.out)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close fold: %w", cerr)
 	}
