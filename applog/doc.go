@@ -49,10 +49,13 @@
 // inflates a length field so the record seems to run past the end is
 // indistinguishable from a torn write; the format cannot detect it.
 //
-// A successful load rewrites the file when it has a torn tail or redundant
-// records (overwrites, deletes, repeated cursors), and when it holds no
-// entry and no cursor but has bytes past the header; a compact file is left
-// unchanged.
+// A successful [Load] rewrites the file when it has a torn tail or
+// redundant records (overwrites, deletes, repeated cursors), and when it
+// holds no entry and no cursor but has bytes past the header; a compact
+// file is left unchanged. [Open] writes less: it cuts a torn tail off in
+// place (truncate, fsync) and rewrites the log only under the compaction
+// policy below, so the cursor record of every past Apply does not turn each
+// restart into a rewrite of the whole fold.
 //
 // # Durability
 //

@@ -270,6 +270,20 @@ func (w *Writer) rewrite(c slipstream.Cursor, emit func(*recordWriter)) error {
 	return nil
 }
 
+// truncate cuts the log back to its first end bytes (a torn tail) and
+// fsyncs it, so that records appended next never follow the torn bytes on
+// disk. The buffer must be empty.
+func (w *Writer) truncate(end int64) error {
+	if err := w.f.Truncate(end); err != nil {
+		return fmt.Errorf("applog: cut the torn tail of %s at %d: %w", w.path, end, err)
+	}
+	if err := w.fs.Sync(w.f); err != nil {
+		return fmt.Errorf("applog: sync %s after cutting its torn tail: %w", w.path, err)
+	}
+	w.size = end
+	return nil
+}
+
 func (w *Writer) poison(cause error) {
 	if w.err == nil {
 		w.err = fmt.Errorf("%w: %w", ErrPoisoned, cause)
