@@ -63,6 +63,12 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&StatCommand{m: m}).Run(ctx, args)
 	case "kv":
 		return (&KVCommand{m: m}).Run(ctx, args)
+	case "export":
+		return (&ExportCommand{m: m}).Run(ctx, args)
+	case "import":
+		return (&ImportCommand{m: m}).Run(ctx, args)
+	case "verify":
+		return (&VerifyCommand{m: m}).Run(ctx, args)
 	case "publish":
 		return (&PublishCommand{m: m}).Run(ctx, args)
 	case "fetch":
@@ -99,6 +105,9 @@ Commands:
 	get      print one key's value from a fold (offline)
 	range    print a fold's entries as JSON lines (offline)
 	stat     print a fold's cursor, key count, backend and size (offline)
+	export   write an artifact of a closed fold, or download one from a running mirror
+	import   install an artifact as a new fold (mirror then resumes from its cursor)
+	verify   check an artifact: manifest, sizes, BLAKE3 digests, cursor
 	kv       put, get, del, purge or ls keys in a bucket (a small NATS KV client)
 	publish  upload an artifact to an object store and move its key's pointer
 	fetch    download the artifact a key's pointer names

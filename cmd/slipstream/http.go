@@ -49,7 +49,9 @@ type httpAPI struct {
 	status  func(ctx context.Context) (statusDoc, error)
 	ready   func() bool
 	metrics http.Handler // nil: 404
-	log     *slog.Logger
+	// artifacts serves GET /v1/artifact (artifact_http.go); nil: 404.
+	artifacts http.Handler
+	log       *slog.Logger
 	// token, when set, is the bearer token every route but /healthz and
 	// /readyz requires.
 	token []byte
@@ -85,6 +87,9 @@ func (a *httpAPI) handler() http.Handler {
 	})
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics)
+	}
+	if a.artifacts != nil {
+		mux.Handle("GET "+artifactPath, a.artifacts)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if a.token != nil && !openPaths[r.URL.Path] && !a.authorized(r) {

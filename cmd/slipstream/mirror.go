@@ -13,9 +13,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/artifact"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -253,8 +255,13 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			status:  func(ctx context.Context) (statusDoc, error) { return mr.status(ctx, c.bucket) },
 			ready:   t.ready.Load,
 			metrics: newMetricsHandler(t),
-			log:     logger,
-			token:   token,
+			artifacts: &artifactHandler{
+				export:  mr.exportArtifact,
+				scratch: filepath.Dir(filepath.Clean(c.foldDir)),
+				log:     logger,
+			},
+			log:   logger,
+			token: token,
 		}
 		logger.Info("serving http", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "token", token != nil)
 		wg.Go(func() {
@@ -305,9 +312,11 @@ NATS client can write to it. The bucket is created if missing (-history,
 falls back to the environment variable shown, then to the -context.
 
 With -http, the fold is served read-only: GET /v1/kv/{key}, GET
-/v1/kv?prefix=P, GET /v1/status, /healthz, /readyz and /metrics. Bind it to
-loopback unless it is protected: -http-tls-cert/-http-tls-key serve HTTPS and
--http-token-file requires a bearer token on every route but the probes.
+/v1/kv?prefix=P, GET /v1/status, /healthz, /readyz and /metrics; GET
+/v1/artifact streams a fresh artifact as a tar ('slipstream export --from').
+Bind it to loopback unless it is protected: -http-tls-cert/-http-tls-key serve
+HTTPS and -http-token-file requires a bearer token on every route but the
+probes.
 
 Usage:
 
@@ -335,6 +344,18 @@ type mirror struct {
 	log         *slog.Logger
 	t           *tracker
 	connected   func() bool // nil: unknown (reported as connected)
+
+	current atomic.Pointer[slipstream.Follower] // the running follower, nil between runs
+}
+
+// exportArtifact takes an artifact of the fold through the running
+// follower (flushed first, between batches) into dir.
+func (m *mirror) exportArtifact(ctx context.Context, dir string) (*artifact.Manifest, error) {
+	f := m.current.Load()
+	if f == nil {
+		return nil, errNoFollower
+	}
+	return artifact.Export(ctx, f, dir)
 }
 
 // fatalRunError reports whether a Follower error must stop the mirror rather
@@ -385,7 +406,9 @@ func (m *mirror) run(ctx context.Context) error {
 		f.OnResync = m.t.onResync
 
 		started := time.Now()
+		m.current.Store(f)
 		_, err := f.Run(ctx)
+		m.current.Store(nil)
 		if ctx.Err() != nil {
 			if err != nil {
 				return fmt.Errorf("final flush: %w", err)
