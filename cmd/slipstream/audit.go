@@ -21,8 +21,7 @@ type AuditCommand struct {
 
 	foldDir   string
 	bucket    string
-	natsURL   string
-	creds     string
+	conn      natsFlags
 	natsStore string
 	prefixes  stringList
 	repair    bool
@@ -33,8 +32,7 @@ func (c *AuditCommand) flagSet() *flag.FlagSet {
 	fs := newFlagSet("audit")
 	fs.StringVar(&c.foldDir, "fold", "", "fold `directory` (required; not held by a running mirror)")
 	fs.StringVar(&c.bucket, "bucket", "", "bucket `name` (required; never created)")
-	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL`; empty starts an embedded server on <fold>.nats, as mirror does")
-	fs.StringVar(&c.creds, "creds", "", "NATS credentials `file`")
+	c.conn.register(fs, "NATS server `URL`; with neither it nor -context, an embedded server is started on <fold>.nats, as mirror does")
 	fs.StringVar(&c.natsStore, "nats-store", "", "embedded server: JetStream store `directory` (default <fold>.nats)")
 	fs.Var(&c.prefixes, "prefix", "the fold's scope: keys under `prefix` (ending in \".\"); repeatable, as given to mirror")
 	fs.BoolVar(&c.repair, "repair", false, "fix the divergent keys in place (the cursor does not move)")
@@ -115,6 +113,7 @@ func (c *AuditCommand) Run(ctx context.Context, args []string) (err error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.conn.applyEnv(c.m.Getenv)
 	switch {
 	case len(args) != 0:
 		return usageErrorf("audit", "unexpected argument %q", args[0])
@@ -124,8 +123,8 @@ func (c *AuditCommand) Run(ctx context.Context, args []string) (err error) {
 		return usageErrorf("audit", "-bucket is required")
 	case !bucketNameRE.MatchString(c.bucket):
 		return usageErrorf("audit", "invalid -bucket %q: use letters, digits, '-' and '_'", c.bucket)
-	case c.natsURL != "" && set["nats-store"]:
-		return usageErrorf("audit", "-nats-store configures the embedded server; it does not go with -nats")
+	case c.conn.remote() && set["nats-store"]:
+		return usageErrorf("audit", "-nats-store configures the embedded server; it does not go with -nats or -context")
 	}
 	scope := scopeOf(c.prefixes)
 	if err := scope.Validate(); err != nil {
@@ -156,8 +155,11 @@ func (c *AuditCommand) Run(ctx context.Context, args []string) (err error) {
 		}
 	}()
 
-	url := c.natsURL
-	if url == "" {
+	dialCfg, err := c.conn.dialConfig("", "slipstream audit "+c.bucket)
+	if err != nil {
+		return err
+	}
+	if !c.conn.remote() {
 		storeDir := c.natsStore
 		if storeDir == "" {
 			storeDir = filepath.Clean(c.foldDir) + embeddedStoreSuffix
@@ -167,9 +169,9 @@ func (c *AuditCommand) Run(ctx context.Context, args []string) (err error) {
 			return err
 		}
 		defer emb.Shutdown()
-		url = emb.ClientURL()
+		dialCfg.URL = emb.ClientURL()
 	}
-	nc, err := natskv.Dial(natskv.DialConfig{URL: url, CredsFile: c.creds, Name: "slipstream audit " + c.bucket})
+	nc, err := natskv.Dial(dialCfg)
 	if err != nil {
 		return err
 	}
@@ -242,6 +244,6 @@ reset, and the next mirror re-lists the bucket.
 
 Usage:
 
-	slipstream audit --fold DIR --bucket NAME [--nats URL] [--prefix P]... [--repair]
+	slipstream audit --fold DIR --bucket NAME [--nats URL | --context NAME] [--prefix P]... [--repair]
 `, c.flagSet())
 }

@@ -12,8 +12,9 @@
 //
 // # mirror
 //
-//	slipstream mirror --bucket NAME --fold DIR [--nats URL] [--creds FILE]
-//	    [--prefix P]... [--backend applog|pebble] [--http ADDR]
+//	slipstream mirror --bucket NAME --fold DIR [connection flags]
+//	    [--prefix P]... [--backend applog|pebble]
+//	    [--http ADDR [--http-tls-cert FILE --http-tls-key FILE] [--http-token-file FILE]]
 //	    [--batch-max N] [--batch-window DUR] [--listen ADDR] [--nats-store DIR]
 //	    [--history N] [--max-bytes N] [--max-age DUR] [--replicas N]
 //	    [--audit-every DUR] [-json]
@@ -44,7 +45,8 @@
 // memory) or pebble (an LSM tree on disk); an existing fold keeps its own.
 // Changing -prefix on an existing fold is not detected: use a fresh fold.
 //
-// Without -nats, mirror starts an embedded nats-server with JetStream,
+// Without -nats or -context (nor NATS_URL or NATS_CONTEXT), mirror starts an
+// embedded nats-server with JetStream,
 // storing its data in <fold>.nats next to the fold (-nats-store overrides)
 // and listening on 127.0.0.1:4222 (-listen overrides; port 0 picks one), so
 // that 'slipstream kv' and any NATS client on the host can write to it. The
@@ -56,7 +58,7 @@
 // else as a log line every 5 s (keys done, pending, rate, ETA; from the watch
 // consumer's pending count).
 //
-// With -http ADDR it serves:
+// With -http ADDR it serves, read-only (any other method is 405):
 //
 //	GET /v1/kv/{key}      the value's bytes; 404 when absent; revision in the
 //	                      Slipstream-Revision header. The key is the rest of
@@ -84,6 +86,12 @@
 //	                      slipstream_audit_repaired_keys_total,
 //	                      slipstream_verified, …)
 //
+// The API has no authentication of its own: bind it to loopback
+// (127.0.0.1:8080), or protect it. -http-tls-cert and -http-tls-key serve
+// HTTPS (TLS 1.2 or later); -http-token-file requires "Authorization: Bearer
+// TOKEN" (the file's content, trimmed) on every route except /healthz and
+// /readyz, which probes reach without credentials (401 otherwise).
+//
 // The states of /v1/status are starting, syncing (first copy into an empty
 // fold), resuming (catching up on the delta after the fold's cursor),
 // resyncing (the cursor expired), synced, retrying (the watch failed; a
@@ -105,7 +113,7 @@
 //
 // # audit
 //
-//	slipstream audit --fold DIR --bucket NAME [--nats URL] [--creds FILE]
+//	slipstream audit --fold DIR --bucket NAME [connection flags]
 //	    [--prefix P]... [--repair] [--nats-store DIR]
 //
 // Compares a fold that no mirror holds with its bucket, key by key, from
@@ -131,12 +139,13 @@
 // after -repair) or on error. -repair re-reads each divergent key and folds
 // it in place without moving the cursor; when the cursor is past the server's
 // last sequence it is reset instead, so the next mirror re-lists. The bucket
-// is never created. Without -nats, the embedded server of <fold>.nats (or
-// -nats-store) is started on a free port.
+// is never created. The connection flags are mirror's; without -nats or
+// -context, the embedded server of <fold>.nats (or -nats-store) is started
+// on a free port.
 //
 // # kv
 //
-//	slipstream kv put   --bucket NAME [--nats URL] [--creds FILE] KEY [VALUE]
+//	slipstream kv put   --bucket NAME [connection flags] KEY [VALUE]
 //	slipstream kv get   --bucket NAME KEY
 //	slipstream kv del   --bucket NAME KEY
 //	slipstream kv purge --bucket NAME KEY
@@ -146,6 +155,29 @@
 // omitted and prints the new revision. The default -nats is
 // nats://127.0.0.1:4222, the embedded server of a local mirror. The bucket is
 // created if missing (1 GiB limit).
+//
+// # Connecting to NATS
+//
+// mirror, kv (and publish, fetch and prune for nats-object:// stores) take
+// natscli's connection flags; a flag not given falls back to the environment
+// variable in brackets, then to the -context:
+//
+//	--nats URL          server URLs, comma-separated; tls:// requires TLS;
+//	                    nats://user:pass@host and nats://TOKEN@host work [NATS_URL]
+//	--context NAME      a saved natscli context ('nats context save'), read
+//	                    with natscontext from ~/.config/nats/context [NATS_CONTEXT]
+//	--creds FILE        user JWT and seed (.creds) [NATS_CREDS]
+//	--nkey FILE         NKey user seed [NATS_NKEY]
+//	--user, --password  user and password [NATS_USER, NATS_PASSWORD]
+//	--token TOKEN       authentication token [NATS_TOKEN]
+//	--tlsca FILE        CAs that verify the server [NATS_CA]
+//	--tlscert, --tlskey client certificate and key (mutual TLS) [NATS_CERT, NATS_KEY]
+//	--tlsfirst          TLS handshake before the server's INFO
+//
+// One authentication method is used, the first set of: creds, nkey,
+// user/password, token, the URL's userinfo, the context's. The selected
+// natscli context is not used implicitly; contexts with a JetStream domain
+// or API prefix are refused.
 //
 // # bench
 //

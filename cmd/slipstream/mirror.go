@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,9 +13,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/artifact"
 	"github.com/slipstream-kv/slipstream/audit"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
@@ -40,11 +43,13 @@ type MirrorCommand struct {
 
 	bucket      string
 	foldDir     string
-	natsURL     string
-	creds       string
+	conn        natsFlags
 	prefixes    stringList
 	backend     string
 	httpAddr    string
+	httpCert    string
+	httpKey     string
+	httpToken   string
 	batchMax    int
 	batchWindow time.Duration
 	listen      string
@@ -62,11 +67,13 @@ func (c *MirrorCommand) flagSet() *flag.FlagSet {
 	fs := newFlagSet("mirror")
 	fs.StringVar(&c.bucket, "bucket", "", "bucket `name` (required; created if missing)")
 	fs.StringVar(&c.foldDir, "fold", "", "fold `directory` (required; created if missing)")
-	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL`; empty starts an embedded server with JetStream")
-	fs.StringVar(&c.creds, "creds", "", "NATS credentials `file`")
+	c.conn.register(fs, "NATS server `URL`; with neither it nor -context, an embedded server with JetStream is started")
 	fs.Var(&c.prefixes, "prefix", "mirror only keys under `prefix` (ending in \".\"); repeatable, one consumer")
 	fs.StringVar(&c.backend, "backend", "", "fold `backend` for a new fold: applog or pebble (default applog; an existing fold keeps its own)")
-	fs.StringVar(&c.httpAddr, "http", "", "serve the fold and status over HTTP on `address` (e.g. :8080)")
+	fs.StringVar(&c.httpAddr, "http", "", "serve the fold and status over HTTP on `address` (e.g. 127.0.0.1:8080)")
+	fs.StringVar(&c.httpCert, "http-tls-cert", "", "serve HTTPS with this certificate `file` (PEM; with -http-tls-key)")
+	fs.StringVar(&c.httpKey, "http-tls-key", "", "private key `file` (PEM) of -http-tls-cert")
+	fs.StringVar(&c.httpToken, "http-token-file", "", "require 'Authorization: Bearer <token>' on every route but /healthz and /readyz; the token is this `file`'s content")
 	fs.IntVar(&c.batchMax, "batch-max", DefaultBatchMax, "flush after `n` updates")
 	fs.DurationVar(&c.batchWindow, "batch-window", slipstream.DefaultMaxBatchDelay, "flush a batch at most `duration` after its first update")
 	fs.StringVar(&c.listen, "listen", DefaultListen, "embedded server: client listen `address` (port 0 picks one)")
@@ -120,8 +127,12 @@ func (c *MirrorCommand) validate(set map[string]bool) error {
 		return usageErrorf("mirror", "-replicas must be ≥ 1")
 	case c.auditEvery < 0:
 		return usageErrorf("mirror", "-audit-every must be ≥ 0")
-	case c.natsURL != "" && (set["listen"] || set["nats-store"]):
-		return usageErrorf("mirror", "-listen and -nats-store configure the embedded server; they do not go with -nats")
+	case (c.httpCert == "") != (c.httpKey == ""):
+		return usageErrorf("mirror", "-http-tls-cert and -http-tls-key go together")
+	case c.httpAddr == "" && (c.httpCert != "" || c.httpToken != ""):
+		return usageErrorf("mirror", "-http-tls-cert, -http-tls-key and -http-token-file need -http")
+	case c.conn.remote() && (set["listen"] || set["nats-store"]):
+		return usageErrorf("mirror", "-listen and -nats-store configure the embedded server; they do not go with -nats or -context")
 	}
 	if err := scopeOf(c.prefixes).Validate(); err != nil {
 		return usageErrorf("mirror", "%v", err)
@@ -141,6 +152,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.conn.applyEnv(c.m.Getenv)
 	if err := c.validate(set); err != nil {
 		return err
 	}
@@ -162,8 +174,11 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		}
 	}()
 
-	url := c.natsURL
-	if url == "" {
+	dialCfg, err := c.conn.dialConfig("", "slipstream mirror "+c.bucket)
+	if err != nil {
+		return err
+	}
+	if !c.conn.remote() {
 		storeDir := c.natsStore
 		if storeDir == "" {
 			storeDir = filepath.Clean(c.foldDir) + embeddedStoreSuffix
@@ -173,10 +188,11 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			return err
 		}
 		defer emb.Shutdown()
-		url = emb.ClientURL()
-		logger.Info("embedded NATS server started", "url", url, "store", storeDir)
+		dialCfg.URL = emb.ClientURL()
+		logger.Info("embedded NATS server started", "url", dialCfg.URL, "store", storeDir)
 	}
-	nc, err := natskv.Dial(natskv.DialConfig{URL: url, CredsFile: c.creds, Name: "slipstream mirror " + c.bucket})
+	logger.Debug("connecting to NATS", "config", dialCfg.String())
+	nc, err := natskv.Dial(dialCfg)
 	if err != nil {
 		return err
 	}
@@ -222,6 +238,21 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	defer stopHTTP()
 	var httpErr error
 	if c.httpAddr != "" {
+		var tlsCfg *tls.Config
+		if c.httpCert != "" {
+			if tlsCfg, err = loadTLS(c.httpCert, c.httpKey); err != nil {
+				return err
+			}
+		}
+		var token []byte
+		if c.httpToken != "" {
+			if token, err = readTokenFile(c.httpToken); err != nil {
+				return err
+			}
+			if tlsCfg == nil {
+				logger.Warn("the HTTP bearer token travels in clear text: add -http-tls-cert and -http-tls-key unless a TLS proxy fronts the mirror")
+			}
+		}
 		ln, err := net.Listen("tcp", c.httpAddr)
 		if err != nil {
 			return fmt.Errorf("listen http: %w", err)
@@ -231,11 +262,17 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			status:  func(ctx context.Context) (statusDoc, error) { return mr.status(ctx, c.bucket) },
 			ready:   t.ready.Load,
 			metrics: newMetricsHandler(t),
-			log:     logger,
+			artifacts: &artifactHandler{
+				export:  mr.exportArtifact,
+				scratch: filepath.Dir(filepath.Clean(c.foldDir)),
+				log:     logger,
+			},
+			log:   logger,
+			token: token,
 		}
-		logger.Info("serving http", "addr", ln.Addr().String())
+		logger.Info("serving http", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "token", token != nil)
 		wg.Go(func() {
-			if httpErr = serveHTTP(httpCtx, ln, api.handler(), logger); httpErr != nil {
+			if httpErr = serveHTTP(httpCtx, ln, api.handler(), tlsCfg, logger); httpErr != nil {
 				stopRun(httpErr)
 			}
 		})
@@ -274,13 +311,19 @@ keep it in sync until SIGINT or SIGTERM; then flush, print the final cursor on
 stdout and exit 0. A restart resumes from the fold's cursor (delta only); if
 the history after it is gone, the mirror resyncs.
 
-Without -nats, an embedded NATS server with JetStream is started, storing its
-data in <fold>.nats next to the fold and listening on 127.0.0.1:4222 (see
--listen), so 'slipstream kv' and any NATS client can write to it. The bucket
-is created if missing (-history, -max-bytes, -max-age, -replicas).
+Without -nats or -context (nor NATS_URL or NATS_CONTEXT), an embedded NATS
+server with JetStream is started, storing its data in <fold>.nats next to the
+fold and listening on 127.0.0.1:4222 (see -listen), so 'slipstream kv' and any
+NATS client can write to it. The bucket is created if missing (-history,
+-max-bytes, -max-age, -replicas). The connection flags are natscli's; each
+falls back to the environment variable shown, then to the -context.
 
-With -http, the fold is served: GET /v1/kv/{key}, GET /v1/kv?prefix=P,
-GET /v1/status, /healthz, /readyz and /metrics.
+With -http, the fold is served read-only: GET /v1/kv/{key}, GET
+/v1/kv?prefix=P, GET /v1/status, /healthz, /readyz and /metrics; GET
+/v1/artifact streams a fresh artifact as a tar ('slipstream export --from').
+Bind it to loopback unless it is protected: -http-tls-cert/-http-tls-key serve
+HTTPS and -http-token-file requires a bearer token on every route but the
+probes.
 
 The fold is audited against the bucket in the background after each start or
 restart of the follower has caught up, and every -audit-every: divergent
@@ -319,10 +362,17 @@ type mirror struct {
 	audits      bool          // audit after each catch-up and every auditEvery
 	auditEvery  time.Duration // 0: only after each catch-up
 
-	mu struct {
-		sync.Mutex
-		follower *slipstream.Follower // the running one, for repairs; nil between runs
+	current atomic.Pointer[slipstream.Follower] // the running follower, nil between runs
+}
+
+// exportArtifact takes an artifact of the fold through the running
+// follower (flushed first, between batches) into dir.
+func (m *mirror) exportArtifact(ctx context.Context, dir string) (*artifact.Manifest, error) {
+	f := m.current.Load()
+	if f == nil {
+		return nil, errNoFollower
 	}
+	return artifact.Export(ctx, f, dir)
 }
 
 // fatalRunError reports whether a Follower error must stop the mirror rather
@@ -376,9 +426,9 @@ func (m *mirror) run(ctx context.Context) error {
 		f.OnResync = m.t.onResync
 
 		started := time.Now()
-		m.setFollower(f)
+		m.current.Store(f)
 		_, err := f.Run(ctx)
-		m.setFollower(nil)
+		m.current.Store(nil)
 		if ctx.Err() != nil {
 			if err != nil {
 				return fmt.Errorf("final flush: %w", err)

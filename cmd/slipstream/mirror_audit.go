@@ -120,20 +120,6 @@ func (s auditSummary) count(c audit.Class) int {
 	return 0
 }
 
-// setFollower records the running follower (nil when none), the one audits
-// repair through.
-func (m *mirror) setFollower(f *slipstream.Follower) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.mu.follower = f
-}
-
-func (m *mirror) follower() *slipstream.Follower {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.mu.follower
-}
-
 // auditLoop audits the fold in the background after every follower has
 // caught up, and every auditEvery (0: only after catching up), until ctx
 // ends.
@@ -174,7 +160,7 @@ func (m *mirror) auditOnce(ctx context.Context) {
 			"stale", rep.Count(audit.Stale), "missed", rep.Count(audit.Missed), "backwards", rep.Count(audit.Backwards),
 			slipstream.LogKeyCursor, rep.Cursor.String(), "server_last", rep.ServerLast)
 		if keys := rep.Keys(); len(keys) > 0 {
-			f := m.follower()
+			f := m.current.Load()
 			if f == nil {
 				rerr = slipstream.ErrNotRunning
 			} else {
