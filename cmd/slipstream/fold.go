@@ -86,7 +86,7 @@ func openFold(dir, backend string, logger *slog.Logger) (*fold, error) {
 	}
 	switch {
 	case found != "" && backend != "" && found != backend:
-		return nil, fmt.Errorf("fold %s holds a %s fold, not %s", dir, found, backend)
+		return nil, fmt.Errorf("fold %s uses the %s backend, not %s (-backend applies only to a new fold)", dir, found, backend)
 	case found != "":
 		backend = found
 	case backend == "":

@@ -57,7 +57,7 @@ func TestDetectBackend(t *testing.T) {
 		if backend == backendPebble {
 			other = backendAppLog
 		}
-		if _, err := openFold(dir, other, discardLogger()); err == nil || !strings.Contains(err.Error(), "holds a "+backend+" fold") {
+		if _, err := openFold(dir, other, discardLogger()); err == nil || !strings.Contains(err.Error(), "uses the "+backend+" backend") {
 			t.Errorf("openFold(%s fold, %s) = %v, want a backend mismatch", backend, other, err)
 		}
 	}
