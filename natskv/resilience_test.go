@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/memstore"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -23,14 +24,14 @@ type supervised struct {
 	revs     []uint64
 	restarts int
 	errs     []error
-	store    *natskv.MemStore
+	store    *memstore.Store
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
 
 func supervise(t *testing.T, b *natskv.Bucket) *supervised {
 	t.Helper()
-	s := &supervised{store: natskv.NewMemStore(), done: make(chan struct{})}
+	s := &supervised{store: memstore.New(), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(t.Context())
 	s.cancel = cancel
 	go func() {
@@ -93,7 +94,7 @@ func (s *supervised) check(t *testing.T, b *natskv.Bucket, last uint64) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got := s.store.Snapshot()
+	got := s.store.Values()
 	if len(got) != len(want) {
 		t.Fatalf("fold has %d keys, bucket %d", len(got), len(want))
 	}
