@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/memstore"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
@@ -291,7 +292,7 @@ func TestCursorExpiredResync(t *testing.T) {
 		b, store, c := resyncFixture(t, e, "routes-resync")
 		var resyncs []slipstream.ResyncInfo
 		n := runNodeResync(t, b, store, c, &lateLister{b: b}, &resyncs)
-		eventually(t, 10*time.Second, "route.late re-created after the listing reaches the fold", func() bool {
+		poll.True(t, 10*time.Second, "route.late re-created after the listing reaches the fold", func() bool {
 			en, ok, _ := store.Get("route.late")
 			return ok && string(en.Value) == "reborn-after-listing"
 		})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -167,7 +168,7 @@ func TestServerPinsPerKeyTTLExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "TTL expiry writes a marker", func() bool {
+	poll.True(t, 10*time.Second, "TTL expiry writes a marker", func() bool {
 		info := e.streamInfo(t, "ttl")
 		return info.State.LastSeq > cursor
 	})
@@ -194,7 +195,7 @@ func TestServerPinsPerKeyTTLExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "TTL marker expires", func() bool {
+	poll.True(t, 15*time.Second, "TTL marker expires", func() bool {
 		info := e.streamInfo(t, "ttl2")
 		return info.State.LastSeq > cursor2 && info.State.Msgs == 1
 	})

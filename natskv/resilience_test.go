@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/memstore"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
@@ -146,7 +147,7 @@ func waitWriter(t *testing.T, done <-chan error) {
 
 func waitCursor(t *testing.T, s *supervised, rev uint64, d time.Duration) {
 	t.Helper()
-	eventually(t, d, fmt.Sprintf("fold cursor reaches %d", rev), func() bool { return s.cursor() >= rev })
+	poll.True(t, d, fmt.Sprintf("fold cursor reaches %d", rev), func() bool { return s.cursor() >= rev })
 }
 
 // TestServerRestartMidWatch restarts the server (same store and port) while
@@ -194,7 +195,7 @@ func TestClusterFailoverMidWatch(t *testing.T) {
 	nc := natstest.Connect(t, url, nats.DontRandomize())
 	writerNC := natstest.Connect(t, url)
 	var b *natskv.Bucket
-	eventually(t, 20*time.Second, "R3 bucket created", func() bool {
+	poll.True(t, 20*time.Second, "R3 bucket created", func() bool {
 		var err error
 		b, err = natskv.Open(t.Context(), nc, natskv.Config{Bucket: "r3", Replicas: 3, Timeout: 5 * time.Second, Logger: quietLogger()})
 		return err == nil
@@ -222,7 +223,7 @@ func TestClusterFailoverMidWatch(t *testing.T) {
 	}
 	victim.Shutdown()
 	// The client notices the closed connection asynchronously.
-	eventually(t, 20*time.Second, "client reconnected to another server", func() bool {
+	poll.True(t, 20*time.Second, "client reconnected to another server", func() bool {
 		now := nc.ConnectedServerName()
 		return now != connected && now != ""
 	})
@@ -276,7 +277,7 @@ func TestReconnectDetectsHistoryLostWhileDisconnected(t *testing.T) {
 	w := startWatch(t, b, slipstream.Prefix("p."), slipstream.CursorFromUint64(cursor))
 	waitClosed(t, started, "the resumed watch's initial values") // its resume checks passed
 	srv.Restart(t)
-	eventually(t, 5*time.Second, "admin client reconnected", func() bool { return admin.nc.IsConnected() })
+	poll.True(t, 5*time.Second, "admin client reconnected", func() bool { return admin.nc.IsConnected() })
 	if watchNC.IsConnected() {
 		t.Fatal("premise: the watch's client reconnected before the eviction")
 	}
