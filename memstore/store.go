@@ -34,6 +34,8 @@ type Store struct {
 	cursor  slipstream.Cursor
 	applies int
 	closed  bool
+	record  bool                // RecordUpdates was called
+	updates []slipstream.Update // every update folded since
 }
 
 var _ slipstream.Store = (*Store)(nil)
@@ -79,6 +81,10 @@ func (s *Store) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error
 			delete(s.entries, u.Key)
 		default:
 			return fmt.Errorf("%w: memstore: update %q has op %v", slipstream.ErrInvalidFormat, u.Key, u.Op)
+		}
+		if s.record {
+			u.Value = slices.Clone(u.Value)
+			s.updates = append(s.updates, u)
 		}
 	}
 	s.cursor = cursor
@@ -153,6 +159,21 @@ func (s *Store) Applies() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.applies
+}
+
+// RecordUpdates makes every later Apply keep a copy of the updates it
+// folds, for [Store.Updates].
+func (s *Store) RecordUpdates() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.record = true
+}
+
+// Updates returns the updates folded since RecordUpdates, in order.
+func (s *Store) Updates() []slipstream.Update {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.updates)
 }
 
 // Values returns the fold as key → value.
