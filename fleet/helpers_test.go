@@ -41,6 +41,7 @@ var backends = []backend{
 			if err != nil {
 				t.Fatalf("open applog fold: %v", err)
 			}
+			t.Cleanup(func() { s.Close() })
 			return s
 		},
 		artifact: applog.ArtifactBackend{},
@@ -53,6 +54,7 @@ var backends = []backend{
 			if err != nil {
 				t.Fatalf("open pebble fold: %v", err)
 			}
+			t.Cleanup(func() { s.Close() })
 			return s
 		},
 		artifact: pebblestore.ArtifactBackend{Logger: quiet()},
