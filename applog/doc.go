@@ -49,10 +49,13 @@
 // inflates a length field so the record seems to run past the end is
 // indistinguishable from a torn write; the format cannot detect it.
 //
-// A successful load rewrites the file when it has a torn tail or redundant
-// records (overwrites, deletes, repeated cursors), and when it holds no
-// entry and no cursor but has bytes past the header; a compact file is left
-// unchanged.
+// A successful [Load] rewrites the file when it has a torn tail or
+// redundant records (overwrites, deletes, repeated cursors), and when it
+// holds no entry and no cursor but has bytes past the header; a compact
+// file is left unchanged. [Open] writes less: it cuts a torn tail off in
+// place (truncate, fsync) and rewrites the log only under the compaction
+// policy below, so the cursor record of every past Apply does not turn each
+// restart into a rewrite of the whole fold.
 //
 // # Durability
 //
@@ -103,8 +106,8 @@
 // kept beside the hash index, so they never sort the fold. A scan holds the
 // read lock only while resolving a chunk of keys: an Apply may land between
 // chunks, and the scan is not a point-in-time snapshot (see [Store]).
-// Values are never modified in place, so a value handed to a scan stays
-// valid.
+// Values are never modified in place; a scan copies each chunk's values
+// out after releasing the lock, so fn never holds the fold's memory.
 //
 // The directory holds the log [FileName] and the lock file [LockName], on
 // which Open takes an exclusive flock: a second Open, in any process, fails

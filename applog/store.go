@@ -31,7 +31,7 @@ type Options struct {
 	// CompactThreshold is the number of garbage bytes in the log (records
 	// of overwritten and deleted keys, superseded cursors) beyond which Apply
 	// compacts it. 0 means [DefaultCompactThreshold]; math.MaxUint64
-	// disables compaction (the log is still compacted on load). Apply
+	// disables compaction, in Apply and in Open. Apply
 	// compacts only once the garbage also exceeds the live records, so a
 	// large fold is rewritten after at least as many bytes as it holds
 	// (one rewritten byte per garbage byte, amortised; the log stays under
@@ -87,9 +87,11 @@ var _ slipstream.Store = (*Store)(nil)
 
 // Open opens the fold in dir, creating dir and an empty log if missing. It
 // takes an exclusive lock on dir/LOCK for the life of the store, removes
-// temp files of an interrupted compaction, then loads the log like [Load]
-// (replaying it and rewriting it only when it has a torn tail or redundant
-// records).
+// temp files of an interrupted compaction, then replays the log. Unlike
+// [Load] it rewrites the log only when Apply would (its garbage exceeds
+// Options.CompactThreshold and the live records): the cursor records of
+// past applies and a few overwrites do not make a restart rewrite the fold.
+// A torn tail is cut off in place (truncate and fsync).
 //
 // Errors: one wrapping [slipstream.ErrLocked] and naming the lock file when
 // another Open (in this or another process) holds the fold; a *[FormatError]
@@ -147,7 +149,13 @@ func newStore(dir string, o *Options) *Store {
 	}
 }
 
-// open loads and repairs the log and opens the writer. The lock is held.
+// open loads the log, opens the writer and repairs the log, writing as
+// little as it can: a torn tail is cut off (a truncate and an fsync, not a
+// rewrite), and the log is rewritten compactly only when its garbage is due
+// under the policy Apply uses (compactDue). Overwritten keys and the cursor
+// record of every past Apply are garbage, but below the policy's bounds they
+// stay: a restart costs a replay of the log, not a rewrite of the fold. The
+// lock is held.
 func (s *Store) open(sz loadSizes) error {
 	removed, err := removeTemps(s.dir)
 	if err != nil {
@@ -156,28 +164,37 @@ func (s *Store) open(sz loadSizes) error {
 	for _, p := range removed {
 		s.log.Info("removed temp file of an interrupted compaction", "path", p)
 	}
-	st, err := loadInto(s.fs, s.path, s.t, true, sz)
+	st, err := loadInto(s.fs, s.path, s.t, false, sz)
 	if err != nil {
 		return err
-	}
-	switch {
-	case st.rewrote && !st.res.cleanEOF:
-		s.log.Info("log repaired on load: torn tail dropped", "path", s.path,
-			"dropped_bytes", st.fileLen-min(st.res.end, st.fileLen), "bytes_after", st.size)
-	case st.rewrote:
-		s.log.Debug("log compacted on load", "path", s.path, "bytes_before", st.fileLen, "bytes_after", st.size)
 	}
 	w, err := openWriter(s.fs, s.path, s.threshold)
 	if err != nil {
 		return err
 	}
-	// The log is compact now (or was already): nothing is garbage yet.
-	w.since = 0
 	s.w = w
-	s.size.Store(w.Size())
+	if !st.res.cleanEOF && st.fileLen > headerLen {
+		if err := w.truncate(int64(st.res.end)); err != nil {
+			_ = w.Close()
+			return err
+		}
+		s.log.Info("log repaired on load: torn tail dropped", "path", s.path,
+			"dropped_bytes", st.fileLen-st.res.end, "bytes_after", st.res.end)
+	}
+	// The writer's own counter is not the policy: Apply decides from the
+	// garbage (compactDue).
+	w.since = 0
 	s.t.refresh()
 	s.t.maintain(math.MaxInt)
 	s.cursor = st.res.cursor
+	if before := w.Size(); s.compactDue(before) {
+		if err := w.rewrite(s.cursor, s.emitter()); err != nil {
+			_ = w.Close()
+			return err
+		}
+		s.log.Info("log compacted on load", "path", s.path, "bytes_before", before, "bytes_after", w.Size())
+	}
+	s.size.Store(w.Size())
 	return nil
 }
 
@@ -403,8 +420,9 @@ func (s *Store) Get(key string) (slipstream.Entry, bool, error) {
 // ForEachInRange calls fn for every live entry whose key starts with prefix,
 // in ascending byte order of key, reading an ordered in-memory index (no
 // sort of the whole fold per call). An error from fn stops the scan and is
-// returned as is. The entry's Value must not be modified; it is not reused
-// after fn returns, so fn may keep it. fn may call Get, Cursor and other
+// returned as is. The entry's Value is a copy, never the fold's memory: fn
+// may write into it, but it is valid only during the call (the copy's
+// memory is reused); copy it to keep it. fn may call Get, Cursor and other
 // reads, but must not call Apply, ExportTo or Close. See [Store] for what a
 // scan running beside Apply observes. It returns [slipstream.ErrClosed]
 // after Close, including when Close happens during the scan.
@@ -416,6 +434,7 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 	it := newKeyIter(base, delta, prefix)
 	keys := make([]string, 0, scanChunk)
 	ents := make([]slipstream.Entry, 0, scanChunk)
+	var vals []byte // the chunk's values, copied; reused by the next chunk
 	for {
 		keys = keys[:0]
 		for len(keys) < scanChunk {
@@ -440,12 +459,37 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 			}
 		}
 		s.mu.RUnlock()
+		// Values are never written in place (see arena), so the slices
+		// taken under the lock stay valid for the copy made outside it.
+		vals = copyValues(ents, vals[:0])
 		for _, e := range ents {
 			if err := fn(e); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// copyValues points each entry's Value at a copy in buf (grown as needed),
+// capped to its length so an append cannot reach the next one, and returns
+// buf. A caller writing into a handed-out value then changes only the copy.
+func copyValues(ents []slipstream.Entry, buf []byte) []byte {
+	n := 0
+	for _, e := range ents {
+		n += len(e.Value)
+	}
+	buf = slices.Grow(buf, n)
+	for i := range ents {
+		v := ents[i].Value
+		if len(v) == 0 {
+			ents[i].Value = []byte{}
+			continue
+		}
+		off := len(buf)
+		buf = append(buf, v...)
+		ents[i].Value = buf[off:len(buf):len(buf)]
+	}
+	return buf
 }
 
 // view returns the published index slices, refreshing them first if
@@ -479,14 +523,21 @@ func (s *Store) Cursor() slipstream.Cursor {
 	return s.cursor
 }
 
-// Len returns the number of live keys (0 after Close).
-func (s *Store) Len() int {
+// Len returns the number of live keys; an error wrapping
+// [slipstream.ErrClosed] after Close.
+func (s *Store) Len() (int, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return 0
+		return 0, fmt.Errorf("applog: len of %s: %w", s.path, slipstream.ErrClosed)
 	}
-	return s.t.size()
+	return s.t.size(), nil
+}
+
+// count returns the number of live keys (0 after Close).
+func (s *Store) count() int {
+	n, _ := s.Len()
+	return n
 }
 
 // Size returns the length of the log file in bytes, as last written by this
@@ -539,7 +590,7 @@ func (s *Store) ExportTo(dir string) (slipstream.Export, error) {
 	}()
 	path := filepath.Join(stage, FileName)
 	cursor := s.Cursor()
-	live := s.Len()
+	live := s.count()
 	if _, _, err := compactToFile(s.fs, path, cursor, s.emitter()); err != nil {
 		return slipstream.Export{}, fmt.Errorf("applog: export to %s: %w", dir, err)
 	}

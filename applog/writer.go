@@ -194,7 +194,7 @@ func (w *Writer) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	n, err := w.f.Write(w.buf)
+	n, err := w.fs.Write(w.f, w.buf)
 	if err != nil {
 		cause := fmt.Errorf("write: %w", err)
 		if n > 0 {
@@ -267,6 +267,20 @@ func (w *Writer) rewrite(c slipstream.Cursor, emit func(*recordWriter)) error {
 	if err != nil {
 		return fmt.Errorf("applog: compact %s: %w", w.path, err)
 	}
+	return nil
+}
+
+// truncate cuts the log back to its first end bytes (a torn tail) and
+// fsyncs it, so that records appended next never follow the torn bytes on
+// disk. The buffer must be empty.
+func (w *Writer) truncate(end int64) error {
+	if err := w.f.Truncate(end); err != nil {
+		return fmt.Errorf("applog: cut the torn tail of %s at %d: %w", w.path, end, err)
+	}
+	if err := w.fs.Sync(w.f); err != nil {
+		return fmt.Errorf("applog: sync %s after cutting its torn tail: %w", w.path, err)
+	}
+	w.size = end
 	return nil
 }
 

@@ -183,9 +183,33 @@ func (kv *KV) Get(ctx context.Context, key string) (slipstream.Entry, bool, erro
 	return e, true, nil
 }
 
-// Scan returns the live entries under prefix (markers and empty values
-// excluded), in key order.
-func (kv *KV) Scan(ctx context.Context, prefix string) ([]slipstream.Entry, error) {
+// Scan calls fn with the latest live entry of every key under prefix
+// (markers and empty values excluded), in key order, from a snapshot taken
+// when it starts. An error from fn stops the scan and is returned. The
+// Entry's Value is owned by fn.
+func (kv *KV) Scan(ctx context.Context, prefix string, fn func(slipstream.Entry) error) error {
+	for _, e := range kv.live(prefix) {
+		e.Value = append([]byte(nil), e.Value...)
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Keys returns the live keys under prefix, in key order.
+func (kv *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
+	entries := kv.live(prefix)
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key
+	}
+	return keys, nil
+}
+
+// live returns the live entries under prefix, in key order; their values
+// are the log's own.
+func (kv *KV) live(prefix string) []slipstream.Entry {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
 	var out []slipstream.Entry
@@ -200,17 +224,7 @@ func (kv *KV) Scan(ctx context.Context, prefix string) ([]slipstream.Entry, erro
 		out = append(out, slipstream.Entry{Key: key, Value: r.value, Version: slipstream.VersionFromUint64(r.seq)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
-}
-
-// Keys returns the live keys under prefix, in key order.
-func (kv *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
-	entries, err := kv.Scan(ctx, prefix)
-	keys := make([]string, len(entries))
-	for i, e := range entries {
-		keys[i] = e.Key
-	}
-	return keys, err
+	return out
 }
 
 // Compact evicts every record with revision ≤ upTo from the head of the log,

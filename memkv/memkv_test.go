@@ -161,7 +161,11 @@ func TestScanAndKeysExcludeMarkersAndEmptyValues(t *testing.T) {
 	}
 	mustPut(t, kv, "node.e", "")
 	mustPut(t, kv, "other.c", "3")
-	es, err := kv.Scan(ctx, "node.")
+	var es []slipstream.Entry
+	err := kv.Scan(ctx, "node.", func(e slipstream.Entry) error {
+		es = append(es, e)
+		return nil
+	})
 	if err != nil || len(es) != 1 || es[0].Key != "node.a" || string(es[0].Value) != "2" {
 		t.Fatalf("Scan(node.) = %+v, %v; want [node.a=2]", es, err)
 	}

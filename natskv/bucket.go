@@ -170,6 +170,9 @@ type Bucket struct {
 	// testDropListed, set only by tests, drops listed messages to fake a
 	// short listing.
 	testDropListed func(key string) bool
+	// testListed, set only by tests, runs in a listing after the stream's
+	// state was first read and before the listing's consumer is created.
+	testListed func()
 }
 
 var (
@@ -475,15 +478,11 @@ func (b *Bucket) Update(ctx context.Context, key string, value []byte, rev uint6
 	return n, nil
 }
 
-// Delete writes a delete marker for key. NATS cannot tell whether the key
-// existed; deleting an absent key succeeds. After Delete, Create succeeds.
-func (b *Bucket) Delete(ctx context.Context, key string) error {
-	octx, cancel := b.opContext(ctx)
-	defer cancel()
-	if err := b.kv.Delete(octx, key); err != nil {
-		return b.mapWriteErr(ctx, "delete", key, nil, err)
-	}
-	return nil
+// Delete writes a delete marker for key and returns its revision. NATS
+// cannot tell whether the key existed; deleting an absent key succeeds.
+// After Delete, Create succeeds. Errors are as for [Bucket.Put].
+func (b *Bucket) Delete(ctx context.Context, key string) (uint64, error) {
+	return b.marker(ctx, "delete", key, "DEL")
 }
 
 // DeleteWithVersion deletes key under compare-and-swap: it writes an EMPTY
@@ -508,14 +507,30 @@ func (b *Bucket) DeleteWithVersion(ctx context.Context, key string, rev uint64) 
 }
 
 // Purge removes key and all its revisions, reclaiming their bytes, and
-// leaves a purge marker that watchers see. Purging an absent key succeeds.
-func (b *Bucket) Purge(ctx context.Context, key string) error {
+// writes a purge marker that watchers see; it returns the marker's
+// revision. Purging an absent key succeeds. Errors are as for [Bucket.Put].
+func (b *Bucket) Purge(ctx context.Context, key string) (uint64, error) {
+	return b.marker(ctx, "purge", key, "PURGE")
+}
+
+// marker publishes the delete or purge marker of key (as nats.go's own
+// Delete and Purge do) and returns its revision.
+func (b *Bucket) marker(ctx context.Context, op, key, kvOp string) (uint64, error) {
+	if !keyValid(key) {
+		return 0, fmt.Errorf("%w: %s %q: %w", slipstream.ErrInvalidKey, op, key, jetstream.ErrInvalidKey)
+	}
+	m := nats.NewMsg(b.pre + key)
+	m.Header.Set(hdrOperation, kvOp)
+	if kvOp == "PURGE" {
+		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	}
 	octx, cancel := b.opContext(ctx)
 	defer cancel()
-	if err := b.kv.Purge(octx, key); err != nil {
-		return b.mapWriteErr(ctx, "purge", key, nil, err)
+	ack, err := b.js.PublishMsg(octx, m)
+	if err != nil {
+		return 0, b.mapWriteErr(ctx, op, key, nil, err)
 	}
-	return nil
+	return ack.Sequence, nil
 }
 
 func (b *Bucket) mapWriteErr(ctx context.Context, op, key string, value []byte, err error) error {

@@ -137,7 +137,7 @@ func TestServerPinsPurgeDeletesHidesDelete(t *testing.T) {
 	for i := range 8 {
 		cursor = put(t, b, keyN("x", i), "1")
 	}
-	if err := b.Delete(t.Context(), "gone"); err != nil {
+	if _, err := b.Delete(t.Context(), "gone"); err != nil {
 		t.Fatal(err)
 	}
 	last := put(t, b, "y", "1")

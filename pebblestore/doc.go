@@ -40,8 +40,9 @@
 //     scans define the working set and are cheap.
 //   - A long ForEachInRange pins the memtables and sstables of its snapshot
 //     until it returns, holding back the reclamation of compacted files.
-//   - ForEachInRange values alias the iterator and are valid only during the
-//     callback.
+//   - ForEachInRange values are copies into a buffer reused from entry to
+//     entry: valid only during the callback, and never the iterator's
+//     memory (writing into them cannot change the fold).
 //   - Exports hard-link sstables: delete an export once shipped, or it pins
 //     disk space the live fold has compacted away.
 //   - Settle rewrites the whole key space (transiently up to twice the disk);

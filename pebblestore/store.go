@@ -97,6 +97,11 @@ var _ slipstream.Store = (*Store)(nil)
 // that is not a pebble database (left as it was); pebble's own errors
 // otherwise.
 func Open(dir string, opts *Options) (*Store, error) {
+	return open(dir, opts, vfs.Default)
+}
+
+// open is Open on filesystem fs (tests inject faults through it).
+func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -112,10 +117,10 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("pebblestore: create %s: %w", dir, err)
 	}
-	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	lock, err := pebble.LockDirectory(dir, fs)
 	if err != nil {
 		if isLockHeld(err) {
 			return nil, fmt.Errorf("pebblestore: open %s: %w (%v)", dir, slipstream.ErrLocked, err)
@@ -125,6 +130,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
 	popts := &pebble.Options{
+		FS:                          fs,
 		Cache:                       cache,
 		Lock:                        lock,
 		FormatMajorVersion:          pebble.FormatNewest,
@@ -306,8 +312,9 @@ func (s *Store) Get(key string) (slipstream.Entry, bool, error) {
 // ForEachInRange streams every live entry whose key starts with prefix, in
 // ascending byte order, from a pebble iterator bounded to the prefix: the
 // range is never buffered, and the scan sees one consistent snapshot. The
-// entry's Value aliases the iterator's memory and is valid only during the
-// call; copy it to keep it. An error from fn stops the scan and is returned
+// entry's Value is a copy (never the iterator's memory, which may be the
+// memtable's): fn may write into it, but it is valid only during the call
+// (the copy's memory is reused for the next entry); copy it to keep it. An error from fn stops the scan and is returned
 // as is; a stored key that is not UTF-8 or a value that does not decode is
 // an error wrapping [slipstream.ErrInvalidFormat]. fn may call the store's
 // reads but not Close (Close waits for the scan). A long scan pins the
@@ -325,6 +332,10 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 		return fmt.Errorf("pebblestore: scan %s: %w", s.dir, err)
 	}
 	defer it.Close()
+	// Values are copied into buf, reused from entry to entry: the
+	// iterator's memory may be the memtable's or the block cache's, and a
+	// caller writing into it would change the fold.
+	var buf []byte
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()[1:]
 		if !utf8.Valid(k) {
@@ -338,7 +349,8 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 		if err != nil {
 			return fmt.Errorf("pebblestore: scan %s: key %q: %w", s.dir, k, err)
 		}
-		if err := fn(slipstream.Entry{Key: string(k), Value: val, Version: ver}); err != nil {
+		buf = append(buf[:0], val...)
+		if err := fn(slipstream.Entry{Key: string(k), Value: buf[:len(buf):len(buf)], Version: ver}); err != nil {
 			return err
 		}
 	}
@@ -362,6 +374,17 @@ func (s *Store) Len() (int, error) {
 	n := 0
 	err := s.ForEachInRange("", func(slipstream.Entry) error { n++; return nil })
 	return n, err
+}
+
+// Size returns the bytes the database uses on disk (tables, write-ahead
+// log, manifests), from pebble's own metrics; an error wrapping
+// [slipstream.ErrClosed] after Close.
+func (s *Store) Size() (int64, error) {
+	if !s.acquire() {
+		return 0, s.errClosed("size")
+	}
+	defer s.readers.Done()
+	return int64(s.db.Metrics().DiskSpaceUsage()), nil
 }
 
 // Settle makes the tree read-optimal after a bulk hydration: it flushes the

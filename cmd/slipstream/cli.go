@@ -57,6 +57,12 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&StatCommand{m: m}).Run(ctx, args)
 	case "kv":
 		return (&KVCommand{m: m}).Run(ctx, args)
+	case "publish":
+		return (&PublishCommand{m: m}).Run(ctx, args)
+	case "fetch":
+		return (&FetchCommand{m: m}).Run(ctx, args)
+	case "prune":
+		return (&PruneCommand{m: m}).Run(ctx, args)
 	case "bench":
 		return (&BenchCommand{m: m}).Run(ctx, args)
 	case "version":
@@ -88,6 +94,9 @@ Commands:
 	range    print a fold's entries as JSON lines (offline)
 	stat     print a fold's cursor, key count, backend and size (offline)
 	kv       put, get, del, purge or ls keys in a bucket (a small NATS KV client)
+	publish  upload an artifact to an object store and move its key's pointer
+	fetch    download the artifact a key's pointer names
+	prune    delete a key's payloads that its pointer can no longer name
 	bench    measure hydration throughput against raw nats.go WatchAll
 	version  print the version
 

@@ -131,12 +131,12 @@ func (c *KVCommand) Run(ctx context.Context, args []string) error {
 		_, err = c.m.Stdout.Write(e.Value)
 		return err
 	case "del":
-		if err := b.Delete(ctx, key); err != nil {
+		if _, err := b.Delete(ctx, key); err != nil {
 			return fmt.Errorf("delete %q: %w", key, err)
 		}
 		return nil
 	case "purge":
-		if err := b.Purge(ctx, key); err != nil {
+		if _, err := b.Purge(ctx, key); err != nil {
 			return fmt.Errorf("purge %q: %w", key, err)
 		}
 		return nil
