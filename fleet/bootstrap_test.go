@@ -119,7 +119,7 @@ func TestBootstrapReceivesExactlyTheTail(t *testing.T) {
 			for i := range 6 {
 				last = fx.put(t, fmt.Sprintf("route.post.%d", i), fmt.Sprintf("post-%d", i))
 			}
-			if err := fx.bucket.Delete(t.Context(), "route.pre.0"); err != nil {
+			if _, err := fx.bucket.Delete(t.Context(), "route.pre.0"); err != nil {
 				t.Fatal(err)
 			}
 			last = fx.last(t)

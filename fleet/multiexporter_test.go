@@ -256,7 +256,7 @@ func TestCompactedMultiFileArtifactSurvivesChurn(t *testing.T) {
 		}
 		if batch%4 == 3 {
 			for i := range 10 {
-				if err := fx.bucket.Delete(t.Context(), fmt.Sprintf("route.%03d", (batch*13+i*3)%100)); err != nil {
+				if _, err := fx.bucket.Delete(t.Context(), fmt.Sprintf("route.%03d", (batch*13+i*3)%100)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -304,7 +304,7 @@ func TestCompactedMultiFileArtifactSurvivesChurn(t *testing.T) {
 		for i := range 50 {
 			fx.put(t, fmt.Sprintf("route.%03d", (batch*17+i)%100), value(200+batch, i))
 		}
-		if err := fx.bucket.Delete(t.Context(), fmt.Sprintf("route.%03d", batch)); err != nil {
+		if _, err := fx.bucket.Delete(t.Context(), fmt.Sprintf("route.%03d", batch)); err != nil {
 			t.Fatal(err)
 		}
 	}
