@@ -31,8 +31,8 @@ type Progress struct {
 	// Phase is PhaseDownload or PhaseImport.
 	Phase string
 	// Done and Total are bytes: of the payload object while downloading,
-	// of the payload files while importing (reported at the start and the
-	// end of the phase only).
+	// of the payload files while importing (reported at the start and at
+	// the end of the phase only).
 	Done, Total int64
 	// Finished is set on the phase's last report.
 	Finished bool
@@ -116,7 +116,8 @@ func (im *Import) Run(ctx context.Context, dest string) (res *ImportResult, err 
 	res = &ImportResult{}
 	start := time.Now()
 	art := filepath.Join(tmp, "artifact")
-	if _, err := tr.Download(ctx, im.Key, art); err != nil {
+	dm, err := tr.Download(ctx, im.Key, art)
+	if err != nil {
 		return nil, fmt.Errorf("import %s: download: %w", im.Key, err)
 	}
 	res.Downloaded = cs.read.Load()
@@ -127,6 +128,7 @@ func (im *Import) Run(ctx context.Context, dest string) (res *ImportResult, err 
 	}
 
 	start = time.Now()
+	progress(Progress{Phase: PhaseImport, Total: int64(dm.Size())})
 	m, err := artifact.Import(art, dest, im.Backends...)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", im.Key, err)

@@ -37,6 +37,8 @@ type statusDoc struct {
 	Restarts   uint64   `json:"restarts"`
 	Connected  bool     `json:"nats_connected"`
 	LastError  string   `json:"last_error,omitempty"`
+	// Fleet is set with -export-to or -bootstrap-from (fleet.go).
+	Fleet *fleetStatus `json:"fleet,omitempty"`
 }
 
 // httpAPI serves a fold and its mirror's state over HTTP.

@@ -53,6 +53,7 @@ type MirrorCommand struct {
 	maxAge      time.Duration
 	replicas    int
 	asJSON      bool
+	fleet       fleetFlags
 	logs        logFlags
 }
 
@@ -74,6 +75,7 @@ func (c *MirrorCommand) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.maxAge, "max-age", 0, "new bucket: expire entries older than `duration` (0 keeps them)")
 	fs.IntVar(&c.replicas, "replicas", 1, "new bucket: stream replicas")
 	fs.BoolVar(&c.asJSON, "json", false, "print the final cursor as a JSON object")
+	c.fleet.register(fs)
 	c.logs.register(fs)
 	return fs
 }
@@ -121,7 +123,7 @@ func (c *MirrorCommand) validate(set map[string]bool) error {
 	if err := scopeOf(c.prefixes).Validate(); err != nil {
 		return usageErrorf("mirror", "%v", err)
 	}
-	return nil
+	return c.fleet.validate(c.bucket, scopeOf(c.prefixes), set)
 }
 
 // Run executes the command.
@@ -151,6 +153,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
+	fd = c.fleet.wrapFold(fd)
 	defer func() {
 		if cerr := fd.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close fold: %w", cerr)
@@ -194,6 +197,11 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
 	}
+	fl, err := startFleet(ctx, c.fleet, c.backend != "", nc, c.bucket, bucket, fd, t, term, logger)
+	if err != nil {
+		return err
+	}
+	defer fl.close()
 
 	mr := &mirror{
 		bucket:      bucket,
@@ -204,6 +212,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		log:         logger,
 		t:           t,
 		connected:   nc.IsConnected,
+		fleet:       fl,
 	}
 
 	// The HTTP server outlives the follower (it is stopped after the last
@@ -223,7 +232,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			store:   fd,
 			status:  func(ctx context.Context) (statusDoc, error) { return mr.status(ctx, c.bucket) },
 			ready:   t.ready.Load,
-			metrics: newMetricsHandler(t),
+			metrics: newMetricsHandler(t, fl.collectors()...),
 			log:     logger,
 		}
 		logger.Info("serving http", "addr", ln.Addr().String())
@@ -253,7 +262,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			Bucket  string `json:"bucket"`
 			Fold    string `json:"fold"`
 			Backend string `json:"backend"`
-		}{final, c.bucket, c.foldDir, fd.Backend})
+		}{final, c.bucket, c.foldDir, fd.backendName()})
 	}
 	_, err = fmt.Fprintln(c.m.Stdout, final)
 	return err
@@ -301,6 +310,7 @@ type mirror struct {
 	log         *slog.Logger
 	t           *tracker
 	connected   func() bool // nil: unknown (reported as connected)
+	fleet       *fleetNode  // nil without -export-to and -bootstrap-from
 }
 
 // fatalRunError reports whether a Follower error must stop the mirror rather
@@ -324,6 +334,8 @@ func (m *mirror) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	wg.Go(func() { m.pollHead(pollCtx) })
+	wg.Go(func() { m.fleet.runExporter(pollCtx) })
+	wg.Go(func() { m.fleet.watchPointer(pollCtx) })
 	defer func() {
 		stopPoll()
 		wg.Wait()
@@ -332,9 +344,12 @@ func (m *mirror) run(ctx context.Context) error {
 
 	backoff := restartBackoffMin
 	for {
+		if err := m.fleet.beforeRun(ctx); err != nil {
+			return err
+		}
 		resume := m.fold.Cursor()
 		m.t.runStarting(resume)
-		f := slipstream.NewFollower(observedWatcher{bucket: m.bucket, t: m.t, resume: resume}, noApply)
+		f := slipstream.NewFollower(m.fleet.watcher(observedWatcher{bucket: m.bucket, t: m.t, resume: resume}), noApply)
 		f.Scope = m.scope
 		f.Resume = resume
 		f.Store = m.fold
@@ -351,7 +366,9 @@ func (m *mirror) run(ctx context.Context) error {
 		f.OnResync = m.t.onResync
 
 		started := time.Now()
+		m.fleet.setLoop(f)
 		_, err := f.Run(ctx)
+		m.fleet.setLoop(nil)
 		if ctx.Err() != nil {
 			if err != nil {
 				return fmt.Errorf("final flush: %w", err)
@@ -360,6 +377,9 @@ func (m *mirror) run(ctx context.Context) error {
 		}
 		if err == nil {
 			err = errors.New("watch ended")
+		}
+		if m.fleet.runEnded(err) {
+			continue
 		}
 		if fatalRunError(err) {
 			return err
@@ -421,7 +441,7 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 	return statusDoc{
 		Bucket:     bucket,
 		Fold:       m.fold.Dir,
-		Backend:    m.fold.Backend,
+		Backend:    m.fold.backendName(),
 		Scope:      m.scope.List(),
 		State:      state,
 		Ready:      m.t.ready.Load(),
@@ -434,5 +454,6 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 		Restarts:   m.t.restarts.Load(),
 		Connected:  m.connected == nil || m.connected(),
 		LastError:  lastErr,
+		Fleet:      m.fleet.status(),
 	}, nil
 }
