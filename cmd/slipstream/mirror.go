@@ -284,6 +284,11 @@ is created if missing (-history, -max-bytes, -max-age, -replicas).
 With -http, the fold is served: GET /v1/kv/{key}, GET /v1/kv?prefix=P,
 GET /v1/status, /healthz, /readyz and /metrics.
 
+With -export-to URL -export-every DUR, the node takes part in the fleet's
+export rounds: each period, the node that wins the export lease publishes its
+fold there. With -bootstrap-from URL, a missing, empty or expired fold starts
+from the latest artifact there instead of the whole bucket (docs/FLEET.md).
+
 Usage:
 
 	slipstream mirror --bucket NAME --fold DIR [flags]
