@@ -215,14 +215,10 @@ type fleetNode struct {
 	}
 }
 
-// startFleet sets up the fleet side of a mirror (nil when no fleet flag is
-// set): the transports, the lease bucket on nc's server, and the scratch
-// directory beside the fold (emptied: the fold's lock is held).
-func startFleet(ctx context.Context, ff fleetFlags, explicitBackend bool, nc *nats.Conn, bucketName string, bucket mirrorBucket,
-	fd *fold, t *tracker, term io.Writer, log *slog.Logger) (*fleetNode, error) {
-	if !ff.enabled() {
-		return nil, nil
-	}
+// newFleetNode builds a fleet node without I/O; startFleet opens what it
+// needs.
+func newFleetNode(ff fleetFlags, explicitBackend bool, bucketName string, bucket mirrorBucket,
+	fd *fold, t *tracker, term io.Writer, log *slog.Logger) *fleetNode {
 	n := &fleetNode{
 		ff:         ff,
 		bucketName: bucketName,
@@ -250,6 +246,18 @@ func startFleet(ctx context.Context, ff fleetFlags, explicitBackend bool, nc *na
 		}, []string{"outcome"}),
 	}
 	n.mu.counts = map[string]uint64{}
+	return n
+}
+
+// startFleet sets up the fleet side of a mirror (nil when no fleet flag is
+// set): the transports, the lease bucket on nc's server, and the scratch
+// directory beside the fold (emptied: the fold's lock is held).
+func startFleet(ctx context.Context, ff fleetFlags, explicitBackend bool, nc *nats.Conn, bucketName string, bucket mirrorBucket,
+	fd *fold, t *tracker, term io.Writer, log *slog.Logger) (*fleetNode, error) {
+	if !ff.enabled() {
+		return nil, nil
+	}
+	n := newFleetNode(ff, explicitBackend, bucketName, bucket, fd, t, term, log)
 	if err := os.RemoveAll(n.scratch); err != nil {
 		return nil, fmt.Errorf("clear scratch directory: %w", err)
 	}
