@@ -241,6 +241,22 @@ func publishTail(ctx context.Context, nc *nats.Conn, keys, n int) error {
 	rng := rand.New(rand.NewPCG(7, 7))
 	val := make([]byte, 256)
 	var futures []jetstream.PubAckFuture
+	wait := func() error {
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		for _, f := range futures {
+			select {
+			case err := <-f.Err():
+				return err
+			default:
+			}
+		}
+		futures = futures[:0]
+		return nil
+	}
 	for range n {
 		for i := range val {
 			val[i] = byte(rng.Uint32())
@@ -249,19 +265,11 @@ func publishTail(ctx context.Context, nc *nats.Conn, keys, n int) error {
 		if err != nil {
 			return err
 		}
-		futures = append(futures, f)
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	for _, f := range futures {
-		select {
-		case err := <-f.Err():
-			return err
-		default:
+		if futures = append(futures, f); len(futures) == 1000 {
+			if err := wait(); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return wait()
 }
