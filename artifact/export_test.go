@@ -30,7 +30,8 @@ func openAppLog(t *testing.T, dir string) *applog.Store {
 }
 
 // running starts a follower from kv into store, holding updates in its
-// batch for an hour, and returns it with a stop function.
+// batch for an hour, and returns it with a stop function. It runs inside a
+// synctest bubble.
 func running(t *testing.T, kv *memkv.KV, store slipstream.Store) (*slipstream.Follower, func()) {
 	t.Helper()
 	f := slipstream.NewFollower(kv, func(context.Context, []slipstream.Update) error { return nil })
@@ -44,6 +45,7 @@ func running(t *testing.T, kv *memkv.KV, store slipstream.Store) (*slipstream.Fo
 			t.Errorf("Run: %v", err)
 		}
 	})
+	synctest.Wait() // Run is up and waiting for the watch
 	return f, func() {
 		cancel()
 		wg.Wait()

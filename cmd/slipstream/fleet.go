@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -457,8 +456,8 @@ func (n *fleetNode) beforeRun(ctx context.Context) error {
 
 // ---- bootstrap ----
 
-// artifactBackends maps manifest backends to the command's names.
-var artifactBackends = map[string]string{applog.Backend: backendAppLog, pebblestore.Backend: backendPebble}
+// manifestBackends maps manifest backends to the command's names.
+var manifestBackends = map[string]string{applog.Backend: backendAppLog, pebblestore.Backend: backendPebble}
 
 func artifactBackend(name string, log *slog.Logger) artifact.Backend {
 	if name == backendPebble {
@@ -493,7 +492,7 @@ func (n *fleetNode) bootstrap(ctx context.Context, reason string) error {
 		return fallback("no artifact to start from", "key", n.ff.bootstrapKey, "err", err)
 	}
 	rec.Cursor = m.Cursor.Rank()
-	be, known := artifactBackends[m.Backend]
+	be, known := manifestBackends[m.Backend]
 	cur := n.fold.Cursor()
 	if !known {
 		return fallback("the artifact's backend is unknown to this build", "backend", m.Backend)
@@ -531,7 +530,7 @@ func (n *fleetNode) bootstrap(ctx context.Context, reason string) error {
 	if err := os.RemoveAll(dest); err != nil {
 		return fallback("scratch directory unusable", "err", err)
 	}
-	bp := newByteProgress(n.term, n.log)
+	bp := newBootProgress(n.term, n.log)
 	im := &fleet.Import{Transport: n.bootTr, Key: n.ff.bootstrapKey, ScratchDir: n.scratch,
 		Backends: []artifact.Backend{artifactBackend(be, n.log)}, OnProgress: bp.update}
 	res, err := im.Run(ctx, dest)
@@ -917,97 +916,58 @@ func (s *swapStore) swap(fn func(cur store) (store, string, error)) error {
 	return nil
 }
 
-// ---- byte progress ----
+// ---- progress ----
 
-// byteProgress shows a bootstrap's download and import: a bar redrawn in
-// place on a terminal, otherwise a log line every progressLogEvery.
-type byteProgress struct {
-	term io.Writer
+// bootProgress shows a bootstrap: the download with the command's byte
+// progress (a bar on a terminal, else a log line every progressLogEvery),
+// then the import's start and end.
+type bootProgress struct {
+	term io.Writer // nil: log lines
 	log  *slog.Logger
 
 	mu struct {
 		sync.Mutex
-		phase string
-		start time.Time
-		last  time.Time
-		drawn bool
+		download *byteProgress
+		start    time.Time
 	}
 }
 
-func newByteProgress(term io.Writer, log *slog.Logger) *byteProgress {
-	return &byteProgress{term: term, log: log}
+func newBootProgress(term io.Writer, log *slog.Logger) *bootProgress {
+	return &bootProgress{term: term, log: log}
 }
 
-func (p *byteProgress) update(pr fleet.Progress) {
-	now := time.Now()
+func (p *bootProgress) update(pr fleet.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pr.Phase != p.mu.phase {
-		p.clearLocked()
-		p.mu.phase, p.mu.start, p.mu.last = pr.Phase, now, now
-		if pr.Phase == fleet.PhaseImport && !pr.Finished {
+	switch pr.Phase {
+	case fleet.PhaseDownload:
+		if p.mu.download == nil {
+			p.mu.download = newByteProgress(p.term, p.log, pr.Total)
+		}
+		if pr.Finished {
+			p.mu.download.finish(true)
+			p.log.Info("bootstrap download done", "bytes", pr.Done, "took", time.Since(p.mu.download.start).Round(time.Millisecond))
+			return
+		}
+		p.mu.download.update(pr.Done)
+	case fleet.PhaseImport:
+		if !pr.Finished {
+			p.mu.start = time.Now()
 			if p.term != nil {
-				fmt.Fprintf(p.term, "\r\033[K%-9s verifying and installing %s …", pr.Phase, sizeUnits(pr.Total))
-				p.mu.drawn = true
-			} else {
-				p.log.Info("bootstrap import: verifying and installing the fold", "bytes", pr.Total)
+				fmt.Fprintf(p.term, "import    verifying and installing %s …\n", sizeText(float64(pr.Total)))
 			}
+			p.log.Info("bootstrap import: verifying and installing the fold", "bytes", pr.Total)
 			return
 		}
+		p.log.Info("bootstrap import done", "bytes", pr.Done, "took", time.Since(p.mu.start).Round(time.Millisecond))
 	}
-	took := now.Sub(p.mu.start)
-	if pr.Finished {
-		p.clearLocked()
-		p.log.Info("bootstrap "+pr.Phase+" done", "bytes", pr.Done, "took", took.Round(time.Millisecond))
-		return
-	}
-	rate := 0.0
-	if s := took.Seconds(); s > 0 {
-		rate = float64(pr.Done) / s
-	}
-	if p.term != nil {
-		if now.Sub(p.mu.last) < progressDrawEvery {
-			return
-		}
-		p.mu.last = now
-		const width = 30
-		frac := float64(pr.Done) / float64(max(pr.Total, 1))
-		fill := min(int(frac*width), width)
-		fmt.Fprintf(p.term, "\r\033[K%-9s [%s%s] %3.0f%%  %s/%s  %s/s", pr.Phase, strings.Repeat("=", fill),
-			strings.Repeat(" ", width-fill), frac*100, sizeUnits(pr.Done), sizeUnits(pr.Total), sizeUnits(int64(rate)))
-		p.mu.drawn = true
-		return
-	}
-	if now.Sub(p.mu.last) < progressLogEvery {
-		return
-	}
-	p.mu.last = now
-	p.log.Info("bootstrap "+pr.Phase, "bytes_done", pr.Done, "bytes_total", pr.Total, "bytes_per_sec", int64(rate))
 }
 
-func (p *byteProgress) abort() {
+// abort clears a bar left on screen by a failed download.
+func (p *bootProgress) abort() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.clearLocked()
-}
-
-func (p *byteProgress) clearLocked() {
-	if p.term != nil && p.mu.drawn {
-		fmt.Fprint(p.term, "\r\033[K")
-		p.mu.drawn = false
+	if p.mu.download != nil {
+		p.mu.download.finish(false)
 	}
-}
-
-// sizeUnits renders n bytes with a binary unit.
-func sizeUnits(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

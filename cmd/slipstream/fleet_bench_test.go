@@ -132,7 +132,7 @@ func BenchmarkFleetBootstrap(b *testing.B) {
 				}
 
 				fmt.Printf("\n%s, %d keys × %d B, artifact %s (%d files) at cursor %d, tail %d updates to head %d\n",
-					be, keys, c.valueSize, sizeUnits(int64(m.Size())), len(m.Files), m.Cursor.Rank(), tail, head)
+					be, keys, c.valueSize, sizeText(float64(m.Size())), len(m.Files), m.Cursor.Rank(), tail, head)
 				tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 				fmt.Fprintf(tw, "path\tdownload\tverify*\timport\topen\ttail\tready\tspeed-up\t\n")
 				fmt.Fprintf(tw, "full hydration from NATS\t\t\t\t\t\t%s\t1.0×\t\n", secs(full))

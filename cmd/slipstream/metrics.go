@@ -50,6 +50,7 @@ func newMetricsHandler(t *tracker, extra ...prometheus.Collector) http.Handler {
 		t.batchSizes,
 		t.flushLatency,
 	)
+	registerAuditMetrics(reg, &t.audit)
 	reg.MustRegister(extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
