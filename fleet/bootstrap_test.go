@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/slipstream-kv/slipstream/objstore"
 	"github.com/slipstream-kv/slipstream/objstore/mem"
 	"github.com/slipstream-kv/slipstream/objstore/natsobj"
+	"github.com/slipstream-kv/slipstream/objstore/objstoretest"
 )
 
 // natsFixture is an embedded server with a bucket, a lease bucket and a
@@ -227,8 +229,11 @@ func TestImportRemoteRejectsTamperedArtifact(t *testing.T) {
 			var done, total int64
 			finished := false
 			for _, p := range reports {
-				if p.Phase != fleet.PhaseDownload {
-					t.Fatalf("report %+v after a failed import phase", p)
+				if p.Phase == fleet.PhaseImport {
+					if p.Finished {
+						t.Fatalf("report %+v: a refused import reported its end", p)
+					}
+					continue
 				}
 				if p.Done < done {
 					t.Fatalf("progress went backwards: %+v after %d", p, done)
@@ -272,6 +277,58 @@ func TestImportRemoteBackendChoice(t *testing.T) {
 	// A key that was never published is ArtifactInvalid, not a crash.
 	if _, err := fleet.ImportRemote(t.Context(), tr, "nope", scratch, filepath.Join(t.TempDir(), "x"), backends[0].artifact); !errors.Is(err, slipstream.ErrArtifactInvalid) {
 		t.Fatalf("import of a missing key: %v", err)
+	}
+	mustEmpty(t, scratch)
+}
+
+// The import refuses an occupied destination before downloading anything,
+// and imports across filesystems (no rename possible) by copying.
+func TestImportRemoteDestination(t *testing.T) {
+	kv := memkv.New()
+	puts(t, kv, "route", 4)
+	n := liveNode(t, kv)
+	var rec objstoretest.Recorder
+	store := mem.New()
+	tr := &objstore.Transport{Store: rec.Wrap(store)}
+	r := &fleet.ExportRound{Lease: leaseNode(memkv.New(), "a"), TTL: time.Minute, Follower: n.f,
+		Transport: &objstore.Transport{Store: store}, Key: roundKey, ScratchDir: t.TempDir(), Logger: quiet()}
+	if res, err := r.Run(t.Context()); err != nil || res.Outcome != fleet.Published {
+		t.Fatalf("round: %+v %v", res, err)
+	}
+
+	occupied := t.TempDir()
+	if err := os.WriteFile(filepath.Join(occupied, "stray"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scratch := t.TempDir()
+	if _, err := fleet.ImportRemote(t.Context(), tr, roundKey, scratch, occupied, backends[0].artifact); !errors.Is(err, slipstream.ErrArtifactInvalid) {
+		t.Fatalf("import into an occupied destination: %v", err)
+	}
+	if ops := rec.Ops(); len(ops) != 0 {
+		t.Fatalf("the refused import reached the store: %v", ops)
+	}
+	if b, err := os.ReadFile(filepath.Join(occupied, "stray")); err != nil || string(b) != "x" {
+		t.Fatal("the occupied destination was touched")
+	}
+
+	other := "/dev/shm"
+	var a, b syscall.Stat_t
+	if syscall.Stat(other, &a) != nil || syscall.Stat(scratch, &b) != nil || a.Dev == b.Dev {
+		t.Skip("no second filesystem (/dev/shm) to import across")
+	}
+	dir, err := os.MkdirTemp(other, "fleet-import-")
+	if err != nil {
+		t.Skipf("cannot write to %s: %v", other, err)
+	}
+	defer os.RemoveAll(dir)
+	dest := filepath.Join(dir, "fold")
+	m, err := fleet.ImportRemote(t.Context(), tr, roundKey, scratch, dest, backends[0].artifact)
+	if err != nil || m.Cursor.Rank() != 4 {
+		t.Fatalf("import across filesystems: %+v %v", m, err)
+	}
+	s := backends[0].open(t, dest)
+	if got := len(dump(t, s)); got != 4 {
+		t.Fatalf("%d keys imported across filesystems, want 4", got)
 	}
 	mustEmpty(t, scratch)
 }

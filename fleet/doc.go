@@ -30,9 +30,10 @@
 // # Bootstrap
 //
 // [Import.Run] (and [ImportRemote]) is storage.md §8.7: download the
-// artifact the key's pointer names into a scratch directory, verify and
-// import it as a fold at the destination, and remove the scratch directory,
-// on success and failure alike. The new fold's cursor is the artifact's,
+// artifact the key's pointer names into a scratch directory, verify it and
+// install it as a fold at the destination (verified in place and moved, or
+// imported by copy across filesystems), and remove the scratch directory, on
+// success and failure alike. The new fold's cursor is the artifact's,
 // from which a follower resumes and receives exactly the updates after it.
 //
 // The package imports no fold backend: callers pass the

@@ -2,16 +2,20 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/artifact"
+	"github.com/slipstream-kv/slipstream/internal/movedir"
 	"github.com/slipstream-kv/slipstream/objstore"
 )
 
@@ -66,14 +70,21 @@ type ImportResult struct {
 	// Downloaded is the payload's size in bytes.
 	Downloaded int64
 	// Download and Install are the durations of the two phases: fetch and
-	// unpack; verify (every file's size and BLAKE3), copy and open.
+	// unpack; verify (every file's size and BLAKE3, the backend's cursor)
+	// and move into place.
 	Download, Install time.Duration
+	// Verify is the part of Install spent verifying.
+	Verify time.Duration
 }
 
 // Run downloads the artifact into a fresh directory under ScratchDir,
-// imports it into dest (absent or an empty directory) with
-// artifact.Import, and removes the scratch directory, on success and
-// failure alike. On failure dest is left as it was.
+// verifies it in place (artifact.Verify: every file's size and BLAKE3, the
+// backend's own recovery of the manifest's cursor), moves its payload onto
+// dest (absent or an empty directory; checked before the download too) and
+// syncs dest's parent, then removes the scratch directory, on success and
+// failure alike. On failure dest is left as it was. The move saves
+// artifact.Import's copy; across filesystems Run imports with
+// artifact.Import instead.
 //
 // Errors: the transport's (a missing pointer or payload, a doctored or
 // oversized pointer, an unsafe archive wrap slipstream.ErrArtifactInvalid;
@@ -90,6 +101,9 @@ func (im *Import) Run(ctx context.Context, dest string) (res *ImportResult, err 
 		return nil, fmt.Errorf("%w: import: no ScratchDir", slipstream.ErrInvalidConfig)
 	case len(im.Backends) == 0:
 		return nil, fmt.Errorf("%w: import: no Backends", slipstream.ErrInvalidConfig)
+	}
+	if err := destAvailable(dest); err != nil {
+		return nil, fmt.Errorf("import %s: %w", im.Key, err)
 	}
 	if err := os.MkdirAll(im.ScratchDir, 0o755); err != nil {
 		return nil, fmt.Errorf("import: create scratch directory: %w", err)
@@ -129,7 +143,8 @@ func (im *Import) Run(ctx context.Context, dest string) (res *ImportResult, err 
 
 	start = time.Now()
 	progress(Progress{Phase: PhaseImport, Total: int64(dm.Size())})
-	m, err := artifact.Import(art, dest, im.Backends...)
+	m, verified, err := install(art, dest, im.Backends)
+	res.Verify = verified
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", im.Key, err)
 	}
@@ -138,6 +153,83 @@ func (im *Import) Run(ctx context.Context, dest string) (res *ImportResult, err 
 	size := int64(m.Size())
 	progress(Progress{Phase: PhaseImport, Done: size, Total: size, Finished: true})
 	return res, nil
+}
+
+// install verifies the downloaded artifact at art in place (artifact.Verify:
+// the manifest, every file's size and BLAKE3, the backend's cursor) and
+// moves its payload onto dest, saving artifact.Import's copy: the download
+// is this import's own, unpacked and fsynced by the transport, and removed
+// afterwards. When dest is on another filesystem than the scratch directory,
+// it imports with artifact.Import (verify while copying) instead. Either way
+// dest holds the complete verified fold or, on failure, what it held before.
+func install(art, dest string, backends []artifact.Backend) (*artifact.Manifest, time.Duration, error) {
+	start := time.Now()
+	m, err := artifact.Verify(art, backends...)
+	verified := time.Since(start)
+	if err != nil {
+		return nil, verified, err
+	}
+	if err := destAvailable(dest); err != nil {
+		return nil, verified, err
+	}
+	parent := filepath.Dir(filepath.Clean(dest))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, verified, fmt.Errorf("create %s: %w", parent, err)
+	}
+	data := filepath.Join(art, artifact.DataDir)
+	if len(m.Files) == 0 {
+		// A fold that never applied anything has no payload files.
+		if err := os.MkdirAll(data, 0o755); err != nil {
+			return nil, verified, fmt.Errorf("create %s: %w", data, err)
+		}
+	}
+	if err := movedir.Onto(data, dest); err != nil {
+		if errors.Is(err, syscall.EXDEV) {
+			m, err := artifact.Import(art, dest, backends...)
+			return m, verified, err
+		}
+		if derr := destAvailable(dest); derr != nil {
+			return nil, verified, fmt.Errorf("%w (rename: %w)", derr, err)
+		}
+		return nil, verified, fmt.Errorf("move the verified payload to %s: %w", dest, err)
+	}
+	if err := syncDir(parent); err != nil {
+		return nil, verified, err
+	}
+	return m, verified, nil
+}
+
+// destAvailable accepts a destination that is absent or an empty directory.
+func destAvailable(dest string) error {
+	fi, err := os.Lstat(dest)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check destination %s: %w", dest, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: destination %s already exists", slipstream.ErrArtifactInvalid, dest)
+	}
+	ents, err := os.ReadDir(dest)
+	if err != nil {
+		return fmt.Errorf("check destination %s: %w", dest, err)
+	}
+	if len(ents) > 0 {
+		return fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dest)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 // ImportRemote downloads the artifact key's pointer names from t into a

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/artifact"
+	"github.com/slipstream-kv/slipstream/fleet"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
 	"github.com/slipstream-kv/slipstream/natskv"
 	"github.com/slipstream-kv/slipstream/objstore"
@@ -32,12 +33,11 @@ import (
 // (from a local directory and from a NATS object store) followed by the
 // tail of updates published after the export (1% of the keys).
 //
-// Bootstrap phases: download (fetch and unpack the payload), import (verify
-// every file's size and BLAKE3 while copying it into place, and open the
-// staged copy to check its cursor), open (the fold), tail (resume the watch
-// from the artifact's cursor until caught up). verify is artifact.Verify run
-// on its own on the download, to show its share of import; it is not on the
-// node's path and not in the total.
+// Bootstrap phases, through fleet.Import as the mirror runs it: download
+// (fetch the payload into a temporary tar and unpack it), install (verify
+// every file's size and BLAKE3 and the backend's cursor in place, shown
+// apart, then move the payload into place), open (the fold), tail (resume
+// the watch from the artifact's cursor until caught up).
 //
 // It needs SLIPSTREAM_BENCH_FLEET=<keys> (1000000 for the figure);
 // SLIPSTREAM_BENCH_FLEET_BACKENDS picks the backends (default pebble,applog).
@@ -134,7 +134,7 @@ func BenchmarkFleetBootstrap(b *testing.B) {
 				fmt.Printf("\n%s, %d keys × %d B, artifact %s (%d files) at cursor %d, tail %d updates to head %d\n",
 					be, keys, c.valueSize, sizeText(float64(m.Size())), len(m.Files), m.Cursor.Rank(), tail, head)
 				tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-				fmt.Fprintf(tw, "path\tdownload\tverify*\timport\topen\ttail\tready\tspeed-up\t\n")
+				fmt.Fprintf(tw, "path\tdownload\tinstall\t(verify)\topen\ttail\tready\tspeed-up\t\n")
 				fmt.Fprintf(tw, "full hydration from NATS\t\t\t\t\t\t%s\t1.0×\t\n", secs(full))
 				b.ReportMetric(full.Seconds(), "s/full-hydration")
 				for _, s := range stores {
@@ -144,13 +144,13 @@ func BenchmarkFleetBootstrap(b *testing.B) {
 					}
 					ready := ph.download + ph.imp + ph.open + ph.tail
 					fmt.Fprintf(tw, "bootstrap from the %s + tail\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f×\t\n", s.name,
-						secs(ph.download), secs(ph.verify), secs(ph.imp), secs(ph.open), secs(ph.tail), secs(ready),
+						secs(ph.download), secs(ph.imp), secs(ph.verify), secs(ph.open), secs(ph.tail), secs(ready),
 						full.Seconds()/ready.Seconds())
 					unit := "s/bootstrap-" + strings.Fields(s.name)[len(strings.Fields(s.name))-2]
 					b.ReportMetric(ready.Seconds(), unit)
 				}
 				tw.Flush()
-				fmt.Println("* verify: artifact.Verify alone on the download, for its share of import (not on the path, not in ready)")
+				fmt.Println("install = verify (every file's size and BLAKE3, the backend's cursor) + move into place")
 			}
 		})
 	}
@@ -160,33 +160,20 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 
 type phases struct{ download, verify, imp, open, tail time.Duration }
 
-// bootstrapPhases runs a new node's bootstrap from tr's "bench" artifact
-// into dir and resumes it until caught up at head, timing each phase.
+// bootstrapPhases runs a new node's bootstrap (fleet.Import, as the mirror
+// does) from tr's "bench" artifact into dir and resumes it until caught up
+// at head, timing each phase.
 func bootstrapPhases(ctx context.Context, tr *objstore.Transport, url, dir, be string, head uint64, logger *slog.Logger) (phases, error) {
 	var ph phases
-	art, dest := filepath.Join(dir, "scratch", "artifact"), filepath.Join(dir, "fold")
-	if err := os.MkdirAll(filepath.Dir(art), 0o755); err != nil {
+	dest := filepath.Join(dir, "fold")
+	im := &fleet.Import{Transport: tr, Key: "bench", ScratchDir: filepath.Join(dir, "scratch"),
+		Backends: []artifact.Backend{artifactBackend(be, logger)}}
+	res, err := im.Run(ctx, dest)
+	if err != nil {
 		return ph, err
 	}
+	ph.download, ph.verify, ph.imp = res.Download, res.Verify, res.Install
 	start := time.Now()
-	if _, err := tr.Download(ctx, "bench", art); err != nil {
-		return ph, err
-	}
-	ph.download = time.Since(start)
-	start = time.Now()
-	if _, err := artifact.Verify(art, artifactBackend(be, logger)); err != nil {
-		return ph, err
-	}
-	ph.verify = time.Since(start)
-	start = time.Now()
-	if _, err := artifact.Import(art, dest, artifactBackend(be, logger)); err != nil {
-		return ph, err
-	}
-	ph.imp = time.Since(start)
-	if err := os.RemoveAll(filepath.Dir(art)); err != nil {
-		return ph, err
-	}
-	start = time.Now()
 	fd, err := openFold(dest, be, logger)
 	if err != nil {
 		return ph, err
