@@ -61,8 +61,8 @@ func BenchmarkLoad(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if s.Len() != len(w.Keys) {
-			b.Fatalf("loaded %d entries", s.Len())
+		if n, err := s.Len(); err != nil || n != len(w.Keys) {
+			b.Fatalf("loaded %d entries (%v)", n, err)
 		}
 		s.Close()
 	}

@@ -149,8 +149,8 @@ func TestOpenCutsATornTail(t *testing.T) {
 	s.Close()
 	s = mustOpenFold(t, dir, nil)
 	defer s.Close()
-	if s.Len() != 100 || s.Cursor() != cur(r) {
-		t.Fatalf("after the repair and an append: %d keys at %v", s.Len(), s.Cursor())
+	if n, err := s.Len(); err != nil || n != 100 || s.Cursor() != cur(r) {
+		t.Fatalf("after the repair and an append: %d keys (%v) at %v", n, err, s.Cursor())
 	}
 }
 

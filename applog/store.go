@@ -627,14 +627,21 @@ func (s *Store) Cursor() slipstream.Cursor {
 	return s.cursor
 }
 
-// Len returns the number of live keys (0 after Close).
-func (s *Store) Len() int {
+// Len returns the number of live keys; an error wrapping
+// [slipstream.ErrClosed] after Close.
+func (s *Store) Len() (int, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return 0
+		return 0, fmt.Errorf("applog: len of %s: %w", s.path, slipstream.ErrClosed)
 	}
-	return s.t.size()
+	return s.t.size(), nil
+}
+
+// count returns the number of live keys (0 after Close).
+func (s *Store) count() int {
+	n, _ := s.Len()
+	return n
 }
 
 // Size returns the length of the log file in bytes, as last written by this
@@ -687,7 +694,7 @@ func (s *Store) ExportTo(dir string) (slipstream.Export, error) {
 	}()
 	path := filepath.Join(stage, FileName)
 	cursor := s.Cursor()
-	live := s.Len()
+	live := s.count()
 	if _, _, err := compactToFile(s.fs, path, cursor, s.emitter(nil)); err != nil {
 		return slipstream.Export{}, fmt.Errorf("applog: export to %s: %w", dir, err)
 	}

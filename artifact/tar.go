@@ -170,7 +170,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // regular files and directories are accepted, named MANIFEST.json or under
 // data/ (a leading "./" and a "./" root entry are accepted, as other
 // writers emit them), never absolute, never with an empty, "." or ".."
-// segment; symlinks, hard links, devices and duplicate entries are refused;
+// segment; symlinks, hard links, devices, sparse files and duplicate
+// entries are refused;
 // permission bits and times are not applied (files 0644, directories
 // 0755). The archive must hold a MANIFEST.json that parses strictly.
 //
@@ -238,6 +239,13 @@ func unpack(fsys fsys, tr *tar.Reader, stage string) error {
 		}
 		if hdr.Typeflag == tar.TypeXGlobalHeader {
 			continue // PAX global metadata: nothing to apply
+		}
+		for k := range hdr.PAXRecords {
+			if strings.HasPrefix(k, "GNU.sparse.") {
+				// A sparse entry expands holes the archive does not
+				// carry: a few bytes could fill the disk.
+				return invalidf("archive entry %q is a sparse file", hdr.Name)
+			}
 		}
 		name, err := entryName(hdr.Name)
 		if err != nil {

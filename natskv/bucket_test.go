@@ -67,13 +67,13 @@ func TestReadsAndWrites(t *testing.T) {
 	t.Run("delete_removes_key", func(t *testing.T) {
 		b := bucket(t)
 		put(t, b, "k", "1")
-		if err := b.Delete(ctx, "k"); err != nil {
+		if _, err := b.Delete(ctx, "k"); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, err := b.Get(ctx, "k"); ok || err != nil {
 			t.Fatalf("Get after Delete = %v, %v", ok, err)
 		}
-		if err := b.Delete(ctx, "never"); err != nil {
+		if _, err := b.Delete(ctx, "never"); err != nil {
 			t.Fatalf("Delete of an absent key = %v", err)
 		}
 	})
@@ -115,7 +115,7 @@ func TestReadsAndWrites(t *testing.T) {
 		put(t, b, "node.a", "1")
 		put(t, b, "node.b", "x")
 		a2 := put(t, b, "node.a", "2")
-		if err := b.Delete(ctx, "node.b"); err != nil {
+		if _, err := b.Delete(ctx, "node.b"); err != nil {
 			t.Fatal(err)
 		}
 		put(t, b, "other.c", "c")
@@ -169,7 +169,7 @@ func TestReadsAndWrites(t *testing.T) {
 	t.Run("create_succeeds_after_plain_delete", func(t *testing.T) {
 		b := bucket(t)
 		put(t, b, "k", "1")
-		if err := b.Delete(ctx, "k"); err != nil {
+		if _, err := b.Delete(ctx, "k"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.Create(ctx, "k", []byte("again")); err != nil {
@@ -178,7 +178,7 @@ func TestReadsAndWrites(t *testing.T) {
 		if got, _, _ := b.Get(ctx, "k"); string(got.Value) != "again" {
 			t.Fatalf("Get = %q", got.Value)
 		}
-		if err := b.Purge(ctx, "k"); err != nil {
+		if _, err := b.Purge(ctx, "k"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.Create(ctx, "k", []byte("after-purge")); err != nil {
@@ -203,7 +203,7 @@ func TestReadsAndWrites(t *testing.T) {
 		put(t, b, "node.a", "1")
 		put(t, b, "other.b", "1")
 		put(t, b, "third.c", "1")
-		if err := b.Delete(ctx, "other.b"); err != nil {
+		if _, err := b.Delete(ctx, "other.b"); err != nil {
 			t.Fatal(err)
 		}
 		var got []string
@@ -219,7 +219,7 @@ func TestReadsAndWrites(t *testing.T) {
 		b := bucket(t)
 		put(t, b, "node.a", "1")
 		put(t, b, "other.b", "1")
-		if err := b.Delete(ctx, "other.b"); err != nil {
+		if _, err := b.Delete(ctx, "other.b"); err != nil {
 			t.Fatal(err)
 		}
 		keys(t, b, "", "node.a")
@@ -295,7 +295,7 @@ func TestReadsAndWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range 25 {
-			if err := b.Purge(ctx, keyN("k", i)); err != nil {
+			if _, err := b.Purge(ctx, keyN("k", i)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -303,10 +303,10 @@ func TestReadsAndWrites(t *testing.T) {
 			st, err := b.Status(ctx)
 			return err == nil && st.Bytes < before.Bytes
 		})
-		if err := b.Purge(ctx, "k0"); err != nil {
+		if _, err := b.Purge(ctx, "k0"); err != nil {
 			t.Fatalf("purging again: %v", err)
 		}
-		if err := b.Purge(ctx, "never"); err != nil {
+		if _, err := b.Purge(ctx, "never"); err != nil {
 			t.Fatalf("purging an absent key: %v", err)
 		}
 	})
@@ -425,13 +425,13 @@ func TestBadInput(t *testing.T) {
 			if _, err := b.Update(ctx, key, []byte("v"), base); !errors.Is(err, slipstream.ErrInvalidKey) {
 				t.Errorf("Update(%q) = %v", key, err)
 			}
-			if err := b.Delete(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {
+			if _, err := b.Delete(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {
 				t.Errorf("Delete(%q) = %v", key, err)
 			}
 			if _, err := b.DeleteWithVersion(ctx, key, base); !errors.Is(err, slipstream.ErrInvalidKey) {
 				t.Errorf("DeleteWithVersion(%q) = %v", key, err)
 			}
-			if err := b.Purge(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {
+			if _, err := b.Purge(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {
 				t.Errorf("Purge(%q) = %v", key, err)
 			}
 			if _, _, err := b.Get(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {

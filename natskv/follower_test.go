@@ -175,25 +175,22 @@ func TestFollowerApplied(t *testing.T) {
 	})
 	t.Run("applied_survives_compacted_resume_cursor", func(t *testing.T) {
 		b := e.open(t, natskv.Config{Bucket: "applied-compacted"})
-		for i := range 6 {
-			put(t, b, "k", keyN("v", i))
-		}
-		n := runNode(t, b, nodeConfig{resume: slipstream.CursorFromUint64(1)})
-		deadline := time.Now().Add(10 * time.Second)
 		var last uint64
-		for n.cursor.Load() == 0 || n.cursor.Load() < last {
-			if time.Now().After(deadline) {
-				t.Fatal("nothing applied after the compacted resume")
-			}
-			last = put(t, b, "live", "1")
-			time.Sleep(50 * time.Millisecond)
+		for i := range 6 {
+			last = put(t, b, "k", keyN("v", i))
 		}
+		// History 1: only k@6 is retained, so the resume after 1 expires
+		// and the fallback state sync re-lists k@6.
+		n := runNode(t, b, nodeConfig{resume: slipstream.CursorFromUint64(1)})
+		n.waitApplied(t, last, 10*time.Second)
+		live := put(t, b, "live", "1")
+		n.waitApplied(t, live, 10*time.Second)
 		c, err := n.stop()
-		if err != nil {
-			t.Fatal(err)
+		if err != nil || c.Rank() != live {
+			t.Fatalf("Run = %s, %v; want %d", c, err, live)
 		}
-		if r, ok := c.Uint64(); !ok || r < 6 {
-			t.Fatalf("Run returned %s", c)
+		if got := n.appliedKeys(); !slices.Equal(got, []string{"k", "live"}) {
+			t.Fatalf("applied %v, want the re-listed k then live", got)
 		}
 	})
 	_ = ctx
@@ -211,15 +208,8 @@ func resyncFixture(t *testing.T, e *env, name string) (*natskv.Bucket, *natskv.M
 	b := e.open(t, natskv.Config{Bucket: name, MaxBytes: 8 << 20})
 	store := natskv.NewMemStore()
 	a := runNode(t, b, nodeConfig{store: store, lister: b})
-	// Attach handshake: write the seed until A applied something.
-	deadline := time.Now().Add(10 * time.Second)
-	for a.cursor.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("node A applied nothing")
-		}
-		put(t, b, "route.seed", "seed-v1")
-		time.Sleep(50 * time.Millisecond)
-	}
+	// A state sync: the seed reaches A whether it is re-listed or live.
+	a.waitApplied(t, put(t, b, "route.seed", "seed-v1"), 10*time.Second)
 	put(t, b, "route.gone", "x")
 	put(t, b, "route.late", "x")
 	put(t, b, "route.phoenix", "v1")
@@ -238,7 +228,7 @@ func resyncFixture(t *testing.T, e *env, name string) (*natskv.Bucket, *natskv.M
 
 	stream := e.stream(t, name)
 	for _, k := range []string{"route.gone", "route.late", "route.phoenix"} {
-		if err := b.Delete(ctx, k); err != nil {
+		if _, err := b.Delete(ctx, k); err != nil {
 			t.Fatal(err)
 		}
 		if err := stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+name+"."+k)); err != nil {

@@ -260,7 +260,8 @@ func TestReconnectDetectsHistoryLostWhileDisconnected(t *testing.T) {
 	// The watch's client comes back slowly; the admin client at once.
 	watchNC := natstest.Connect(t, srv.URL(), nats.ReconnectWait(2*time.Second))
 	admin := envFor(t, srv, srv.Conn(t))
-	b, err := natskv.Open(t.Context(), watchNC, natskv.Config{Bucket: "lost", Timeout: 2 * time.Second, Logger: quietLogger()})
+	progress, started := initialDone()
+	b, err := natskv.Open(t.Context(), watchNC, natskv.Config{Bucket: "lost", Timeout: 2 * time.Second, Logger: quietLogger(), OnProgress: progress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +273,7 @@ func TestReconnectDetectsHistoryLostWhileDisconnected(t *testing.T) {
 	// A prefix watch has no live floor guard: only the re-creation's own
 	// resume checks can notice.
 	w := startWatch(t, b, slipstream.Prefix("p."), slipstream.CursorFromUint64(cursor))
-	time.Sleep(100 * time.Millisecond) // let the resume checks pass
+	waitClosed(t, started, "the resumed watch's initial values") // its resume checks passed
 	srv.Restart(t)
 	eventually(t, 5*time.Second, "admin client reconnected", func() bool { return admin.nc.IsConnected() })
 	if watchNC.IsConnected() {

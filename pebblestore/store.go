@@ -392,6 +392,17 @@ func (s *Store) Len() (int, error) {
 	return n, err
 }
 
+// Size returns the bytes the database uses on disk (tables, write-ahead
+// log, manifests), from pebble's own metrics; an error wrapping
+// [slipstream.ErrClosed] after Close.
+func (s *Store) Size() (int64, error) {
+	if !s.acquire() {
+		return 0, s.errClosed("size")
+	}
+	defer s.readers.Done()
+	return int64(s.db.Metrics().DiskSpaceUsage()), nil
+}
+
 // Settle makes the tree read-optimal after a bulk hydration: it flushes the
 // memtables and compacts the whole key space, which can take long and
 // transiently needs up to twice the disk. The state is unchanged. Reads may

@@ -614,8 +614,8 @@ func (c *BenchCommand) startMirror(ctx context.Context, dial natskv.DialConfig, 
 		return nil, 0, err
 	}
 	if clock != nil {
-		clock.Store = fd.Store
-		fd.Store = clock
+		clock.store = fd.store
+		fd.store = clock
 	}
 	mr := &mirror{bucket: bucket, fold: fd, scope: scope, batchMax: c.batchMax, batchWindow: c.batchWindow, log: logger, t: t}
 	runCtx, stop := context.WithCancel(ctx)
@@ -645,10 +645,10 @@ func (h *benchMirror) close() error {
 	return err
 }
 
-// applyClock wraps a fold's Store and, while armed, records when each
+// applyClock wraps a fold's store and, while armed, records when each
 // Apply returned and the cursor it made durable.
 type applyClock struct {
-	slipstream.Store
+	store
 	armed atomic.Bool
 	mu    sync.Mutex
 	marks []applyMark
@@ -660,7 +660,7 @@ type applyMark struct {
 }
 
 func (a *applyClock) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error {
-	err := a.Store.Apply(batch, cursor)
+	err := a.store.Apply(batch, cursor)
 	if err == nil && a.armed.Load() {
 		now := time.Now()
 		a.mu.Lock()

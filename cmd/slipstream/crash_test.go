@@ -45,9 +45,9 @@ func churn(ctx context.Context, b *natskv.Bucket, rng *rand.Rand) (int, error) {
 			}
 			_, err = b.Put(ctx, key, val)
 		case r < 9:
-			err = b.Delete(ctx, key)
+			_, err = b.Delete(ctx, key)
 		default:
-			err = b.Purge(ctx, key)
+			_, err = b.Purge(ctx, key)
 		}
 		if err != nil {
 			if ctx.Err() != nil {

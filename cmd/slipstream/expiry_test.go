@@ -75,7 +75,7 @@ func TestExpiry(t *testing.T) {
 
 			var lastDelete uint64
 			for _, k := range gone {
-				if err := b.Delete(t.Context(), k); err != nil {
+				if _, err := b.Delete(t.Context(), k); err != nil {
 					t.Fatal(err)
 				}
 			}

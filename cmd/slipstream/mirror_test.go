@@ -121,10 +121,10 @@ func TestMirror_InProcess(t *testing.T) {
 			// Live changes, then a server restart under the running mirror:
 			// it keeps (or re-establishes) its watch and converges.
 			put(t, b, "k.000", "changed")
-			if err := b.Delete(t.Context(), "k.001"); err != nil {
+			if _, err := b.Delete(t.Context(), "k.001"); err != nil {
 				t.Fatal(err)
 			}
-			if err := b.Purge(t.Context(), "k.002"); err != nil {
+			if _, err := b.Purge(t.Context(), "k.002"); err != nil {
 				t.Fatal(err)
 			}
 			waitCaughtUp(t, base, b)
@@ -150,7 +150,7 @@ func TestMirror_InProcess(t *testing.T) {
 			// Offline, changes made while it was down arrive on restart
 			// (resume from the fold's cursor: delta only).
 			put(t, b, "k.003", "while down")
-			if err := b.Delete(t.Context(), "k.004"); err != nil {
+			if _, err := b.Delete(t.Context(), "k.004"); err != nil {
 				t.Fatal(err)
 			}
 			mp = startInProcess(t, args...)

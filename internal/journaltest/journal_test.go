@@ -167,9 +167,9 @@ func churn(ctx context.Context, b *natskv.Bucket) error {
 		case r < 7:
 			_, err = b.Put(ctx, key, []byte(strconv.Itoa(i)))
 		case r < 9:
-			err = b.Delete(ctx, key)
+			_, err = b.Delete(ctx, key)
 		default:
-			err = b.Purge(ctx, key)
+			_, err = b.Purge(ctx, key)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
