@@ -251,7 +251,7 @@ func checkRegular(f *os.File, path string) error {
 }
 
 // seal turns a stage whose data/ the backend has written into a complete
-// artifact (storage.md §6.3 step 5-6): every payload entry must be a regular
+// artifact (docs/ARTIFACTS.md, "Export", step 4): every payload entry must be a regular
 // file or a directory; each file is hashed (1 MiB buffer), measured and
 // fsynced; every directory under data/ is fsynced; then the manifest is
 // written as a temp file, fsynced, renamed to MANIFEST.json, and the stage

@@ -18,7 +18,7 @@ import (
 	"github.com/slipstream-kv/slipstream/artifact"
 )
 
-// RunArtifact runs the artifact checks of storage.md §10.1
+// RunArtifact runs the artifact checks of the conformance suite
 // (export_import_round_trip … export_empty_store) against the backend that
 // open opens, whose payloads be describes: export through
 // [artifact.ExportStore], [artifact.Verify], [artifact.Import] into a new

@@ -16,7 +16,9 @@
 //	}
 //
 // The checks follow storage.md §10.1 (those that do not need the artifact
-// layer) plus crash-and-reopen, locking and concurrent-read checks. The
+// layer) plus crash-and-reopen, locking and concurrent-read checks.
+// [RunArtifact] adds the artifact checks (export, verify, import, and every
+// refusal of a doctored artifact) given the backend's artifact.Backend. The
 // suite closes every store it opens before opening the same directory
 // again, because backends hold single-writer locks.
 //
