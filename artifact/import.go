@@ -45,16 +45,14 @@ func Import(artifactDir, dest string, backends ...Backend) (*Manifest, error) {
 	return importTo(osFS{}, artifactDir, dest, backends)
 }
 
-func importTo(fsys fsys, artifactDir, dest string, backends []Backend) (m *Manifest, err error) {
+func importTo(fsys fsys, artifactDir, dest string, backends []Backend) (*Manifest, error) {
 	m, be, stage, err := verifyAndStage(fsys, artifactDir, dest, backends)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if rerr := fsys.RemoveAll(stage); rerr != nil && err == nil {
-			err = fmt.Errorf("artifact: remove stage %s: %w", stage, rerr)
-		}
-	}()
+	// Once the fold is in place the import has succeeded: a stage that
+	// cannot be removed is only a hidden, empty leftover.
+	defer func() { _ = fsys.RemoveAll(stage) }()
 	staged := filepath.Join(stage, DataDir)
 	if err := checkCursor(be, staged, m); err != nil {
 		return nil, err
