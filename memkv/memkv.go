@@ -364,3 +364,67 @@ func (kv *KV) Watch(ctx context.Context, scope slipstream.Scope, after slipstrea
 		}
 	}
 }
+
+// Latest calls fn with the latest retained record of every key starting
+// with prefix, delete and purge markers included, headers only (a nil
+// Value), in key order. It returns the last assigned revision and the number
+// of keys listed, read at the same instant as the records. An error from fn
+// stops the listing and is returned.
+func (kv *KV) Latest(ctx context.Context, prefix string, fn func(slipstream.Update) error) (last, keys uint64, err error) {
+	kv.mu.Lock()
+	var heads []slipstream.Update
+	for key := range kv.mu.latest {
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		if r := kv.lastLocked(key); r != nil {
+			heads = append(heads, slipstream.Update{Op: r.op, Key: key, Version: slipstream.VersionFromUint64(r.seq)})
+		}
+	}
+	last = kv.mu.last
+	kv.mu.Unlock()
+	sort.Slice(heads, func(i, j int) bool { return heads[i].Key < heads[j].Key })
+	for _, u := range heads {
+		if err := fn(u); err != nil {
+			return 0, 0, err
+		}
+	}
+	return last, uint64(len(heads)), nil
+}
+
+// PurgeDeletes removes every key whose latest record is a delete or purge
+// marker, markers included, from the middle of the log without moving the
+// first revision, as a server's PurgeDeletes does: a watch resuming from
+// before a removed marker never sees that delete.
+func (kv *KV) PurgeDeletes() {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	for key := range kv.mu.latest {
+		r := kv.lastLocked(key)
+		if r == nil || r.op == slipstream.OpPut {
+			continue
+		}
+		for i := range kv.mu.log {
+			if kv.mu.log[i].key == key {
+				kv.mu.log[i].removed = true
+				kv.mu.log[i].value = nil
+			}
+		}
+		delete(kv.mu.latest, key)
+	}
+	close(kv.mu.changed)
+	kv.mu.changed = make(chan struct{})
+}
+
+// LastRecord returns key's latest retained record, markers included, as an
+// Update with its revision; false when the key has none. It implements
+// slipstream.RecordReader.
+func (kv *KV) LastRecord(ctx context.Context, key string) (slipstream.Update, bool, error) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	r := kv.lastLocked(key)
+	if r == nil {
+		return slipstream.Update{}, false, nil
+	}
+	return toUpdate(r), true, nil
+}

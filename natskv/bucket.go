@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +36,9 @@ const (
 	listInactiveThreshold = 5 * time.Minute
 	// floorGuardInterval is the backstop probe of the live floor guard.
 	floorGuardInterval = 30 * time.Second
+	// streamCheckInterval is how often a running watch checks that its
+	// stream is still the one it started on.
+	streamCheckInterval = 5 * time.Second
 )
 
 // Storage selects where a bucket created by [Open] keeps its messages.
@@ -166,6 +170,11 @@ type Bucket struct {
 	log           *slog.Logger
 	onProgress    func(Progress)
 	guardInterval time.Duration
+	streamCheck   time.Duration
+	// synced is the creation time (Unix nanoseconds) of the stream the
+	// bucket was bound to or last state-synced from; a resume on a stream
+	// created at another time is refused. Shared by copies of the Bucket.
+	synced *atomic.Int64
 
 	// testDropListed, set only by tests, drops listed messages to fake a
 	// short listing.
@@ -203,6 +212,8 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Bucket, error) {
 		log:           cfg.Logger,
 		onProgress:    cfg.OnProgress,
 		guardInterval: floorGuardInterval,
+		streamCheck:   streamCheckInterval,
+		synced:        new(atomic.Int64),
 	}
 	if b.timeout == 0 {
 		b.timeout = DefaultTimeout
@@ -248,6 +259,7 @@ func (b *Bucket) bind(ctx context.Context) error {
 		return mapErr(ctx, "look up bucket stream", err)
 	}
 	b.kv, b.stream = kv, stream
+	b.synced.Store(stream.CachedInfo().Created.UnixNano())
 	return nil
 }
 

@@ -71,8 +71,16 @@
 //     restored from an older backup; the server would deliver nothing until
 //     its sequence passed the old cursor, and new keys would stay invisible.
 //     A recreated bucket whose sequence has already passed the old cursor is
-//     not detectable this way; a caller that records [Status].Created can
-//     compare it.
+//     caught by its creation time instead: a Bucket remembers the creation
+//     time of the stream it was bound to (by Open) or last state-synced from,
+//     and refuses to resume on another one (ErrCursorExpired with
+//     ErrStreamRecreated). Across a process restart nothing remembers it;
+//     the audit (package audit) covers that case.
+//   - Every running watch, of any scope, checks its stream every 5 s and
+//     when its subscription closes: deleted (it waits for it), recreated
+//     (creation time changed) or restored below what it delivered ends the
+//     watch with slipstream.ErrWatch and ErrStreamRecreated, so the restart
+//     resyncs; the reference stalled silently.
 //   - Keys and Scan cross-check their listing against the stream's own
 //     state, read before and after the drain. When the stream did not change
 //     meanwhile, the distinct keys delivered (markers included) must number
@@ -116,6 +124,10 @@
 // the marker itself expires after LimitMarkerTTL; a follower offline longer
 // than that misses the delete, silently unless the expiry also moved the
 // first sequence past its cursor. Both are outside what a cursor check can
-// detect; keep LimitMarkerTTL and the delete-marker purge age longer than
-// any follower's downtime, or resync such followers from scratch.
+// detect. [Bucket.Latest] (a headers-only listing of every key's latest
+// record) and [Bucket.LastRecord] (one key's latest record, markers
+// included) are what an audit (package audit) uses to find such keys and a
+// repair (slipstream.Follower.Repair) to fix them; keeping LimitMarkerTTL and
+// the delete-marker purge age longer than any follower's downtime still
+// avoids the divergence in the first place.
 package natskv

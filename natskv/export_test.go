@@ -17,6 +17,10 @@ import (
 // reports true, faking a short listing.
 func SetDropListed(b *Bucket, drop func(key string) bool) { b.testDropListed = drop }
 
+// SetStreamCheckInterval changes how often a running watch checks its
+// stream's identity.
+func SetStreamCheckInterval(b *Bucket, d time.Duration) { b.streamCheck = d }
+
 // SetListed runs fn in every listing between the first read of the
 // stream's state and the creation of the listing's consumer.
 func SetListed(b *Bucket, fn func()) { b.testListed = fn }

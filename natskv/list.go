@@ -74,7 +74,7 @@ func (b *Bucket) Keys(ctx context.Context, prefix string) ([]string, error) {
 func (b *Bucket) keys(ctx context.Context, prefix string) ([]string, error) {
 	var order []string
 	var live map[string]bool
-	err := b.list(ctx, prefix, true, func(n uint64) {
+	_, err := b.list(ctx, prefix, true, func(n uint64) {
 		// Sized from the stream's subject count: no rehashing at 1 M keys.
 		order = make([]string, 0, n)
 		live = make(map[string]bool, n)
@@ -129,7 +129,7 @@ func (b *Bucket) Scan(ctx context.Context, prefix string, fn func(slipstream.Ent
 		return err
 	}
 	var seen map[string]struct{}
-	return b.list(ctx, prefix, false, func(n uint64) {
+	_, err := b.list(ctx, prefix, false, func(n uint64) {
 		seen = make(map[string]struct{}, n)
 	}, func(key string, m *nats.Msg) (bool, error) {
 		_, dup := seen[key]
@@ -147,6 +147,7 @@ func (b *Bucket) Scan(ctx context.Context, prefix string, fn func(slipstream.Ent
 		_, ok := seen[key]
 		return ok
 	})
+	return err
 }
 
 // list drains the last message of every subject under prefix through one
@@ -157,11 +158,17 @@ func (b *Bucket) Scan(ctx context.Context, prefix string, fn func(slipstream.Ent
 // was listed, and calling fn (on its own goroutine) for keys written during
 // the listing that it missed. size gets the stream's subject count before
 // any call of fn.
-func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, size func(n uint64), fn func(key string, m *nats.Msg) (bool, error), seen func(key string) bool) error {
+//
+// A nil seen is for a caller that keeps no set of the keys it was given
+// (Latest): the listing is then checked by count only, against the smaller
+// of the subject counts taken before and after, and the caller checks the
+// distinct keys it saw against the returned count. A listing during which
+// the stream was recreated fails with ErrStreamRecreated.
+func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, size func(n uint64), fn func(key string, m *nats.Msg) (bool, error), seen func(key string) bool) (listed, error) {
 	filter := b.pre + prefix + ">"
 	before, err := b.streamMark(ctx, filter)
 	if err != nil {
-		return mapErr(ctx, "list: read stream state", err)
+		return listed{}, mapErr(ctx, "list: read stream state", err)
 	}
 	size(min(before.subjects, 1<<24))
 	if b.testListed != nil {
@@ -172,7 +179,7 @@ func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, size
 	inbox := b.nc.NewInbox()
 	sub, err := b.nc.Subscribe(inbox, d.handle)
 	if err != nil {
-		return mapErr(ctx, "list: subscribe", err)
+		return listed{}, mapErr(ctx, "list: subscribe", err)
 	}
 	defer sub.Unsubscribe()
 	octx, cancel := b.opContext(ctx)
@@ -192,7 +199,7 @@ func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, size
 	})
 	cancel()
 	if err != nil {
-		return mapErr(ctx, "list: create consumer", err)
+		return listed{}, mapErr(ctx, "list: create consumer", err)
 	}
 	info := cons.CachedInfo()
 	defer func() {
@@ -208,25 +215,38 @@ func (b *Bucket) list(ctx context.Context, prefix string, headersOnly bool, size
 	d.start(info.NumPending)
 	distinct, err := d.wait(ctx, cons)
 	if err != nil {
-		return err
+		return listed{}, err
 	}
 	if n, _ := sub.Dropped(); n > 0 {
-		return fmt.Errorf("%w: %w: the client dropped %d messages of the listing under %q", slipstream.ErrOperationFailed, ErrShortListing, n, prefix)
+		return listed{}, fmt.Errorf("%w: %w: the client dropped %d messages of the listing under %q", slipstream.ErrOperationFailed, ErrShortListing, n, prefix)
 	}
 	after, err := b.streamMark(ctx, filter)
 	if err != nil {
-		return mapErr(ctx, "list: read stream state", err)
+		return listed{}, mapErr(ctx, "list: read stream state", err)
 	}
-	if after == before {
-		// Nothing was written or removed during the listing: the count is
-		// exact.
-		if distinct < before.subjects {
-			return fmt.Errorf("%w: %w: listing under %q saw %d keys, the stream holds %d",
-				slipstream.ErrOperationFailed, ErrShortListing, prefix, distinct, before.subjects)
+	res := listed{last: before.last, subjects: min(before.subjects, after.subjects)}
+	if after.created != before.created {
+		return res, fmt.Errorf("%w: %w: the bucket's stream was recreated during the listing under %q (created %s, now %s)",
+			slipstream.ErrOperationFailed, ErrStreamRecreated, prefix,
+			time.Unix(0, before.created).UTC().Format(time.RFC3339Nano), time.Unix(0, after.created).UTC().Format(time.RFC3339Nano))
+	}
+	if after == before || seen == nil {
+		// Nothing was written or removed during the listing, and the count
+		// is exact; or the caller keeps no set and checks distinct keys
+		// itself.
+		if distinct < res.subjects {
+			return res, fmt.Errorf("%w: %w: listing under %q saw %d keys, the stream holds %d (before) and %d (after)",
+				slipstream.ErrOperationFailed, ErrShortListing, prefix, distinct, before.subjects, after.subjects)
 		}
-		return nil
+		return res, nil
 	}
-	return b.checkByName(ctx, filter, headersOnly, before.last, fn, seen)
+	return res, b.checkByName(ctx, filter, headersOnly, before.last, fn, seen)
+}
+
+// listed is what list reports of its stream.
+type listed struct {
+	last     uint64 // the stream's last sequence before the listing
+	subjects uint64 // subjects under the filter: the smaller of the counts before and after
 }
 
 // drain is the state of one listing, shared between the subscription's
@@ -358,6 +378,7 @@ func (d *drain) stop() {
 type mark struct {
 	subjects    uint64 // subjects matching the listing's filter
 	first, last uint64 // the stream's first and last sequences
+	created     int64  // the stream's creation time (Unix ns): changes when the bucket is recreated
 }
 
 // streamMark reads the stream's first and last sequences and how many
@@ -371,20 +392,21 @@ func (b *Bucket) streamMark(ctx context.Context, filter string) (mark, error) {
 		if err != nil {
 			return mark{}, err
 		}
-		return mark{info.State.NumSubjects, info.State.FirstSeq, info.State.LastSeq}, nil
+		return mark{info.State.NumSubjects, info.State.FirstSeq, info.State.LastSeq, info.Created.UnixNano()}, nil
 	}
 	// An offset past the end keeps the subject map itself out of the reply.
 	page, err := b.subjectsPage(octx, filter, math.MaxInt32)
 	if err != nil {
 		return mark{}, err
 	}
-	return mark{uint64(page.Total), page.State.FirstSeq, page.State.LastSeq}, nil
+	return mark{uint64(page.Total), page.State.FirstSeq, page.State.LastSeq, page.Created.UnixNano()}, nil
 }
 
 // subjectsPage is one reply of stream info with a subjects filter.
 type subjectsPage struct {
-	Total int `json:"total"`
-	State struct {
+	Total   int       `json:"total"`
+	Created time.Time `json:"created"`
+	State   struct {
 		FirstSeq uint64            `json:"first_seq"`
 		LastSeq  uint64            `json:"last_seq"`
 		Subjects map[string]uint64 `json:"subjects"`

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -165,8 +167,12 @@ func bigArtifact(b *testing.B, dir string, mb int) int64 {
 	return size
 }
 
-// resetPeakRSS resets VmHWM to the current RSS (Linux); peakRSSMiB reads it.
+// resetPeakRSS returns freed memory to the system (the in-memory store of an
+// earlier benchmark) and resets VmHWM to the current RSS (Linux);
+// peakRSSMiB reads it.
 func resetPeakRSS() bool {
+	runtime.GC()
+	debug.FreeOSMemory()
 	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 }
 

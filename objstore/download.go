@@ -1,6 +1,7 @@
 package objstore
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -14,12 +15,11 @@ import (
 	"github.com/slipstream-kv/slipstream/artifact"
 )
 
-// Temp and stage name prefixes, created in the artifact's or destination's
-// parent directory. A crash leaves only such hidden entries behind.
-const (
-	uploadPrefix   = ".slipstream-upload-"
-	downloadPrefix = ".slipstream-download-"
-)
+// uploadPrefix begins the name of Upload's temporary tar, created in the
+// artifact's parent directory (Download's temporaries use
+// artifact.DownloadPrefix in the destination's parent). A crash leaves only
+// such hidden entries behind.
+const uploadPrefix = ".slipstream-upload-"
 
 // Download fetches the artifact key's pointer names into destDir and returns
 // its manifest. destDir must not exist or be an empty directory, and must
@@ -57,7 +57,7 @@ func (t *Transport) Download(ctx context.Context, key, destDir string) (*artifac
 	_, payloads, _ := t.names(key)
 	payload := payloadName(payloads, m.Cursor.Rank(), pointer)
 
-	tmp, err := os.CreateTemp(parent, downloadPrefix+"*.tar")
+	tmp, err := os.CreateTemp(parent, artifact.DownloadPrefix+"*.tar")
 	if err != nil {
 		return nil, fmt.Errorf("create download temp file: %w", err)
 	}
@@ -72,24 +72,22 @@ func (t *Transport) Download(ctx context.Context, key, destDir string) (*artifac
 		return nil, fmt.Errorf("rewind download temp file: %w", err)
 	}
 
-	stage, err := os.MkdirTemp(parent, downloadPrefix+"*")
+	// artifact.ReadTar unpacks safely into its own hidden directory and
+	// moves the result onto unpacked, inside our stage; the embedded
+	// manifest is compared with the pointer before anything reaches destDir.
+	stage, err := os.MkdirTemp(parent, artifact.DownloadPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("create download stage: %w", err)
 	}
-	staged := false
-	defer func() {
-		if !staged {
-			os.RemoveAll(stage)
+	defer os.RemoveAll(stage)
+	unpacked := filepath.Join(stage, "artifact")
+	if _, err := artifact.ReadTar(tmp, unpacked); err != nil {
+		if errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("%w: %w", slipstream.ErrArtifactInvalid, err)
 		}
-	}()
-	if err := extract(tmp, stage); err != nil {
 		return nil, fmt.Errorf("unpack payload %s: %w", payload, err)
 	}
-	embeddedPath := filepath.Join(stage, artifact.ManifestName)
-	if fi, err := os.Lstat(embeddedPath); err != nil || !fi.Mode().IsRegular() {
-		return nil, invalidf("payload %s has no embedded manifest", payload)
-	}
-	embedded, err := os.ReadFile(embeddedPath)
+	embedded, err := os.ReadFile(filepath.Join(unpacked, artifact.ManifestName))
 	if err != nil {
 		return nil, fmt.Errorf("read embedded manifest: %w", err)
 	}
@@ -103,10 +101,9 @@ func (t *Transport) Download(ctx context.Context, key, destDir string) (*artifac
 	if err := os.Remove(destDir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("replace empty destination: %w", err)
 	}
-	if err := os.Rename(stage, destDir); err != nil {
+	if err := os.Rename(unpacked, destDir); err != nil {
 		return nil, fmt.Errorf("move download into place: %w", err)
 	}
-	staged = true
 	if err := syncDir(parent); err != nil {
 		return nil, err
 	}

@@ -138,9 +138,9 @@ func (t *Transport) Upload(ctx context.Context, key, artifactDir string) (*Uploa
 		tmp.Close()
 		os.Remove(tmp.Name())
 	}()
-	size, err := writeTar(tmp, artifactDir)
+	size, err := artifact.WriteTar(tmp, artifactDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tar %s: %w", artifactDir, err)
 	}
 	payload := payloadName(payloads, m.Cursor.Rank(), pointer)
 	if err := t.Store.Put(ctx, payload, tmp, size); err != nil {

@@ -1,8 +1,10 @@
-package objstore
+package objstore_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,18 +12,21 @@ import (
 	"testing"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/artifact"
 )
 
-// FuzzExtract feeds arbitrary bytes to the untar path: whatever the archive,
-// nothing may be created outside the stage, nothing but regular files and
-// directories may be created inside it, and every refusal must wrap
-// ErrArtifactInvalid.
+// FuzzUntar feeds arbitrary bytes to the untar path Download uses
+// (artifact.ReadTar without backends, as a download does not verify):
+// whatever the archive, nothing may be created outside the destination's
+// parent, the parent ends with the destination (on success) or nothing (on
+// refusal, which must wrap ErrArtifactInvalid, tar.ErrHeader or
+// io.ErrUnexpectedEOF: Download reports the last two as invalid too), and nothing but regular files and directories is created.
 //
 // Each run touches the disk, so cap minimization or the fuzzer spends its
 // time there:
 //
-//	go test ./objstore -run '^$' -fuzz FuzzExtract -fuzztime 60s -fuzzminimizetime 100x
-func FuzzExtract(f *testing.F) {
+//	go test ./objstore -run '^$' -fuzz FuzzUntar -fuzztime 60s -fuzzminimizetime 100x
+func FuzzUntar(f *testing.F) {
 	seeds, _ := filepath.Glob(filepath.Join("testdata", "untar", "*.tar"))
 	if len(seeds) == 0 {
 		f.Fatal("no seeds in testdata/untar")
@@ -35,31 +40,34 @@ func FuzzExtract(f *testing.F) {
 	}
 	base := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		root, err := os.MkdirTemp(base, "run-")
+		outer, err := os.MkdirTemp(base, "run-")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer os.RemoveAll(root)
-		stage := filepath.Join(root, "stage")
-		if err := os.Mkdir(stage, 0o700); err != nil {
+		defer os.RemoveAll(outer)
+		parent := filepath.Join(outer, "parent")
+		if err := os.Mkdir(parent, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		err = extract(bytes.NewReader(b), stage)
-		if err != nil && !errors.Is(err, slipstream.ErrArtifactInvalid) {
-			t.Fatalf("extract: %v (want nil or ErrArtifactInvalid)", err)
+		dest := filepath.Join(parent, "dest")
+		_, err = artifact.ReadTar(bytes.NewReader(b), dest)
+		malformed := errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF)
+		if err != nil && !errors.Is(err, slipstream.ErrArtifactInvalid) && !malformed {
+			t.Fatalf("ReadTar: %v (want nil, ErrArtifactInvalid or a malformed-archive error)", err)
 		}
-		walkErr := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
+		walkErr := filepath.WalkDir(outer, func(p string, d fs.DirEntry, werr error) error {
+			if werr != nil {
+				return werr
 			}
-			if p == root {
+			if p == outer || p == parent {
 				return nil
 			}
-			if p != stage && !strings.HasPrefix(p, stage+string(filepath.Separator)) {
-				t.Errorf("extract created %s outside the stage", p)
+			inDest := p == dest || strings.HasPrefix(p, dest+string(filepath.Separator))
+			if err != nil || !inDest {
+				t.Errorf("ReadTar (err %v) left %s", err, p)
 			}
 			if !d.IsDir() && !d.Type().IsRegular() {
-				t.Errorf("extract created %s of type %v", p, d.Type())
+				t.Errorf("ReadTar created %s of type %v", p, d.Type())
 			}
 			return nil
 		})

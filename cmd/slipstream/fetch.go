@@ -65,7 +65,7 @@ func (c *FetchCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	target, err := c.store.open(ctx, "fetch", c.from)
+	target, err := c.store.open(ctx, c.m.Getenv, "fetch", c.from)
 	if err != nil {
 		return err
 	}

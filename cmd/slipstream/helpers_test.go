@@ -95,11 +95,25 @@ type proc struct {
 	err    error
 }
 
+// binEnv is the test process's environment without the NATS_* defaults
+// of the connection flags, so that a developer's NATS_URL or NATS_CONTEXT
+// does not redirect the binaries the tests start.
+func binEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NATS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // startProc starts the binary with args. It is killed when the test ends.
 func startProc(t testing.TB, args ...string) *proc {
 	t.Helper()
 	p := &proc{done: make(chan struct{})}
 	p.cmd = exec.Command(binary(t), args...)
+	p.cmd.Env = binEnv()
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", args, err)

@@ -50,5 +50,6 @@ func newMetricsHandler(t *tracker) http.Handler {
 		t.batchSizes,
 		t.flushLatency,
 	)
+	registerAuditMetrics(reg, &t.audit)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }

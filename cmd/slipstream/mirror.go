@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/artifact"
+	"github.com/slipstream-kv/slipstream/audit"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -41,11 +43,13 @@ type MirrorCommand struct {
 
 	bucket      string
 	foldDir     string
-	natsURL     string
-	creds       string
+	conn        natsFlags
 	prefixes    stringList
 	backend     string
 	httpAddr    string
+	httpCert    string
+	httpKey     string
+	httpToken   string
 	batchMax    int
 	batchWindow time.Duration
 	listen      string
@@ -54,6 +58,7 @@ type MirrorCommand struct {
 	maxBytes    int64
 	maxAge      time.Duration
 	replicas    int
+	auditEvery  time.Duration
 	asJSON      bool
 	logs        logFlags
 }
@@ -62,11 +67,13 @@ func (c *MirrorCommand) flagSet() *flag.FlagSet {
 	fs := newFlagSet("mirror")
 	fs.StringVar(&c.bucket, "bucket", "", "bucket `name` (required; created if missing)")
 	fs.StringVar(&c.foldDir, "fold", "", "fold `directory` (required; created if missing)")
-	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL`; empty starts an embedded server with JetStream")
-	fs.StringVar(&c.creds, "creds", "", "NATS credentials `file`")
+	c.conn.register(fs, "NATS server `URL`; with neither it nor -context, an embedded server with JetStream is started")
 	fs.Var(&c.prefixes, "prefix", "mirror only keys under `prefix` (ending in \".\"); repeatable, one consumer")
 	fs.StringVar(&c.backend, "backend", "", "fold `backend` for a new fold: applog or pebble (default applog; an existing fold keeps its own)")
-	fs.StringVar(&c.httpAddr, "http", "", "serve the fold and status over HTTP on `address` (e.g. :8080)")
+	fs.StringVar(&c.httpAddr, "http", "", "serve the fold and status over HTTP on `address` (e.g. 127.0.0.1:8080)")
+	fs.StringVar(&c.httpCert, "http-tls-cert", "", "serve HTTPS with this certificate `file` (PEM; with -http-tls-key)")
+	fs.StringVar(&c.httpKey, "http-tls-key", "", "private key `file` (PEM) of -http-tls-cert")
+	fs.StringVar(&c.httpToken, "http-token-file", "", "require 'Authorization: Bearer <token>' on every route but /healthz and /readyz; the token is this `file`'s content")
 	fs.IntVar(&c.batchMax, "batch-max", DefaultBatchMax, "flush after `n` updates")
 	fs.DurationVar(&c.batchWindow, "batch-window", slipstream.DefaultMaxBatchDelay, "flush a batch at most `duration` after its first update")
 	fs.StringVar(&c.listen, "listen", DefaultListen, "embedded server: client listen `address` (port 0 picks one)")
@@ -75,6 +82,7 @@ func (c *MirrorCommand) flagSet() *flag.FlagSet {
 	fs.Int64Var(&c.maxBytes, "max-bytes", DefaultBucketMaxBytes, "new bucket: size limit in `bytes` (-1 unlimited)")
 	fs.DurationVar(&c.maxAge, "max-age", 0, "new bucket: expire entries older than `duration` (0 keeps them)")
 	fs.IntVar(&c.replicas, "replicas", 1, "new bucket: stream replicas")
+	fs.DurationVar(&c.auditEvery, "audit-every", DefaultAuditEvery, "audit the fold against the bucket every `duration` (0: only after each resume has caught up)")
 	fs.BoolVar(&c.asJSON, "json", false, "print the final cursor as a JSON object")
 	c.logs.register(fs)
 	return fs
@@ -117,8 +125,14 @@ func (c *MirrorCommand) validate(set map[string]bool) error {
 		return usageErrorf("mirror", "-max-age must be ≥ 0")
 	case c.replicas < 1:
 		return usageErrorf("mirror", "-replicas must be ≥ 1")
-	case c.natsURL != "" && (set["listen"] || set["nats-store"]):
-		return usageErrorf("mirror", "-listen and -nats-store configure the embedded server; they do not go with -nats")
+	case c.auditEvery < 0:
+		return usageErrorf("mirror", "-audit-every must be ≥ 0")
+	case (c.httpCert == "") != (c.httpKey == ""):
+		return usageErrorf("mirror", "-http-tls-cert and -http-tls-key go together")
+	case c.httpAddr == "" && (c.httpCert != "" || c.httpToken != ""):
+		return usageErrorf("mirror", "-http-tls-cert, -http-tls-key and -http-token-file need -http")
+	case c.conn.remote() && (set["listen"] || set["nats-store"]):
+		return usageErrorf("mirror", "-listen and -nats-store configure the embedded server; they do not go with -nats or -context")
 	}
 	if err := scopeOf(c.prefixes).Validate(); err != nil {
 		return usageErrorf("mirror", "%v", err)
@@ -138,6 +152,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.conn.applyEnv(c.m.Getenv)
 	if err := c.validate(set); err != nil {
 		return err
 	}
@@ -159,8 +174,11 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		}
 	}()
 
-	url := c.natsURL
-	if url == "" {
+	dialCfg, err := c.conn.dialConfig("", "slipstream mirror "+c.bucket)
+	if err != nil {
+		return err
+	}
+	if !c.conn.remote() {
 		storeDir := c.natsStore
 		if storeDir == "" {
 			storeDir = filepath.Clean(c.foldDir) + embeddedStoreSuffix
@@ -170,10 +188,11 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			return err
 		}
 		defer emb.Shutdown()
-		url = emb.ClientURL()
-		logger.Info("embedded NATS server started", "url", url, "store", storeDir)
+		dialCfg.URL = emb.ClientURL()
+		logger.Info("embedded NATS server started", "url", dialCfg.URL, "store", storeDir)
 	}
-	nc, err := natskv.Dial(natskv.DialConfig{URL: url, CredsFile: c.creds, Name: "slipstream mirror " + c.bucket})
+	logger.Debug("connecting to NATS", "config", dialCfg.String())
+	nc, err := natskv.Dial(dialCfg)
 	if err != nil {
 		return err
 	}
@@ -206,6 +225,8 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		log:         logger,
 		t:           t,
 		connected:   nc.IsConnected,
+		audits:      true,
+		auditEvery:  c.auditEvery,
 	}
 
 	// The HTTP server outlives the follower (it is stopped after the last
@@ -217,6 +238,21 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	defer stopHTTP()
 	var httpErr error
 	if c.httpAddr != "" {
+		var tlsCfg *tls.Config
+		if c.httpCert != "" {
+			if tlsCfg, err = loadTLS(c.httpCert, c.httpKey); err != nil {
+				return err
+			}
+		}
+		var token []byte
+		if c.httpToken != "" {
+			if token, err = readTokenFile(c.httpToken); err != nil {
+				return err
+			}
+			if tlsCfg == nil {
+				logger.Warn("the HTTP bearer token travels in clear text: add -http-tls-cert and -http-tls-key unless a TLS proxy fronts the mirror")
+			}
+		}
 		ln, err := net.Listen("tcp", c.httpAddr)
 		if err != nil {
 			return fmt.Errorf("listen http: %w", err)
@@ -231,11 +267,12 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 				scratch: filepath.Dir(filepath.Clean(c.foldDir)),
 				log:     logger,
 			},
-			log: logger,
+			log:   logger,
+			token: token,
 		}
-		logger.Info("serving http", "addr", ln.Addr().String())
+		logger.Info("serving http", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "token", token != nil)
 		wg.Go(func() {
-			if httpErr = serveHTTP(httpCtx, ln, api.handler(), logger); httpErr != nil {
+			if httpErr = serveHTTP(httpCtx, ln, api.handler(), tlsCfg, logger); httpErr != nil {
 				stopRun(httpErr)
 			}
 		})
@@ -274,14 +311,25 @@ keep it in sync until SIGINT or SIGTERM; then flush, print the final cursor on
 stdout and exit 0. A restart resumes from the fold's cursor (delta only); if
 the history after it is gone, the mirror resyncs.
 
-Without -nats, an embedded NATS server with JetStream is started, storing its
-data in <fold>.nats next to the fold and listening on 127.0.0.1:4222 (see
--listen), so 'slipstream kv' and any NATS client can write to it. The bucket
-is created if missing (-history, -max-bytes, -max-age, -replicas).
+Without -nats or -context (nor NATS_URL or NATS_CONTEXT), an embedded NATS
+server with JetStream is started, storing its data in <fold>.nats next to the
+fold and listening on 127.0.0.1:4222 (see -listen), so 'slipstream kv' and any
+NATS client can write to it. The bucket is created if missing (-history,
+-max-bytes, -max-age, -replicas). The connection flags are natscli's; each
+falls back to the environment variable shown, then to the -context.
 
-With -http, the fold is served: GET /v1/kv/{key}, GET /v1/kv?prefix=P,
-GET /v1/status, /healthz, /readyz and /metrics; GET /v1/artifact streams a
-fresh artifact as a tar ('slipstream export --from').
+With -http, the fold is served read-only: GET /v1/kv/{key}, GET
+/v1/kv?prefix=P, GET /v1/status, /healthz, /readyz and /metrics; GET
+/v1/artifact streams a fresh artifact as a tar ('slipstream export --from').
+Bind it to loopback unless it is protected: -http-tls-cert/-http-tls-key serve
+HTTPS and -http-token-file requires a bearer token on every route but the
+probes.
+
+The fold is audited against the bucket in the background after each start or
+restart of the follower has caught up, and every -audit-every: divergent
+keys (stale, missed, backwards: see 'slipstream audit -h') are re-read and
+repaired through the follower. /v1/status reports the last audit and whether
+the fold has been verified since the last resume.
 
 Usage:
 
@@ -293,6 +341,8 @@ Usage:
 type mirrorBucket interface {
 	slipstream.Watcher
 	slipstream.KeyLister
+	slipstream.RecordReader
+	audit.Bucket
 	Status(ctx context.Context) (natskv.Status, error)
 }
 
@@ -308,7 +358,9 @@ type mirror struct {
 	batchWindow time.Duration
 	log         *slog.Logger
 	t           *tracker
-	connected   func() bool // nil: unknown (reported as connected)
+	connected   func() bool   // nil: unknown (reported as connected)
+	audits      bool          // audit after each catch-up and every auditEvery
+	auditEvery  time.Duration // 0: only after each catch-up
 
 	current atomic.Pointer[slipstream.Follower] // the running follower, nil between runs
 }
@@ -344,6 +396,9 @@ func (m *mirror) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	wg.Go(func() { m.pollHead(pollCtx) })
+	if m.audits {
+		wg.Go(func() { m.auditLoop(pollCtx) })
+	}
 	defer func() {
 		stopPoll()
 		wg.Wait()
@@ -441,20 +496,21 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 		lag = head - cursor
 	}
 	return statusDoc{
-		Bucket:     bucket,
-		Fold:       m.fold.Dir,
-		Backend:    m.fold.Backend,
-		Scope:      m.scope.List(),
-		State:      state,
-		Ready:      m.t.ready.Load(),
-		Cursor:     cursor,
-		Keys:       keys,
-		ServerHead: head,
-		Lag:        lag,
-		Pending:    pending,
-		Resyncs:    m.t.resyncs.Load(),
-		Restarts:   m.t.restarts.Load(),
-		Connected:  m.connected == nil || m.connected(),
-		LastError:  lastErr,
+		Bucket:      bucket,
+		Fold:        m.fold.Dir,
+		Backend:     m.fold.Backend,
+		Scope:       m.scope.List(),
+		State:       state,
+		Ready:       m.t.ready.Load(),
+		Cursor:      cursor,
+		Keys:        keys,
+		ServerHead:  head,
+		Lag:         lag,
+		Pending:     pending,
+		Resyncs:     m.t.resyncs.Load(),
+		Restarts:    m.t.restarts.Load(),
+		Connected:   m.connected == nil || m.connected(),
+		LastError:   lastErr,
+		auditStatus: m.t.audit.status(),
 	}, nil
 }

@@ -90,6 +90,8 @@ func TestForbiddenImports(t *testing.T) {
 		{"github.com/cockroachdb/pebble", []string{"pebblestore"}, false},
 		{"github.com/aws/aws-sdk-go-v2", []string{"objstore/s3"}, false},
 		{"github.com/prometheus/", []string{"cmd/slipstream"}, false},
+		// natscontext (--context) is the command's: the library takes options.
+		{"github.com/nats-io/jsm.go", []string{"cmd/slipstream"}, false},
 	}
 	backends := []string{"natskv", "memkv", "applog", "pebblestore", "storetest", "cmd", "internal/natstest"}
 	for _, f := range parseRepo(t) {

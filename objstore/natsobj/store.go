@@ -23,6 +23,10 @@ var _ objstore.Store = (*Store)(nil)
 // DefaultTimeout bounds each request that is not a payload transfer.
 const DefaultTimeout = 30 * time.Second
 
+// DefaultMinRate is the slowest average rate, in bytes per second, at which
+// an object may be read before the read times out.
+const DefaultMinRate = 1 << 20
+
 // PointerBucket returns the name of the KV bucket holding the pointers of the
 // object bucket objectBucket.
 func PointerBucket(objectBucket string) string { return objectBucket + "-pointers" }
@@ -37,6 +41,14 @@ type Config struct {
 	// Timeout bounds each request that is not a payload transfer; 0 means
 	// DefaultTimeout.
 	Timeout time.Duration
+	// MinRate bounds object reads: reading an object of n bytes may take
+	// Timeout + n/MinRate seconds. 0 means DefaultMinRate. (The client
+	// library would otherwise bound a whole object read by its default
+	// request timeout, a few seconds.)
+	MinRate int64
+	// JetStreamTimeout is the client library's default request timeout;
+	// 0 keeps the library's.
+	JetStreamTimeout time.Duration
 }
 
 // Store is an object store on a JetStream object store bucket and its
@@ -45,6 +57,7 @@ type Store struct {
 	obs     jetstream.ObjectStore
 	kv      jetstream.KeyValue
 	timeout time.Duration
+	minRate int64
 }
 
 var bucketRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -55,12 +68,19 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if !bucketRE.MatchString(cfg.Bucket) {
 		return nil, fmt.Errorf("%w: NATS object bucket %q: use letters, digits, '-' and '_'", objstore.ErrInvalidName, cfg.Bucket)
 	}
-	s := &Store{timeout: cfg.Timeout}
+	s := &Store{timeout: cfg.Timeout, minRate: cfg.MinRate}
 	if s.timeout <= 0 {
 		s.timeout = DefaultTimeout
 	}
+	if s.minRate <= 0 {
+		s.minRate = DefaultMinRate
+	}
 	replicas := max(cfg.Replicas, 1)
-	js, err := jetstream.New(nc)
+	var opts []jetstream.JetStreamOpt
+	if cfg.JetStreamTimeout > 0 {
+		opts = append(opts, jetstream.WithDefaultTimeout(cfg.JetStreamTimeout))
+	}
+	js, err := jetstream.New(nc, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: jetstream: %w", slipstream.ErrOperationFailed, err)
 	}
@@ -164,19 +184,53 @@ func (s *Store) Get(ctx context.Context, name string) (io.ReadCloser, objstore.A
 	if e != nil {
 		return io.NopCloser(bytes.NewReader(e.Value())), pointerAttrs(e), nil
 	}
-	res, err := s.obs.Get(ctx, name)
+	octx, cancel := s.opContext(ctx)
+	info, err := s.obs.GetInfo(octx, name)
+	cancel()
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, objstore.Attrs{}, fmt.Errorf("get %s: %w", name, objstore.ErrNotExist)
 	}
 	if err != nil {
 		return nil, objstore.Attrs{}, mapErr(ctx, "get "+name, err)
 	}
-	info, err := res.Info()
+	// The library bounds the whole read by the context's deadline, or by
+	// its default request timeout when there is none: give it one that
+	// grows with the object.
+	d := s.timeout + time.Duration(float64(info.Size)/float64(s.minRate)*float64(time.Second))
+	rctx, cancel := context.WithTimeout(ctx, d)
+	res, err := s.obs.Get(rctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		cancel()
+		return nil, objstore.Attrs{}, fmt.Errorf("get %s: %w", name, objstore.ErrNotExist)
+	}
 	if err != nil {
-		res.Close()
+		cancel()
 		return nil, objstore.Attrs{}, mapErr(ctx, "get "+name, err)
 	}
-	return res, objectAttrs(info), nil
+	return &objectReader{res: res, ctx: ctx, name: name, cancel: cancel}, objectAttrs(info), nil
+}
+
+// objectReader reads an object, translating errors, and releases its
+// context on Close.
+type objectReader struct {
+	res    jetstream.ObjectResult
+	ctx    context.Context
+	name   string
+	cancel context.CancelFunc
+}
+
+func (r *objectReader) Read(p []byte) (int, error) {
+	n, err := r.res.Read(p)
+	if err != nil && err != io.EOF {
+		err = mapErr(r.ctx, "read "+r.name, err)
+	}
+	return n, err
+}
+
+func (r *objectReader) Close() error {
+	err := r.res.Close()
+	r.cancel()
+	return err
 }
 
 // Put writes an object to the object store, in chunks; over an existing

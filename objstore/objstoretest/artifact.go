@@ -1,26 +1,18 @@
 package objstoretest
 
 import (
-	"encoding/hex"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"testing"
-	"time"
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/applog"
 	"github.com/slipstream-kv/slipstream/artifact"
-	"lukechampine.com/blake3"
 )
 
 // MakeArtifact writes an append-log artifact into dir, which must not exist:
 // the puts kv (key, value, key, value, …) at revisions 1, 2, … and the given
-// cursor, exported by applog and sealed with a MANIFEST.json.
+// cursor.
 func MakeArtifact(t testing.TB, dir string, cursor uint64, kv ...string) *artifact.Manifest {
 	t.Helper()
 	var batch []slipstream.Update
@@ -31,7 +23,7 @@ func MakeArtifact(t testing.TB, dir string, cursor uint64, kv ...string) *artifa
 }
 
 // MakeArtifactFrom writes an append-log artifact of batch applied at cursor
-// into dir, which must not exist.
+// into dir, which must not exist, with artifact.ExportStore.
 func MakeArtifactFrom(t testing.TB, dir string, batch []slipstream.Update, cursor slipstream.Cursor) *artifact.Manifest {
 	t.Helper()
 	fold, err := applog.Open(filepath.Join(t.TempDir(), "fold"), nil)
@@ -42,102 +34,43 @@ func MakeArtifactFrom(t testing.TB, dir string, batch []slipstream.Update, curso
 	if err := fold.Apply(batch, cursor); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatalf("make artifact dir: %v", err)
-	}
-	ex, err := fold.ExportTo(filepath.Join(dir, artifact.DataDir))
+	m, err := artifact.ExportStore(fold, dir)
 	if err != nil {
 		t.Fatalf("export: %v", err)
-	}
-	m := &artifact.Manifest{
-		SchemaVersion:  artifact.SchemaVersion,
-		Backend:        ex.Backend,
-		BackendVersion: ex.BackendVersion,
-		Cursor:         ex.Cursor,
-		CreatedAtUnix:  uint64(time.Now().Unix()),
-	}
-	for _, f := range ex.Files {
-		rel := artifact.DataDir + "/" + f
-		size, sum := hashFile(t, filepath.Join(dir, filepath.FromSlash(rel)))
-		m.Files = append(m.Files, artifact.File{Path: rel, Size: size, BLAKE3: sum})
-	}
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatalf("marshal manifest: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, artifact.ManifestName), b, 0o644); err != nil {
-		t.Fatalf("write manifest: %v", err)
 	}
 	return m
 }
 
-func hashFile(t testing.TB, path string) (uint64, string) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("hash: %v", err)
-	}
-	defer f.Close()
-	h := blake3.New(32, nil)
-	n, err := io.Copy(h, f)
-	if err != nil {
-		t.Fatalf("hash %s: %v", path, err)
-	}
-	return uint64(n), hex.EncodeToString(h.Sum(nil))
-}
-
-// CheckArtifact verifies the append-log artifact in dir the way an import
-// does (strict manifest, exactly the declared files with their sizes and
-// BLAKE3 digests, payload cursor equal to the manifest's) and returns its
-// cursor and key → value state.
+// CheckArtifact verifies the append-log artifact in dir and imports it, with
+// artifact.Verify and artifact.Import, and returns the imported fold's cursor
+// and key → value state. Any failure fails the test.
 func CheckArtifact(t testing.TB, dir string) (slipstream.Cursor, map[string]string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, artifact.ManifestName))
+	m, err := artifact.Verify(dir, applog.ArtifactBackend{})
 	if err != nil {
-		t.Fatalf("read manifest: %v", err)
+		t.Fatalf("verify %s: %v", dir, err)
 	}
-	m, err := artifact.ParseManifest(b)
+	dest := filepath.Join(t.TempDir(), "fold")
+	if _, err := artifact.Import(dir, dest, applog.ArtifactBackend{}); err != nil {
+		t.Fatalf("import %s: %v", dir, err)
+	}
+	fold, err := applog.Open(dest, nil)
 	if err != nil {
-		t.Fatalf("parse manifest: %v", err)
+		t.Fatalf("open imported fold: %v", err)
 	}
-	var declared, found []string
-	for _, f := range m.Files {
-		declared = append(declared, f.Path)
-		size, sum := hashFile(t, filepath.Join(dir, filepath.FromSlash(f.Path)))
-		if size != f.Size || sum != f.BLAKE3 {
-			t.Fatalf("%s: size %d blake3 %s, manifest says %d %s", f.Path, size, sum, f.Size, f.BLAKE3)
-		}
+	defer fold.Close()
+	if fold.Cursor() != m.Cursor {
+		t.Fatalf("imported fold at %v, manifest cursor %v", fold.Cursor(), m.Cursor)
 	}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel = filepath.ToSlash(rel); rel != artifact.ManifestName {
-			found = append(found, rel)
-		}
+	state := map[string]string{}
+	err = fold.ForEachInRange("", func(e slipstream.Entry) error {
+		state[e.Key] = string(e.Value)
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("walk artifact: %v", err)
+		t.Fatalf("scan imported fold: %v", err)
 	}
-	sort.Strings(declared)
-	sort.Strings(found)
-	if !slices.Equal(declared, found) {
-		t.Fatalf("artifact files %v, manifest declares %v", found, declared)
-	}
-	snap, _, err := applog.Load(filepath.Join(dir, artifact.DataDir, applog.FileName))
-	if err != nil {
-		t.Fatalf("load payload: %v", err)
-	}
-	if snap.Cursor != m.Cursor {
-		t.Fatalf("payload cursor %v, manifest cursor %v", snap.Cursor, m.Cursor)
-	}
-	state := make(map[string]string, len(snap.Entries))
-	for k, e := range snap.Entries {
-		state[k] = string(e.Value)
-	}
-	return snap.Cursor, state
+	return fold.Cursor(), state
 }
 
 // MultipartWorkload returns storage.md §10.6's multipart workload: 2 500

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/applog"
 	"github.com/slipstream-kv/slipstream/artifact"
 	"github.com/slipstream-kv/slipstream/objstore"
 	"lukechampine.com/blake3"
@@ -36,6 +38,7 @@ func RunTransport(t *testing.T, newStore NewStore, opts Options) {
 	t.Run("OversizedPointer", func(t *testing.T) { testOversizedPointer(t, newStore(t)) })
 	t.Run("DestChecksBeforeRemoteIO", func(t *testing.T) { testDestChecks(t, newStore(t)) })
 	t.Run("UploadRefusals", func(t *testing.T) { testUploadRefusals(t, newStore(t)) })
+	t.Run("TamperedPayloadShipsImportRefuses", func(t *testing.T) { testTampered(t, newStore(t)) })
 	t.Run("FailsClosedWithoutOptIn", func(t *testing.T) {
 		s := newStore(t)
 		if !opts.NoReplace {
@@ -54,8 +57,11 @@ func RunTransport(t *testing.T, newStore NewStore, opts Options) {
 	t.Run("ConcurrentPublishers", func(t *testing.T) { testConcurrentPublishers(t, newStore(t)) })
 }
 
+// quiet discards the transport's warnings (the fallback's, prune's).
+var quiet = slog.New(slog.DiscardHandler)
+
 func newTransport(s objstore.Store) *objstore.Transport {
-	return &objstore.Transport{Store: s, Prefix: Prefix}
+	return &objstore.Transport{Store: s, Prefix: Prefix, Logger: quiet}
 }
 
 // PointerName is the name of key's pointer under [Prefix].
@@ -340,6 +346,32 @@ func testUploadRefusals(t *testing.T, s objstore.Store) {
 	AssertClean(t, src, "bad", "link", "good")
 }
 
+// testTampered: upload checks only the manifest, so a payload file changed
+// after export ships and downloads; import (the trust boundary) refuses it.
+func testTampered(t *testing.T, s objstore.Store) {
+	ctx := t.Context()
+	tr := newTransport(s)
+	art := filepath.Join(t.TempDir(), "a3")
+	MakeArtifact(t, art, 3, "a", "1", "b", "2")
+	snap := filepath.Join(art, artifact.DataDir, applog.FileName)
+	b := readFile(t, snap)
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(snap, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := Upload(t, tr, Key, art); res.Outcome != objstore.Published {
+		t.Fatalf("upload of a tampered artifact = %v, want published", res.Outcome)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := tr.Download(ctx, Key, out); err != nil {
+		t.Fatalf("download of a tampered artifact: %v", err)
+	}
+	parent := t.TempDir()
+	_, err := artifact.Import(out, filepath.Join(parent, "fold"), applog.ArtifactBackend{})
+	wantInvalid(t, err, "")
+	AssertClean(t, parent)
+}
+
 // testFailClosed runs on a store whose Replace is not implemented.
 func testFailClosed(t *testing.T, s objstore.Store) {
 	ctx := t.Context()
@@ -426,7 +458,7 @@ func testPruneKeeps(t *testing.T, s objstore.Store, opts Options) {
 	Upload(t, tr, Key, a3)
 	Upload(t, tr, Key, a5)
 	// A payload of rank 9 whose pointer write failed.
-	failing := &objstore.Transport{Store: &Faulty{Store: s, Fail: failPointerWrites}, Prefix: Prefix}
+	failing := &objstore.Transport{Store: &Faulty{Store: s, Fail: failPointerWrites}, Prefix: Prefix, Logger: quiet}
 	if _, err := failing.Upload(ctx, Key, a9); err == nil {
 		t.Fatal("upload with a failing pointer write succeeded")
 	}
@@ -554,7 +586,7 @@ func testSwapSequence(t *testing.T, s objstore.Store) {
 	}
 
 	var failed sync.Once
-	failOnce := &objstore.Transport{Prefix: Prefix, Store: &Faulty{Store: s, Fail: func(op, name string) error {
+	failOnce := &objstore.Transport{Prefix: Prefix, Logger: quiet, Store: &Faulty{Store: s, Fail: func(op, name string) error {
 		var err error
 		if failPointerWrites(op, name) != nil {
 			failed.Do(func() { err = errors.New("injected failure of the next pointer PUT") })
