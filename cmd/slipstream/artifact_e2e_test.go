@@ -197,6 +197,7 @@ func TestE2E_ArtifactCommandExitCodes(t *testing.T) {
 		{[]string{"export", "-out", dir}, 2, "exactly one of -fold and -from"},
 		{[]string{"export", "-fold", dir, "-from", "http://x", "-out", dir}, 2, "exactly one of -fold and -from"},
 		{[]string{"export", "-from", "ftp://x", "-out", filepath.Join(dir, "a")}, 2, "invalid -from"},
+		{[]string{"export", "-fold", dir, "-out", filepath.Join(dir, "a"), "-token-file", "t"}, 2, "go with -from"},
 		{[]string{"import", "-fold", dir}, 2, "-artifact is required"},
 		{[]string{"import", "-artifact", dir}, 2, "-fold is required"},
 		{[]string{"verify"}, 2, "want exactly one ARTIFACT"},
