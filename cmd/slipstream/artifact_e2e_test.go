@@ -185,11 +185,7 @@ func artifactScenario(t *testing.T, backend string) {
 // each with one line.
 func TestE2E_ArtifactCommandExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	tests := []struct {
-		args []string
-		code int
-		want string
-	}{
+	checkExitCodes(t, []exitCase{
 		{[]string{"export", "-h"}, 0, ""},
 		{[]string{"import", "-h"}, 0, ""},
 		{[]string{"verify", "-h"}, 0, ""},
@@ -205,22 +201,7 @@ func TestE2E_ArtifactCommandExitCodes(t *testing.T) {
 		{[]string{"export", "-fold", filepath.Join(dir, "none"), "-out", filepath.Join(dir, "a")}, 1, "no fold at"},
 		{[]string{"export", "-from", "http://127.0.0.1:1", "-out", filepath.Join(dir, "a")}, 1, "connection refused"},
 		{[]string{"import", "-artifact", dir, "-fold", filepath.Join(dir, "f")}, 1, "no MANIFEST.json"},
-	}
-	for _, tt := range tests {
-		_, stderr, code := runBin(t, "", tt.args...)
-		if code != tt.code {
-			t.Errorf("%v: exit %d, want %d (%q)", tt.args, code, tt.code, stderr)
-		}
-		if tt.want == "" {
-			if stderr != "" {
-				t.Errorf("%v: stderr %q, want none", tt.args, stderr)
-			}
-			continue
-		}
-		if strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tt.want) || !strings.HasPrefix(stderr, "slipstream: ") {
-			t.Errorf("%v: stderr %q, want one line containing %q", tt.args, stderr, tt.want)
-		}
-	}
+	})
 	if des, _ := os.ReadDir(dir); len(des) != 0 {
 		t.Errorf("failed commands left %v", des)
 	}
