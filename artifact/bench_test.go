@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/applog"
@@ -148,7 +148,7 @@ func copyAndHash(b *testing.B, art, dst string, m *artifact.Manifest) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		h := blake3.New()
+		h := blake3.New(32, nil)
 		if _, err := io.CopyBuffer(io.MultiWriter(o, h), struct{ io.Reader }{in}, buf); err != nil {
 			b.Fatal(err)
 		}
