@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"lukechampine.com/blake3"
 
@@ -29,6 +30,8 @@ import (
 //	payload-MB   the artifact's payload size
 //	copied-MB    payload bytes the export wrote (not hard-linked from the fold)
 //	rss-grow-MB  peak RSS during the phase minus RSS before it (Linux)
+//	cpu-s/op     the process's user+system CPU seconds per operation, less
+//	             sensitive than wall time to a machine shared with other work
 //
 // import+open also opens the imported fold (what a new node does before
 // it resumes), to set beside hydrating the same keys from a server
@@ -112,10 +115,13 @@ func phase(b *testing.B, payload int64, run func(dst string), scratch string, af
 	runtime.GC()
 	before := rss()
 	resetPeakRSS()
+	var cpu time.Duration
 	var dst string
 	for i := 0; b.Loop(); i++ {
 		dst = filepath.Join(scratch, strconv.Itoa(i))
+		c0 := cpuTime()
 		run(dst)
+		cpu += cpuTime() - c0
 		b.StopTimer()
 		if after != nil {
 			after(dst)
@@ -126,6 +132,7 @@ func phase(b *testing.B, payload int64, run func(dst string), scratch string, af
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(payload)/(1<<20), "payload-MB")
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 	if peak := peakRSS(); peak > 0 && before > 0 {
 		b.ReportMetric(float64(peak-before)/(1<<20), "rss-grow-MB")
 	}
@@ -177,6 +184,15 @@ func copiedMB(b *testing.B, art string) float64 {
 		b.Fatal(err)
 	}
 	return float64(n) / (1 << 20)
+}
+
+// cpuTime returns the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // resetPeakRSS resets the kernel's peak-RSS mark (Linux).
