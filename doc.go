@@ -17,7 +17,12 @@
 //   - [Store] is the fold contract; packages applog (the default
 //     append-only log) and pebblestore (an LSM tree on disk) implement it.
 //   - [Follower] is the loop: watch → batch → Apply → advance the cursor →
-//     fold → report, with cursor-expired resync and exports between flushes.
+//     fold → report, with cursor-expired resync, exports and repairs
+//     ([Follower.Repair], reading a [RecordReader]) between flushes.
+//   - Package audit compares a fold with its bucket key by key and finds
+//     what no cursor check can see (delete markers removed from the middle
+//     of the stream, a recreated bucket, a server that lost writes); the
+//     repair goes through the running Follower.
 //
 // The root package never imports a backend; cmd/slipstream wires them.
 package slipstream

@@ -229,7 +229,11 @@ func ExampleFollower_Export() {
 		log.Fatal(err)
 	}
 	defer copyFold.Close()
-	fmt.Println("copy holds", copyFold.Len(), "keys at cursor", copyFold.Cursor())
+	n, err := copyFold.Len()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("copy holds", n, "keys at cursor", copyFold.Cursor())
 	// Output:
 	// exported append-log at cursor 2
 	// copy holds 2 keys at cursor 2

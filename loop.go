@@ -49,6 +49,10 @@ type loop struct {
 	batch      []Update // for Apply
 	raw        []Update // for Store (nil without one); re-queued on failure
 	failStreak int      // consecutive failed Store.Apply calls
+
+	// Running repairs (Follower.Repair): the keys each watches for live
+	// updates.
+	repairs []*repairMarks
 }
 
 func newLoop(ctx context.Context, f *Follower, resume Cursor, requests chan request) *loop {
@@ -302,6 +306,9 @@ func (l *loop) receive(u Update) error {
 	if movesCursor(u.Version) {
 		l.high = CursorAt(u.Version)
 	}
+	if len(l.repairs) > 0 {
+		l.touch(u.Key)
+	}
 	l.add(u)
 	if !l.armed {
 		l.timer.Reset(l.f.MaxBatchDelay)
@@ -401,9 +408,11 @@ func (l *loop) flush(ctx context.Context) error {
 }
 
 // foldSynthetic adds updates that did not come from the watch (a resync's
-// deletes, a repair's re-reads) and flushes them as one batch. Their
-// versions must be unknown: they never move the cursor, so a crash before
-// they are folded just repeats the work that produced them.
+// deletes, a repair's re-reads) and flushes them as one batch. They never
+// move the cursor, whatever their versions (add does not touch high): a
+// crash before they are folded just repeats the work that produced them. A
+// repair's puts carry the revision they were read at, so the fold records
+// it; deletes carry the unknown version.
 func (l *loop) foldSynthetic(us []Update) error {
 	for _, u := range us {
 		l.add(u)

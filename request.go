@@ -154,6 +154,9 @@ func (r *resyncRequest) serve(l *loop) error {
 	deletes := make([]Update, len(stale))
 	for i, k := range stale {
 		deletes[i] = Update{Op: OpDelete, Key: k} // unknown version: the cursor stays
+		if len(l.repairs) > 0 {
+			l.touch(k) // newer than a running repair's read, or re-listed after
+		}
 	}
 	if err := l.foldSynthetic(deletes); err != nil {
 		return err

@@ -27,12 +27,15 @@ type Store interface {
 	// key. An empty batch still persists the cursor. The store does not
 	// check that cursors increase. The store must not retain batch.
 	Apply(batch []Update, cursor Cursor) error
-	// Get returns the live entry for key; false when absent.
+	// Get returns the live entry for key; false when absent. The entry's
+	// Value belongs to the caller.
 	Get(key string) (Entry, bool, error)
 	// ForEachInRange calls fn for every live entry whose key starts with
 	// prefix, in ascending byte order of key, without buffering the whole
 	// range. An error from fn stops the scan and is returned. The entry's
-	// Value is only valid during the call.
+	// Value is only valid during the call (the store may reuse its memory
+	// for the next entry), and it is never the fold's own memory: fn may
+	// write into it, or append to it, without changing the fold.
 	ForEachInRange(prefix string, fn func(Entry) error) error
 	// Cursor returns the cursor of the last successful Apply, or the one
 	// loaded at open (none for a fresh fold).

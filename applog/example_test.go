@@ -46,7 +46,11 @@ func ExampleOpen() {
 		log.Fatal(err)
 	}
 	_, usOK, _ := fold.Get("route.us")
-	fmt.Println("cursor", fold.Cursor(), "keys", fold.Len())
+	n, err := fold.Len()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("cursor", fold.Cursor(), "keys", n)
 	fmt.Println("route.eu", ok, string(e.Value), "revision", e.Version)
 	fmt.Println("route.us", usOK)
 	// Output:

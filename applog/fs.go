@@ -17,6 +17,8 @@ type fsys interface {
 	Remove(name string) error
 	// OpenAppend opens (creating if missing) a log for reading and appending.
 	OpenAppend(name string) (*os.File, error)
+	// Write appends b to the log f (one write(2)).
+	Write(f *os.File, b []byte) (int, error)
 	// Sync flushes f's data to stable storage.
 	Sync(f *os.File) error
 	// SyncDir flushes the directory entries of dir to stable storage.
@@ -29,6 +31,7 @@ func (osFS) CreateTemp(dir, pattern string) (*os.File, error) { return os.Create
 func (osFS) Rename(oldpath, newpath string) error             { return os.Rename(oldpath, newpath) }
 func (osFS) Remove(name string) error                         { return os.Remove(name) }
 func (osFS) Sync(f *os.File) error                            { return f.Sync() }
+func (osFS) Write(f *os.File, b []byte) (int, error)          { return f.Write(b) }
 
 func (osFS) OpenAppend(name string) (*os.File, error) {
 	return os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)

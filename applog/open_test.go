@@ -86,8 +86,8 @@ func storeState(t testing.TB, s *Store) map[string]slipstream.Entry {
 	if err != nil {
 		t.Fatalf("scan: %v", err)
 	}
-	if s.Len() != len(got) {
-		t.Fatalf("Len %d, scan found %d", s.Len(), len(got))
+	if n := s.count(); n != len(got) {
+		t.Fatalf("Len %d, scan found %d", n, len(got))
 	}
 	for k, e := range got {
 		g, ok, err := s.Get(k)

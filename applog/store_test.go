@@ -191,8 +191,8 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Fatalf("OpenReadOnly beside a holder: %v", err)
 	}
 	defer r.Close()
-	if r.Cursor() != slipstream.CursorFromUint64(2) || r.Len() != 2 {
-		t.Fatalf("read-only view: cursor %v, %d keys", r.Cursor(), r.Len())
+	if r.Cursor() != slipstream.CursorFromUint64(2) || keyCount(t, r) != 2 {
+		t.Fatalf("read-only view: cursor %v, %d keys", r.Cursor(), keyCount(t, r))
 	}
 	if e, ok, _ := r.Get("b"); !ok || string(e.Value) != "2" {
 		t.Fatalf("Get(b) = %+v %v", e, ok)
@@ -226,7 +226,7 @@ func TestApplyRefusesAnInvalidBatchWhole(t *testing.T) {
 		if !errors.Is(err, slipstream.ErrInvalidFormat) {
 			t.Fatalf("%s: Apply = %v, want ErrInvalidFormat", name, err)
 		}
-		if _, ok, _ := s.Get("b"); ok || s.Len() != 1 || s.Cursor() != slipstream.CursorFromUint64(1) {
+		if _, ok, _ := s.Get("b"); ok || keyCount(t, s) != 1 || s.Cursor() != slipstream.CursorFromUint64(1) {
 			t.Fatalf("%s: a refused batch was partly applied", name)
 		}
 		if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
@@ -259,8 +259,8 @@ func TestApplyCompactsFromMemory(t *testing.T) {
 	}
 	s.Close()
 	r := mustOpen(t, dir, nil)
-	if r.Len() != 5 || r.Cursor() != slipstream.CursorFromUint64(50) {
-		t.Fatalf("after reopen: %d keys, cursor %v", r.Len(), r.Cursor())
+	if keyCount(t, r) != 5 || r.Cursor() != slipstream.CursorFromUint64(50) {
+		t.Fatalf("after reopen: %d keys, cursor %v", keyCount(t, r), r.Cursor())
 	}
 	if e, _, _ := r.Get("k4"); string(e.Value) != val+"-49" {
 		t.Fatalf("k4 = %q", e.Value)
@@ -278,8 +278,8 @@ func TestLoadsLegacyWriterFile(t *testing.T) {
 	w.Checkpoint(slipstream.CursorFromUint64(2))
 	w.Close()
 	s := mustOpen(t, dir, nil)
-	if s.Cursor() != slipstream.CursorFromUint64(2) || s.Len() != 2 {
-		t.Fatalf("cursor %v, %d keys", s.Cursor(), s.Len())
+	if s.Cursor() != slipstream.CursorFromUint64(2) || keyCount(t, s) != 2 {
+		t.Fatalf("cursor %v, %d keys", s.Cursor(), keyCount(t, s))
 	}
 }
 
@@ -348,4 +348,14 @@ func TestSecondOpenIsLockedAndLeavesTheFoldAlone(t *testing.T) {
 		t.Fatal("a refused Open modified the log")
 	}
 	mustApply(t, s, 3, put("b", "3", 3))
+}
+
+// keyCount returns s.Len(), failing the test on error.
+func keyCount(t testing.TB, s *applog.Store) int {
+	t.Helper()
+	n, err := s.Len()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -3,6 +3,7 @@ package applog
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,9 @@ type faultFS struct {
 	fail  map[string]error
 	after string
 	armed bool
+	// Log writes: the count since failNthWrite, the one to fail (0: none)
+	// and the bytes it lands before failing.
+	writes, failWrite, partial int
 }
 
 func (f *faultFS) record(op, arg string) error {
@@ -56,6 +60,34 @@ func (f *faultFS) OpenAppend(name string) (*os.File, error) {
 		return nil, err
 	}
 	return f.osFS.OpenAppend(name)
+}
+
+// Write fails the log write numbered failWrite (counting from 1, over the
+// writes since the counter was last reset), after letting its first
+// partial bytes reach the file: a short write, as on a full disk.
+func (f *faultFS) Write(file *os.File, b []byte) (int, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, fmt.Sprintf("write %d", len(b)))
+	f.writes++
+	fail := f.failWrite != 0 && f.writes == f.failWrite
+	partial := min(f.partial, len(b))
+	f.mu.Unlock()
+	if fail {
+		n, err := f.osFS.Write(file, b[:partial])
+		if err != nil {
+			return n, err
+		}
+		return n, errInjected
+	}
+	return f.osFS.Write(file, b)
+}
+
+// failNthWrite arms Write to fail the nth write from now, landing partial
+// bytes first.
+func (f *faultFS) failNthWrite(n, partial int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes, f.failWrite, f.partial = 0, n, partial
 }
 
 func (f *faultFS) Sync(file *os.File) error {
@@ -108,7 +140,7 @@ func TestCompactToFileFsyncsParentDirent(t *testing.T) {
 	dir := filepath.Dir(path)
 	var seq []string
 	for _, c := range ffs.log() {
-		if !strings.HasPrefix(c, "openappend") {
+		if !strings.HasPrefix(c, "openappend") && !strings.HasPrefix(c, "write ") {
 			seq = append(seq, strings.Fields(c)[0])
 		}
 	}

@@ -183,9 +183,33 @@ func (kv *KV) Get(ctx context.Context, key string) (slipstream.Entry, bool, erro
 	return e, true, nil
 }
 
-// Scan returns the live entries under prefix (markers and empty values
-// excluded), in key order.
-func (kv *KV) Scan(ctx context.Context, prefix string) ([]slipstream.Entry, error) {
+// Scan calls fn with the latest live entry of every key under prefix
+// (markers and empty values excluded), in key order, from a snapshot taken
+// when it starts. An error from fn stops the scan and is returned. The
+// Entry's Value is owned by fn.
+func (kv *KV) Scan(ctx context.Context, prefix string, fn func(slipstream.Entry) error) error {
+	for _, e := range kv.live(prefix) {
+		e.Value = append([]byte(nil), e.Value...)
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Keys returns the live keys under prefix, in key order.
+func (kv *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
+	entries := kv.live(prefix)
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key
+	}
+	return keys, nil
+}
+
+// live returns the live entries under prefix, in key order; their values
+// are the log's own.
+func (kv *KV) live(prefix string) []slipstream.Entry {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
 	var out []slipstream.Entry
@@ -200,17 +224,7 @@ func (kv *KV) Scan(ctx context.Context, prefix string) ([]slipstream.Entry, erro
 		out = append(out, slipstream.Entry{Key: key, Value: r.value, Version: slipstream.VersionFromUint64(r.seq)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
-}
-
-// Keys returns the live keys under prefix, in key order.
-func (kv *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
-	entries, err := kv.Scan(ctx, prefix)
-	keys := make([]string, len(entries))
-	for i, e := range entries {
-		keys[i] = e.Key
-	}
-	return keys, err
+	return out
 }
 
 // Compact evicts every record with revision ≤ upTo from the head of the log,
@@ -349,4 +363,68 @@ func (kv *KV) Watch(ctx context.Context, scope slipstream.Scope, after slipstrea
 			}
 		}
 	}
+}
+
+// Latest calls fn with the latest retained record of every key starting
+// with prefix, delete and purge markers included, headers only (a nil
+// Value), in key order. It returns the last assigned revision and the number
+// of keys listed, read at the same instant as the records. An error from fn
+// stops the listing and is returned.
+func (kv *KV) Latest(ctx context.Context, prefix string, fn func(slipstream.Update) error) (last, keys uint64, err error) {
+	kv.mu.Lock()
+	var heads []slipstream.Update
+	for key := range kv.mu.latest {
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		if r := kv.lastLocked(key); r != nil {
+			heads = append(heads, slipstream.Update{Op: r.op, Key: key, Version: slipstream.VersionFromUint64(r.seq)})
+		}
+	}
+	last = kv.mu.last
+	kv.mu.Unlock()
+	sort.Slice(heads, func(i, j int) bool { return heads[i].Key < heads[j].Key })
+	for _, u := range heads {
+		if err := fn(u); err != nil {
+			return 0, 0, err
+		}
+	}
+	return last, uint64(len(heads)), nil
+}
+
+// PurgeDeletes removes every key whose latest record is a delete or purge
+// marker, markers included, from the middle of the log without moving the
+// first revision, as a server's PurgeDeletes does: a watch resuming from
+// before a removed marker never sees that delete.
+func (kv *KV) PurgeDeletes() {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	for key := range kv.mu.latest {
+		r := kv.lastLocked(key)
+		if r == nil || r.op == slipstream.OpPut {
+			continue
+		}
+		for i := range kv.mu.log {
+			if kv.mu.log[i].key == key {
+				kv.mu.log[i].removed = true
+				kv.mu.log[i].value = nil
+			}
+		}
+		delete(kv.mu.latest, key)
+	}
+	close(kv.mu.changed)
+	kv.mu.changed = make(chan struct{})
+}
+
+// LastRecord returns key's latest retained record, markers included, as an
+// Update with its revision; false when the key has none. It implements
+// slipstream.RecordReader.
+func (kv *KV) LastRecord(ctx context.Context, key string) (slipstream.Update, bool, error) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	r := kv.lastLocked(key)
+	if r == nil {
+		return slipstream.Update{}, false, nil
+	}
+	return toUpdate(r), true, nil
 }

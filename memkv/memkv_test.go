@@ -161,7 +161,11 @@ func TestScanAndKeysExcludeMarkersAndEmptyValues(t *testing.T) {
 	}
 	mustPut(t, kv, "node.e", "")
 	mustPut(t, kv, "other.c", "3")
-	es, err := kv.Scan(ctx, "node.")
+	var es []slipstream.Entry
+	err := kv.Scan(ctx, "node.", func(e slipstream.Entry) error {
+		es = append(es, e)
+		return nil
+	})
 	if err != nil || len(es) != 1 || es[0].Key != "node.a" || string(es[0].Value) != "2" {
 		t.Fatalf("Scan(node.) = %+v, %v; want [node.a=2]", es, err)
 	}
@@ -463,5 +467,69 @@ func TestPurgeRemovesHistory(t *testing.T) {
 		if _, err := kv.Create(ctx, "k", []byte("3")); err != nil {
 			t.Fatalf("Create after purge = %v", err)
 		}
+	})
+}
+
+func latestOf(t *testing.T, kv *memkv.KV, prefix string) ([]string, uint64, uint64) {
+	t.Helper()
+	var got []string
+	last, keys, err := kv.Latest(t.Context(), prefix, func(u slipstream.Update) error {
+		r, _ := u.Version.Uint64()
+		got = append(got, fmt.Sprintf("%s %s=%s@%d", u.Op, u.Key, u.Value, r))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, last, keys
+}
+
+func TestLatestListsMarkersHeadersOnly(t *testing.T) {
+	ctx := t.Context()
+	kv := memkv.New()
+	mustPut(t, kv, "a.x", "1")
+	mustPut(t, kv, "a.x", "2")
+	mustPut(t, kv, "a.gone", "1")
+	if _, err := kv.Delete(ctx, "a.gone"); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, kv, "b.y", "1")
+	got, last, keys := latestOf(t, kv, "")
+	want := []string{"delete a.gone=@4", "put a.x=@2", "put b.y=@5"}
+	if !slices.Equal(got, want) || last != 5 || keys != 3 {
+		t.Fatalf("Latest = %q (last %d, keys %d), want %q (5, 3)", got, last, keys, want)
+	}
+	if got, _, keys := latestOf(t, kv, "b."); !slices.Equal(got, want[2:]) || keys != 1 {
+		t.Fatalf("Latest(b.) = %q (keys %d)", got, keys)
+	}
+	stop := errors.New("stop")
+	if _, _, err := kv.Latest(ctx, "", func(slipstream.Update) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("Latest with a failing fn = %v", err)
+	}
+}
+
+// TestPurgeDeletesHidesDeleteFromResume: like a server's PurgeDeletes, the
+// marker leaves the middle of the log and the first revision stays, so a
+// resume from before it succeeds and never sees the delete.
+func TestPurgeDeletesHidesDeleteFromResume(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		kv := memkv.New()
+		mustPut(t, kv, "head", "1")
+		mustPut(t, kv, "gone", "1")
+		if _, err := kv.Delete(ctx, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		mustPut(t, kv, "y", "1")
+		kv.PurgeDeletes()
+		if kv.FirstRevision() != 1 {
+			t.Fatalf("first revision %d after PurgeDeletes, want 1", kv.FirstRevision())
+		}
+		if got, _, keys := latestOf(t, kv, ""); !slices.Equal(got, []string{"put head=@1", "put y=@4"}) || keys != 2 {
+			t.Fatalf("Latest after PurgeDeletes = %q", got)
+		}
+		w := startWatch(t, kv, slipstream.AllKeys(), slipstream.CursorFromUint64(2))
+		wantDelivered(t, w, "put y=1@4")
+		w.stop(t)
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +36,9 @@ const (
 	listInactiveThreshold = 5 * time.Minute
 	// floorGuardInterval is the backstop probe of the live floor guard.
 	floorGuardInterval = 30 * time.Second
+	// streamCheckInterval is how often a running watch checks that its
+	// stream is still the one it started on.
+	streamCheckInterval = 5 * time.Second
 )
 
 // Storage selects where a bucket created by [Open] keeps its messages.
@@ -166,10 +170,18 @@ type Bucket struct {
 	log           *slog.Logger
 	onProgress    func(Progress)
 	guardInterval time.Duration
+	streamCheck   time.Duration
+	// synced is the creation time (Unix nanoseconds) of the stream the
+	// bucket was bound to or last state-synced from; a resume on a stream
+	// created at another time is refused. Shared by copies of the Bucket.
+	synced *atomic.Int64
 
 	// testDropListed, set only by tests, drops listed messages to fake a
 	// short listing.
 	testDropListed func(key string) bool
+	// testListed, set only by tests, runs in a listing after the stream's
+	// state was first read and before the listing's consumer is created.
+	testListed func()
 }
 
 var (
@@ -200,6 +212,8 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Bucket, error) {
 		log:           cfg.Logger,
 		onProgress:    cfg.OnProgress,
 		guardInterval: floorGuardInterval,
+		streamCheck:   streamCheckInterval,
+		synced:        new(atomic.Int64),
 	}
 	if b.timeout == 0 {
 		b.timeout = DefaultTimeout
@@ -245,6 +259,7 @@ func (b *Bucket) bind(ctx context.Context) error {
 		return mapErr(ctx, "look up bucket stream", err)
 	}
 	b.kv, b.stream = kv, stream
+	b.synced.Store(stream.CachedInfo().Created.UnixNano())
 	return nil
 }
 
@@ -475,46 +490,59 @@ func (b *Bucket) Update(ctx context.Context, key string, value []byte, rev uint6
 	return n, nil
 }
 
-// Delete writes a delete marker for key. NATS cannot tell whether the key
-// existed; deleting an absent key succeeds. After Delete, Create succeeds.
-func (b *Bucket) Delete(ctx context.Context, key string) error {
-	octx, cancel := b.opContext(ctx)
-	defer cancel()
-	if err := b.kv.Delete(octx, key); err != nil {
-		return b.mapWriteErr(ctx, "delete", key, nil, err)
-	}
-	return nil
+// Delete writes a delete marker for key and returns its revision. NATS
+// cannot tell whether the key existed; deleting an absent key succeeds.
+// After Delete, Create succeeds. Errors are as for [Bucket.Put].
+func (b *Bucket) Delete(ctx context.Context, key string) (uint64, error) {
+	return b.marker(ctx, "delete", key, "DEL")
 }
 
 // DeleteWithVersion deletes key under compare-and-swap: it writes an EMPTY
 // value at rev (a CAS tombstone), not a delete marker, so concurrent CAS
 // writers still conflict and Create keeps failing with ErrAlreadyExists;
-// Get reports the key absent and Entry returns the tombstone. Errors are as
-// for [Bucket.Update].
-func (b *Bucket) DeleteWithVersion(ctx context.Context, key string, rev uint64) error {
+// Get reports the key absent and Entry returns the tombstone. It returns the
+// tombstone's revision. Errors are as for [Bucket.Update].
+func (b *Bucket) DeleteWithVersion(ctx context.Context, key string, rev uint64) (uint64, error) {
 	if rev == 0 {
-		return fmt.Errorf("%w: delete %q: revision 0 is not a valid revision", slipstream.ErrOperationFailed, key)
+		return 0, fmt.Errorf("%w: delete %q: revision 0 is not a valid revision", slipstream.ErrOperationFailed, key)
 	}
 	octx, cancel := b.opContext(ctx)
 	defer cancel()
-	if _, err := b.kv.Update(octx, key, []byte{}, rev); err != nil {
+	n, err := b.kv.Update(octx, key, []byte{}, rev)
+	if err != nil {
 		if ctx.Err() == nil && isCASConflict(err) {
-			return fmt.Errorf("%w: delete %q at revision %d: %w", slipstream.ErrRevisionMismatch, key, rev, err)
+			return 0, fmt.Errorf("%w: delete %q at revision %d: %w", slipstream.ErrRevisionMismatch, key, rev, err)
 		}
-		return b.mapWriteErr(ctx, "delete", key, nil, err)
+		return 0, b.mapWriteErr(ctx, "delete", key, nil, err)
 	}
-	return nil
+	return n, nil
 }
 
 // Purge removes key and all its revisions, reclaiming their bytes, and
-// leaves a purge marker that watchers see. Purging an absent key succeeds.
-func (b *Bucket) Purge(ctx context.Context, key string) error {
+// writes a purge marker that watchers see; it returns the marker's
+// revision. Purging an absent key succeeds. Errors are as for [Bucket.Put].
+func (b *Bucket) Purge(ctx context.Context, key string) (uint64, error) {
+	return b.marker(ctx, "purge", key, "PURGE")
+}
+
+// marker publishes the delete or purge marker of key (as nats.go's own
+// Delete and Purge do) and returns its revision.
+func (b *Bucket) marker(ctx context.Context, op, key, kvOp string) (uint64, error) {
+	if !keyValid(key) {
+		return 0, fmt.Errorf("%w: %s %q: %w", slipstream.ErrInvalidKey, op, key, jetstream.ErrInvalidKey)
+	}
+	m := nats.NewMsg(b.pre + key)
+	m.Header.Set(hdrOperation, kvOp)
+	if kvOp == "PURGE" {
+		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	}
 	octx, cancel := b.opContext(ctx)
 	defer cancel()
-	if err := b.kv.Purge(octx, key); err != nil {
-		return b.mapWriteErr(ctx, "purge", key, nil, err)
+	ack, err := b.js.PublishMsg(octx, m)
+	if err != nil {
+		return 0, b.mapWriteErr(ctx, op, key, nil, err)
 	}
-	return nil
+	return ack.Sequence, nil
 }
 
 func (b *Bucket) mapWriteErr(ctx context.Context, op, key string, value []byte, err error) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -67,31 +68,32 @@ func TestReadsAndWrites(t *testing.T) {
 	t.Run("delete_removes_key", func(t *testing.T) {
 		b := bucket(t)
 		put(t, b, "k", "1")
-		if err := b.Delete(ctx, "k"); err != nil {
+		if _, err := b.Delete(ctx, "k"); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, err := b.Get(ctx, "k"); ok || err != nil {
 			t.Fatalf("Get after Delete = %v, %v", ok, err)
 		}
-		if err := b.Delete(ctx, "never"); err != nil {
+		if _, err := b.Delete(ctx, "never"); err != nil {
 			t.Fatalf("Delete of an absent key = %v", err)
 		}
 	})
 	t.Run("delete_with_version_is_cas_gated", func(t *testing.T) {
 		b := bucket(t)
 		r := put(t, b, "k", "1")
-		if err := b.DeleteWithVersion(ctx, "k", 999999); !errors.Is(err, slipstream.ErrRevisionMismatch) {
+		if _, err := b.DeleteWithVersion(ctx, "k", 999999); !errors.Is(err, slipstream.ErrRevisionMismatch) {
 			t.Fatalf("stale DeleteWithVersion = %v, want ErrRevisionMismatch", err)
 		}
-		if err := b.DeleteWithVersion(ctx, "k", r); err != nil {
+		tombRev, err := b.DeleteWithVersion(ctx, "k", r)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := b.Get(ctx, "k"); ok {
 			t.Fatal("Get shows a CAS-deleted key")
 		}
 		en, ok, err := b.Entry(ctx, "k")
-		if !ok || err != nil || len(en.Value) != 0 || en.Version.IsUnknown() {
-			t.Fatalf("Entry = %+v, %v, %v; want the empty tombstone with a version", en, ok, err)
+		if !ok || err != nil || len(en.Value) != 0 || en.Version != slipstream.VersionFromUint64(tombRev) {
+			t.Fatalf("Entry = %+v, %v, %v; want the empty tombstone at the returned revision %d", en, ok, err, tombRev)
 		}
 		// It is a put, not a DEL marker: the tombstone's version is CAS-able.
 		tomb, _ := en.Version.Uint64()
@@ -105,7 +107,7 @@ func TestReadsAndWrites(t *testing.T) {
 		if _, err := b.Update(ctx, "k", []byte("2"), 0); !errors.Is(err, slipstream.ErrOperationFailed) {
 			t.Fatalf("Update at revision 0 = %v, want ErrOperationFailed", err)
 		}
-		if err := b.DeleteWithVersion(ctx, "k", 0); !errors.Is(err, slipstream.ErrOperationFailed) {
+		if _, err := b.DeleteWithVersion(ctx, "k", 0); !errors.Is(err, slipstream.ErrOperationFailed) {
 			t.Fatalf("DeleteWithVersion at revision 0 = %v, want ErrOperationFailed", err)
 		}
 	})
@@ -114,7 +116,7 @@ func TestReadsAndWrites(t *testing.T) {
 		put(t, b, "node.a", "1")
 		put(t, b, "node.b", "x")
 		a2 := put(t, b, "node.a", "2")
-		if err := b.Delete(ctx, "node.b"); err != nil {
+		if _, err := b.Delete(ctx, "node.b"); err != nil {
 			t.Fatal(err)
 		}
 		put(t, b, "other.c", "c")
@@ -152,7 +154,7 @@ func TestReadsAndWrites(t *testing.T) {
 		b := bucket(t)
 		put(t, b, "node.a", "1")
 		r := put(t, b, "node.b", "1")
-		if err := b.DeleteWithVersion(ctx, "node.b", r); err != nil {
+		if _, err := b.DeleteWithVersion(ctx, "node.b", r); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := b.Get(ctx, "node.b"); ok {
@@ -168,7 +170,7 @@ func TestReadsAndWrites(t *testing.T) {
 	t.Run("create_succeeds_after_plain_delete", func(t *testing.T) {
 		b := bucket(t)
 		put(t, b, "k", "1")
-		if err := b.Delete(ctx, "k"); err != nil {
+		if _, err := b.Delete(ctx, "k"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.Create(ctx, "k", []byte("again")); err != nil {
@@ -177,7 +179,7 @@ func TestReadsAndWrites(t *testing.T) {
 		if got, _, _ := b.Get(ctx, "k"); string(got.Value) != "again" {
 			t.Fatalf("Get = %q", got.Value)
 		}
-		if err := b.Purge(ctx, "k"); err != nil {
+		if _, err := b.Purge(ctx, "k"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.Create(ctx, "k", []byte("after-purge")); err != nil {
@@ -187,7 +189,7 @@ func TestReadsAndWrites(t *testing.T) {
 	t.Run("create_conflicts_after_delete_with_version", func(t *testing.T) {
 		b := bucket(t)
 		r := put(t, b, "k", "1")
-		if err := b.DeleteWithVersion(ctx, "k", r); err != nil {
+		if _, err := b.DeleteWithVersion(ctx, "k", r); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.Create(ctx, "k", []byte("2")); !errors.Is(err, slipstream.ErrAlreadyExists) {
@@ -202,7 +204,7 @@ func TestReadsAndWrites(t *testing.T) {
 		put(t, b, "node.a", "1")
 		put(t, b, "other.b", "1")
 		put(t, b, "third.c", "1")
-		if err := b.Delete(ctx, "other.b"); err != nil {
+		if _, err := b.Delete(ctx, "other.b"); err != nil {
 			t.Fatal(err)
 		}
 		var got []string
@@ -218,7 +220,7 @@ func TestReadsAndWrites(t *testing.T) {
 		b := bucket(t)
 		put(t, b, "node.a", "1")
 		put(t, b, "other.b", "1")
-		if err := b.Delete(ctx, "other.b"); err != nil {
+		if _, err := b.Delete(ctx, "other.b"); err != nil {
 			t.Fatal(err)
 		}
 		keys(t, b, "", "node.a")
@@ -258,7 +260,7 @@ func TestReadsAndWrites(t *testing.T) {
 	})
 	t.Run("delete_with_version_on_missing_key_returns_revision_mismatch", func(t *testing.T) {
 		b := bucket(t)
-		if err := b.DeleteWithVersion(ctx, "never.existed", 1); !errors.Is(err, slipstream.ErrRevisionMismatch) {
+		if _, err := b.DeleteWithVersion(ctx, "never.existed", 1); !errors.Is(err, slipstream.ErrRevisionMismatch) {
 			t.Fatalf("DeleteWithVersion(missing, 1) = %v", err)
 		}
 		if _, err := b.Update(ctx, "never.existed", []byte("x"), 1); !errors.Is(err, slipstream.ErrRevisionMismatch) {
@@ -294,18 +296,18 @@ func TestReadsAndWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range 25 {
-			if err := b.Purge(ctx, keyN("k", i)); err != nil {
+			if _, err := b.Purge(ctx, keyN("k", i)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, 2*time.Second, "stream bytes drop after purges", func() bool {
+		poll.True(t, 2*time.Second, "stream bytes drop after purges", func() bool {
 			st, err := b.Status(ctx)
 			return err == nil && st.Bytes < before.Bytes
 		})
-		if err := b.Purge(ctx, "k0"); err != nil {
+		if _, err := b.Purge(ctx, "k0"); err != nil {
 			t.Fatalf("purging again: %v", err)
 		}
-		if err := b.Purge(ctx, "never"); err != nil {
+		if _, err := b.Purge(ctx, "never"); err != nil {
 			t.Fatalf("purging an absent key: %v", err)
 		}
 	})
@@ -424,13 +426,13 @@ func TestBadInput(t *testing.T) {
 			if _, err := b.Update(ctx, key, []byte("v"), base); !errors.Is(err, slipstream.ErrInvalidKey) {
 				t.Errorf("Update(%q) = %v", key, err)
 			}
-			if err := b.Delete(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {
+			if _, err := b.Delete(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {
 				t.Errorf("Delete(%q) = %v", key, err)
 			}
-			if err := b.DeleteWithVersion(ctx, key, base); !errors.Is(err, slipstream.ErrInvalidKey) {
+			if _, err := b.DeleteWithVersion(ctx, key, base); !errors.Is(err, slipstream.ErrInvalidKey) {
 				t.Errorf("DeleteWithVersion(%q) = %v", key, err)
 			}
-			if err := b.Purge(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {
+			if _, err := b.Purge(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {
 				t.Errorf("Purge(%q) = %v", key, err)
 			}
 			if _, _, err := b.Get(ctx, key); !errors.Is(err, slipstream.ErrInvalidKey) {

@@ -67,20 +67,32 @@
 // # Deviations from the reference implementation
 //
 //   - A cursor ahead of the stream's last sequence is reported as
-//     slipstream.ErrCursorExpired. The bucket was deleted and recreated, or
+//     slipstream.ErrCursorAhead (an ErrCursorExpired). The bucket was deleted and recreated, or
 //     restored from an older backup; the server would deliver nothing until
 //     its sequence passed the old cursor, and new keys would stay invisible.
 //     A recreated bucket whose sequence has already passed the old cursor is
-//     not detectable this way; a caller that records [Status].Created can
-//     compare it.
-//   - Keys and Scan cross-check their listing. The number of distinct keys
-//     the consumer delivered (markers included) must reach the stream's own
-//     subject count under the prefix, read before and after the drain (the
-//     smaller of the two, since keys may expire meanwhile). A short listing
-//     is retried by Keys and finally fails with ErrShortListing instead of
-//     being returned: a resync deletes every fold key missing from the
-//     listing, so a short list would delete live keys. The reference
-//     returned partial listings silently.
+//     caught by its creation time instead: a Bucket remembers the creation
+//     time of the stream it was bound to (by Open) or last state-synced from,
+//     and refuses to resume on another one (ErrCursorExpired with
+//     ErrStreamRecreated). Across a process restart nothing remembers it;
+//     the audit (package audit) covers that case.
+//   - Every running watch, of any scope, checks its stream every 5 s and
+//     when its subscription closes: deleted (it waits for it), recreated
+//     (creation time changed) or restored below what it delivered ends the
+//     watch with slipstream.ErrWatch and ErrStreamRecreated, so the restart
+//     resyncs; the reference stalled silently.
+//   - Keys and Scan cross-check their listing against the stream's own
+//     state, read before and after the drain. When the stream did not change
+//     meanwhile, the distinct keys delivered (markers included) must number
+//     the subjects under the prefix. When it changed, the listing is
+//     compared by name with the subjects the stream then holds: a missing
+//     key whose last message predates the listing was dropped; one written
+//     since is read and added (a count alone would let a key created during
+//     the listing mask a dropped one). A short listing is retried by Keys
+//     and finally fails with ErrShortListing instead of being returned: a
+//     resync deletes every fold key missing from the listing, so a short
+//     list would delete live keys. The reference returned partial listings
+//     silently.
 //   - Keys and Scan return an error, not a partial result, when the drain
 //     times out or its subscription ends early.
 //   - Get hides markers and empty values; Entry shows empty-value CAS
@@ -94,7 +106,8 @@
 //     so exactly one authentication method is sent.
 //   - A watch re-creates its consumer on reconnect (see Reconnects).
 //   - A watch whose subscription closes without its context ending returns
-//     slipstream.ErrWatch rather than success, so a supervisor restarts it.
+//     slipstream.ErrWatchClosed rather than success, so a supervisor
+//     restarts it.
 //
 // # Server behaviours this package depends on
 //
@@ -111,6 +124,10 @@
 // the marker itself expires after LimitMarkerTTL; a follower offline longer
 // than that misses the delete, silently unless the expiry also moved the
 // first sequence past its cursor. Both are outside what a cursor check can
-// detect; keep LimitMarkerTTL and the delete-marker purge age longer than
-// any follower's downtime, or resync such followers from scratch.
+// detect. [Bucket.Latest] (a headers-only listing of every key's latest
+// record) and [Bucket.LastRecord] (one key's latest record, markers
+// included) are what an audit (package audit) uses to find such keys and a
+// repair (slipstream.Follower.Repair) to fix them; keeping LimitMarkerTTL and
+// the delete-marker purge age longer than any follower's downtime still
+// avoids the divergence in the first place.
 package natskv

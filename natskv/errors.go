@@ -34,6 +34,17 @@ var (
 	// says exist: a short listing would make a resync delete live keys. It
 	// wraps with slipstream.ErrOperationFailed.
 	ErrShortListing = errors.New("natskv: key listing is shorter than the stream's subject count")
+	// ErrStreamRecreated marks a bucket whose stream was deleted and
+	// recreated (its creation time changed) or restored from an older copy
+	// (its last sequence went below what was delivered). A listing during
+	// which it happened fails with it (wrapped with
+	// slipstream.ErrOperationFailed: what it saw mixes two streams); a
+	// running watch that notices it ends with it (wrapped with
+	// slipstream.ErrWatch, so the restart's resume resyncs); a resume on a
+	// stream created at another time than the one the Bucket was bound to or
+	// last state-synced from fails with it (wrapped with
+	// slipstream.ErrCursorExpired).
+	ErrStreamRecreated = errors.New("natskv: the bucket's stream was recreated")
 	// ErrTTLDisabled is returned by [Bucket.PutTTL] on a bucket created
 	// without per-key TTLs (Config.AllowTTL), or on a server that has none.
 	// It wraps with slipstream.ErrUnsupported.

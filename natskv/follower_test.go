@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/poll"
+	"github.com/slipstream-kv/slipstream/memstore"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -126,7 +128,7 @@ func TestFollowerApplied(t *testing.T) {
 		base := put(t, b, "node.base", "0")
 		// The fold already holds everything up to base: a store's Follower
 		// resumes from the store's cursor.
-		store := natskv.NewMemStore()
+		store := memstore.New()
 		if err := store.Apply([]slipstream.Update{slipstream.Put("node.base", []byte("0"), slipstream.VersionFromUint64(base))}, slipstream.CursorFromUint64(base)); err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +145,7 @@ func TestFollowerApplied(t *testing.T) {
 		if got := n1.appliedKeys(); !slices.Equal(got, []string{"node.a", "node.b"}) {
 			t.Fatalf("run 1 applied %v, want exactly [node.a node.b] (resume is exclusive of the cursor)", got)
 		}
-		if got := slices.Sorted(maps.Keys(store.Snapshot())); !slices.Equal(got, []string{"node.a", "node.b", "node.base"}) {
+		if got := slices.Sorted(maps.Keys(store.Values())); !slices.Equal(got, []string{"node.a", "node.b", "node.base"}) {
 			t.Fatalf("persisted keys %v", got)
 		}
 		put(t, b, "node.c", "1")
@@ -175,25 +177,22 @@ func TestFollowerApplied(t *testing.T) {
 	})
 	t.Run("applied_survives_compacted_resume_cursor", func(t *testing.T) {
 		b := e.open(t, natskv.Config{Bucket: "applied-compacted"})
-		for i := range 6 {
-			put(t, b, "k", keyN("v", i))
-		}
-		n := runNode(t, b, nodeConfig{resume: slipstream.CursorFromUint64(1)})
-		deadline := time.Now().Add(10 * time.Second)
 		var last uint64
-		for n.cursor.Load() == 0 || n.cursor.Load() < last {
-			if time.Now().After(deadline) {
-				t.Fatal("nothing applied after the compacted resume")
-			}
-			last = put(t, b, "live", "1")
-			time.Sleep(50 * time.Millisecond)
+		for i := range 6 {
+			last = put(t, b, "k", keyN("v", i))
 		}
+		// History 1: only k@6 is retained, so the resume after 1 expires
+		// and the fallback state sync re-lists k@6.
+		n := runNode(t, b, nodeConfig{resume: slipstream.CursorFromUint64(1)})
+		n.waitApplied(t, last, 10*time.Second)
+		live := put(t, b, "live", "1")
+		n.waitApplied(t, live, 10*time.Second)
 		c, err := n.stop()
-		if err != nil {
-			t.Fatal(err)
+		if err != nil || c.Rank() != live {
+			t.Fatalf("Run = %s, %v; want %d", c, err, live)
 		}
-		if r, ok := c.Uint64(); !ok || r < 6 {
-			t.Fatalf("Run returned %s", c)
+		if got := n.appliedKeys(); !slices.Equal(got, []string{"k", "live"}) {
+			t.Fatalf("applied %v, want the re-listed k then live", got)
 		}
 	})
 	_ = ctx
@@ -205,21 +204,14 @@ func TestFollowerApplied(t *testing.T) {
 // subjects purged (the markers are gone), route.seed and every keeper are
 // rewritten (history 1 evicts the old records), and route.phoenix is
 // deleted, purged and re-created. It returns the bucket, A's store and C.
-func resyncFixture(t *testing.T, e *env, name string) (*natskv.Bucket, *natskv.MemStore, uint64) {
+func resyncFixture(t *testing.T, e *env, name string) (*natskv.Bucket, *memstore.Store, uint64) {
 	t.Helper()
 	ctx := t.Context()
 	b := e.open(t, natskv.Config{Bucket: name, MaxBytes: 8 << 20})
-	store := natskv.NewMemStore()
+	store := memstore.New()
 	a := runNode(t, b, nodeConfig{store: store, lister: b})
-	// Attach handshake: write the seed until A applied something.
-	deadline := time.Now().Add(10 * time.Second)
-	for a.cursor.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("node A applied nothing")
-		}
-		put(t, b, "route.seed", "seed-v1")
-		time.Sleep(50 * time.Millisecond)
-	}
+	// A state sync: the seed reaches A whether it is re-listed or live.
+	a.waitApplied(t, put(t, b, "route.seed", "seed-v1"), 10*time.Second)
 	put(t, b, "route.gone", "x")
 	put(t, b, "route.late", "x")
 	put(t, b, "route.phoenix", "v1")
@@ -238,7 +230,7 @@ func resyncFixture(t *testing.T, e *env, name string) (*natskv.Bucket, *natskv.M
 
 	stream := e.stream(t, name)
 	for _, k := range []string{"route.gone", "route.late", "route.phoenix"} {
-		if err := b.Delete(ctx, k); err != nil {
+		if _, err := b.Delete(ctx, k); err != nil {
 			t.Fatal(err)
 		}
 		if err := stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+name+"."+k)); err != nil {
@@ -256,9 +248,9 @@ func resyncFixture(t *testing.T, e *env, name string) (*natskv.Bucket, *natskv.M
 	return b, store, c
 }
 
-func wantFold(t *testing.T, store *natskv.MemStore, want map[string]string) {
+func wantFold(t *testing.T, store *memstore.Store, want map[string]string) {
 	t.Helper()
-	got := store.Snapshot()
+	got := store.Values()
 	if !maps.Equal(got, want) {
 		t.Fatalf("fold = %v\nwant   %v", got, want)
 	}
@@ -300,7 +292,7 @@ func TestCursorExpiredResync(t *testing.T) {
 		b, store, c := resyncFixture(t, e, "routes-resync")
 		var resyncs []slipstream.ResyncInfo
 		n := runNodeResync(t, b, store, c, &lateLister{b: b}, &resyncs)
-		eventually(t, 10*time.Second, "route.late re-created after the listing reaches the fold", func() bool {
+		poll.True(t, 10*time.Second, "route.late re-created after the listing reaches the fold", func() bool {
 			en, ok, _ := store.Get("route.late")
 			return ok && string(en.Value) == "reborn-after-listing"
 		})
@@ -336,7 +328,7 @@ func TestCursorExpiredResync(t *testing.T) {
 	})
 	t.Run("short_listing_never_deletes_live_keys", func(t *testing.T) {
 		b, store, c := resyncFixture(t, e, "routes-short")
-		before := store.Snapshot()
+		before := store.Values()
 		// The listing loses route.keep.0: without the cross-check the
 		// resync would delete a live key from the fold.
 		natskv.SetDropListed(b, func(key string) bool { return key == "route.keep.0" })
@@ -367,7 +359,7 @@ func TestCursorExpiredResync(t *testing.T) {
 	})
 }
 
-func runNodeResync(t *testing.T, b *natskv.Bucket, store *natskv.MemStore, c uint64, lister slipstream.KeyLister, resyncs *[]slipstream.ResyncInfo) *node {
+func runNodeResync(t *testing.T, b *natskv.Bucket, store *memstore.Store, c uint64, lister slipstream.KeyLister, resyncs *[]slipstream.ResyncInfo) *node {
 	t.Helper()
 	n := runNodeWith(t, b, nodeConfig{resume: slipstream.CursorFromUint64(c), store: store, lister: lister}, func(f *slipstream.Follower) {
 		f.OnResync = func(info slipstream.ResyncInfo) { *resyncs = append(*resyncs, info) }

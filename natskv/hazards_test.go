@@ -2,11 +2,15 @@ package natskv_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/audit"
+	"github.com/slipstream-kv/slipstream/internal/poll"
+	"github.com/slipstream-kv/slipstream/memstore"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -125,10 +129,12 @@ func TestServerPinsSilentClampBelowFirstSeq(t *testing.T) {
 	}
 }
 
-// TestServerPinsPurgeDeletesHidesDelete pins a hazard no cursor check can
-// see: PurgeDeletes removes a delete from the middle of the stream without
-// moving its first sequence.
-func TestServerPinsPurgeDeletesHidesDelete(t *testing.T) {
+// TestPurgeDeletesHoleIsRepaired: PurgeDeletes removes a delete from the
+// middle of the stream without moving its first sequence, so no cursor
+// check can see it (the raw half pins that: the resume delivers nothing for
+// the deleted key). A follower that resumes over it keeps the key; the audit
+// reports it stale and the repair, through the running follower, drops it.
+func TestPurgeDeletesHoleIsRepaired(t *testing.T) {
 	e := newEnv(t)
 	b := e.open(t, natskv.Config{Bucket: "purgedeletes"})
 	put(t, b, "head", "1") // keeps the first sequence at 1
@@ -137,7 +143,13 @@ func TestServerPinsPurgeDeletesHidesDelete(t *testing.T) {
 	for i := range 8 {
 		cursor = put(t, b, keyN("x", i), "1")
 	}
-	if err := b.Delete(t.Context(), "gone"); err != nil {
+	store := memstore.New()
+	n := runNode(t, b, nodeConfig{store: store, lister: b})
+	n.waitApplied(t, cursor, 10*time.Second)
+	if _, err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Delete(t.Context(), "gone"); err != nil {
 		t.Fatal(err)
 	}
 	last := put(t, b, "y", "1")
@@ -147,17 +159,79 @@ func TestServerPinsPurgeDeletesHidesDelete(t *testing.T) {
 	if first := e.streamInfo(t, "purgedeletes").State.FirstSeq; first != 1 {
 		t.Fatalf("premise: first sequence %d after PurgeDeletes, want 1", first)
 	}
+	// The server half: the resume silently skips the delete.
 	w := startWatch(t, b, slipstream.AllKeys(), slipstream.CursorFromUint64(cursor))
-	u := w.next(t)
-	if u.Key != "y" || rev(u) != last {
+	if u := w.next(t); u.Key != "y" || rev(u) != last {
 		t.Fatalf("resume delivered %s %s@%d first, want y@%d (the delete of gone is gone)", u.Op, u.Key, rev(u), last)
 	}
 	w.none(t, 300*time.Millisecond)
+	w.stop()
+
+	n = runNode(t, b, nodeConfig{store: store, lister: b})
+	n.waitApplied(t, last, 10*time.Second)
+	if _, ok := store.Values()["gone"]; !ok {
+		t.Fatal("premise: the resumed fold dropped gone without help")
+	}
+	auditAndRepair(t, b, store, n, "stale gone")
+}
+
+// auditAndRepair audits store against b, requires exactly the findings
+// want ("class key"), repairs them through the running node, and requires
+// the fold to equal the bucket and a second audit to find nothing.
+func auditAndRepair(t *testing.T, b *natskv.Bucket, store *memstore.Store, n *node, want ...string) {
+	t.Helper()
+	a := &audit.Auditor{Bucket: b, Fold: store, Logger: quietLogger()}
+	rep, err := a.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range rep.Divergences {
+		got = append(got, d.Class.String()+" "+d.Key)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("audit found %q, want %q", got, want)
+	}
+	cursor := store.Cursor()
+	info, err := n.f.Repair(t.Context(), b, rep.Keys())
+	if err != nil || info.Folded != len(want) {
+		t.Fatalf("Repair = %+v, %v", info, err)
+	}
+	if store.Cursor() != cursor {
+		t.Fatalf("the repair moved the cursor from %s to %s", cursor, store.Cursor())
+	}
+	wantFold(t, store, bucketSnapshot(t, b))
+	if rep, err := a.Run(t.Context()); err != nil || !rep.Equal() {
+		t.Fatalf("audit after the repair: %+v, %v", rep.Divergences, err)
+	}
+}
+
+// waitRunning waits until f's Run serves requests.
+func waitRunning(t *testing.T, f *slipstream.Follower) {
+	t.Helper()
+	poll.True(t, 5*time.Second, "follower running", func() bool {
+		_, err := f.Repair(t.Context(), nil, nil)
+		return err == nil
+	})
+}
+
+// bucketSnapshot returns the bucket's live keys and values.
+func bucketSnapshot(t *testing.T, b *natskv.Bucket) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	if err := b.Scan(t.Context(), "", func(e slipstream.Entry) error {
+		m[e.Key] = string(e.Value)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // TestServerPinsPerKeyTTLExpiry: a TTL expiry writes a marker that a
 // resumed watch sees as a purge, until the marker's own TTL removes it;
-// after that a resume misses the delete, without any error.
+// after that a resume misses the delete, without any error, and a follower
+// keeps the key until the audit finds it stale and the repair drops it.
 func TestServerPinsPerKeyTTLExpiry(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
@@ -167,7 +241,7 @@ func TestServerPinsPerKeyTTLExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "TTL expiry writes a marker", func() bool {
+	poll.True(t, 10*time.Second, "TTL expiry writes a marker", func() bool {
 		info := e.streamInfo(t, "ttl")
 		return info.State.LastSeq > cursor
 	})
@@ -190,11 +264,17 @@ func TestServerPinsPerKeyTTLExpiry(t *testing.T) {
 	// from the same cursor delivers nothing and reports nothing.
 	b2 := e.open(t, natskv.Config{Bucket: "ttl2", AllowTTL: true, LimitMarkerTTL: time.Second})
 	put(t, b2, "head", "1")
-	cursor2, err := b2.PutTTL(ctx, "k", []byte("short-lived"), time.Second)
+	store := memstore.New()
+	n := runNode(t, b2, nodeConfig{store: store, lister: b2})
+	cursor2, err := b2.PutTTL(ctx, "k", []byte("short-lived"), 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "TTL marker expires", func() bool {
+	n.waitApplied(t, cursor2, 10*time.Second)
+	if _, err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+	poll.True(t, 15*time.Second, "TTL marker expires", func() bool {
 		info := e.streamInfo(t, "ttl2")
 		return info.State.LastSeq > cursor2 && info.State.Msgs == 1
 	})
@@ -203,6 +283,14 @@ func TestServerPinsPerKeyTTLExpiry(t *testing.T) {
 	}
 	w2 := startWatch(t, b2, slipstream.AllKeys(), slipstream.CursorFromUint64(cursor2))
 	w2.none(t, 300*time.Millisecond)
+	w2.stop()
+
+	n = runNode(t, b2, nodeConfig{store: store, lister: b2})
+	waitRunning(t, n.f)
+	if _, ok := store.Values()["k"]; !ok {
+		t.Fatal("premise: the resumed fold dropped k without help")
+	}
+	auditAndRepair(t, b2, store, n, "stale k")
 }
 
 func TestPutTTLUnsupported(t *testing.T) {

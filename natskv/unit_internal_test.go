@@ -227,21 +227,34 @@ func TestWatchFilters(t *testing.T) {
 }
 
 func TestSplitUserInfo(t *testing.T) {
-	cases := []struct{ in, urls, user, pass string }{
-		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222", "", ""},
-		{"nats://alice:s3cret@127.0.0.1:4222", "nats://127.0.0.1:4222", "alice", "s3cret"},
-		{"nats://bob@h:1", "nats://h:1", "bob", ""},
-		{"carol:pw@h:1", "h:1", "carol", "pw"},
-		{"nats://a:1@h1:1, nats://b:2@h2:2", "nats://h1:1,nats://h2:2", "a", "1"},
+	cases := []struct{ in, urls, user, pass, token string }{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222", "", "", ""},
+		{"nats://alice:s3cret@127.0.0.1:4222", "nats://127.0.0.1:4222", "alice", "s3cret", ""},
+		// A user name without a password is a token, as nats.go reads it.
+		{"nats://bob@h:1", "nats://h:1", "", "", "bob"},
+		{"tls://t0k3n@h:1", "tls://h:1", "", "", "t0k3n"},
+		{"nats://bob:@h:1", "nats://h:1", "bob", "", ""},
+		{"carol:pw@h:1", "h:1", "carol", "pw", ""},
+		{"nats://a:1@h1:1, nats://b:2@h2:2", "nats://h1:1,nats://h2:2", "a", "1", ""},
+		{"nats://tok@h1:1,nats://a:1@h2:2", "nats://h1:1,nats://h2:2", "", "", "tok"},
 	}
 	for _, c := range cases {
-		urls, user, pass := splitUserInfo(c.in)
-		if urls != c.urls || user != c.user || pass != c.pass {
-			t.Errorf("splitUserInfo(%q) = %q, %q, %q; want %q, %q, %q", c.in, urls, user, pass, c.urls, c.user, c.pass)
+		urls, user, pass, token := splitUserInfo(c.in)
+		if urls != c.urls || user != c.user || pass != c.pass || token != c.token {
+			t.Errorf("splitUserInfo(%q) = %q, %q, %q, %q; want %q, %q, %q, %q", c.in, urls, user, pass, token, c.urls, c.user, c.pass, c.token)
 		}
 	}
-	if s := (DialConfig{URL: "nats://u:topsecret@h:1", Creds: "x", CredsFile: "/secret/path"}).String(); strings.Contains(s, "topsecret") || strings.Contains(s, "/secret/path") {
-		t.Errorf("DialConfig.String leaks secrets: %s", s)
+	for _, cfg := range []DialConfig{
+		{URL: "nats://u:topsecret@h:1", Creds: "x", CredsFile: "/secret/path"},
+		{URL: "nats://topsecret@h:1"},
+		{User: "u", Password: "topsecret", Token: "topsecret", NKeyFile: "/secret/path", TLSKey: "/secret/path"},
+	} {
+		if s := cfg.String(); strings.Contains(s, "topsecret") || strings.Contains(s, "/secret/path") {
+			t.Errorf("DialConfig.String leaks secrets: %s", s)
+		}
+	}
+	if s := (DialConfig{URL: "tls://h:1", NKeyFile: "/k", TLSCA: "/ca.pem"}).String(); s != "url=tls://h:1 auth=nkey tls_ca=/ca.pem" {
+		t.Errorf("DialConfig.String = %q", s)
 	}
 }
 

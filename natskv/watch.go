@@ -46,6 +46,17 @@ import (
 // ahead of the stream's last sequence with slipstream.ErrCursorAhead. Other
 // setup failures wrap slipstream.ErrWatch, or slipstream.ErrOperationFailed
 // for the stream lookups of the resume checks.
+//
+// Every watch, of any scope, also checks that its stream is the one it
+// started on, every 5 s and when its subscription closes: a bucket deleted
+// and recreated (the stream's creation time changed), or restored from an
+// older copy (its last sequence below what the watch delivered), ends the
+// watch with an error wrapping slipstream.ErrWatch and ErrStreamRecreated
+// instead of leaving it waiting for revisions that will never come; while
+// the stream is gone, the watch waits for it. A resume on a stream created
+// at another time than the one the Bucket was bound to (by Open) or last
+// state-synced from fails with slipstream.ErrCursorExpired and
+// ErrStreamRecreated, so the restart that follows resyncs.
 func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipstream.Cursor, out chan<- slipstream.Update) error {
 	filters, all, err := watchFilters(scope)
 	if err != nil {
@@ -56,18 +67,30 @@ func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipst
 	}
 	rev, ok := after.Uint64()
 	if !ok || rev == 0 {
+		// The stream's identity before the consumer: a re-creation after
+		// this point is caught by the running watch.
+		info, err := b.streamInfo(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return mapErr(ctx, "get KV stream for watch", err)
+		}
 		w, err := b.startWatch(ctx, filters)
 		if err != nil {
 			return b.setupErr(ctx, err)
 		}
-		return b.forward(ctx, w, filters, 0, false, out)
+		// A state sync re-bases whoever consumes it on this stream.
+		b.synced.Store(info.Created.UnixNano())
+		return b.forward(ctx, w, filters, 0, false, info.Created, out)
 	}
 
 	start, ok := protocol.ResumeStart(rev)
 	if !ok {
 		return slipstream.ErrCursorOverflow
 	}
-	if err := b.checkResume(ctx, rev, "before"); err != nil {
+	created, err := b.checkResume(ctx, rev, "before", time.Unix(0, b.synced.Load()))
+	if err != nil {
 		return err
 	}
 	w, err := b.startWatch(ctx, filters, jetstream.ResumeFromRevision(start))
@@ -79,12 +102,12 @@ func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipst
 	}
 	// Head eviction can race the consumer's creation, and the server clamps
 	// a start below its first sequence silently: check again.
-	if err := b.checkResume(ctx, rev, "after"); err != nil {
+	if _, err := b.checkResume(ctx, rev, "after", created); err != nil {
 		w.Stop()
 		return err
 	}
 	b.log.Debug("watch resumed", slipstream.LogKeyCursor, rev, slipstream.LogKeyScope, scope.String())
-	return b.forward(ctx, w, filters, rev, all, out)
+	return b.forward(ctx, w, filters, rev, all, created, out)
 }
 
 // watchFilters turns a scope into WatchFiltered's key filters, without
@@ -192,26 +215,88 @@ func (w *stoppingWatcher) Stop() error {
 }
 
 // checkResume fails a resume after rev whose history is incomplete: the
-// stream's first sequence is past rev+1 (head eviction, expiry, purge) or
-// its last sequence is below rev (the bucket was recreated or restored).
-func (b *Bucket) checkResume(ctx context.Context, rev uint64, when string) error {
+// stream's first sequence is past rev+1 (head eviction, expiry, purge), its
+// creation time is not created (the bucket was recreated; a zero created is
+// not checked), or its last sequence is below rev (the bucket was recreated
+// or restored). It returns the stream's creation time (zero when ctx ended).
+func (b *Bucket) checkResume(ctx context.Context, rev uint64, when string, created time.Time) (time.Time, error) {
 	info, err := b.streamInfo(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil
+			return time.Time{}, nil
 		}
-		return mapErr(ctx, "get KV stream for resume check", err)
+		return time.Time{}, mapErr(ctx, "get KV stream for resume check", err)
 	}
 	first, last := info.State.FirstSeq, info.State.LastSeq
+	if !created.IsZero() && !info.Created.Equal(created) {
+		return info.Created, fmt.Errorf("%w: %w: the bucket's stream was created at %s, not %s as when the cursor %d was taken (checked %s creating the consumer)",
+			slipstream.ErrCursorExpired, ErrStreamRecreated, info.Created.Format(time.RFC3339Nano), created.Format(time.RFC3339Nano), rev, when)
+	}
 	if !protocol.ResumeWindowOK(rev, first) {
-		return fmt.Errorf("%w: cursor %d is older than the stream's first sequence %d (checked %s creating the consumer)",
+		return info.Created, fmt.Errorf("%w: cursor %d is older than the stream's first sequence %d (checked %s creating the consumer)",
 			slipstream.ErrCursorExpired, rev, first, when)
 	}
 	if rev > last {
-		return fmt.Errorf("%w: cursor %d, the stream's last sequence %d (checked %s creating the consumer)",
+		return info.Created, fmt.Errorf("%w: cursor %d, the stream's last sequence %d (checked %s creating the consumer)",
 			slipstream.ErrCursorAhead, rev, last, when)
 	}
+	return info.Created, nil
+}
+
+// streamReplaced reports, as an error wrapping slipstream.ErrWatch and
+// ErrStreamRecreated, a stream that is not the one a watch started on:
+// created at another time, or holding less than the watch already
+// delivered (frontier). It is not a slipstream.ErrCursorExpired: the watch
+// has sent updates, and the restart's resume is what finds the expiry (the
+// Bucket refuses to resume on a stream other than the one it last synced
+// from, and a cursor ahead of the stream is expired).
+func streamReplaced(info *jetstream.StreamInfo, created time.Time, frontier uint64) error {
+	if !info.Created.Equal(created) {
+		return fmt.Errorf("%w: %w: under a running watch (created %s, the watch started on one created %s)",
+			slipstream.ErrWatch, ErrStreamRecreated, info.Created.Format(time.RFC3339Nano), created.Format(time.RFC3339Nano))
+	}
+	if last := info.State.LastSeq; last < frontier {
+		return fmt.Errorf("%w: %w: the stream's last sequence %d is below the %d the watch delivered (recreated, or restored from an older copy)",
+			slipstream.ErrWatch, ErrStreamRecreated, last, frontier)
+	}
 	return nil
+}
+
+// checkStream is the running watch's identity check (see streamReplaced).
+// While the stream is gone it waits for it, probing at the check interval:
+// there is nothing to watch, and a resync needs the new stream. Other
+// lookup failures are not the watch's concern (a lost connection re-creates
+// the watch): it returns nil and the next check tries again. It returns nil
+// when ctx ends.
+func (b *Bucket) checkStream(ctx context.Context, created time.Time, frontier uint64) error {
+	warned := false
+	for {
+		info, err := b.streamInfo(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil:
+			if err := streamReplaced(info, created, frontier); err != nil {
+				b.log.Warn("the bucket's stream was replaced under a running watch; resyncing", "err", err)
+				return err
+			}
+			return nil
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			b.log.Debug("stream check failed", "err", err)
+			return nil
+		}
+		if !warned {
+			b.log.Warn("the bucket's stream is gone; waiting for it to be recreated")
+			warned = true
+		}
+		t := time.NewTimer(b.streamCheck)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // forward converts and sends the watcher's entries until ctx ends or the
@@ -226,10 +311,19 @@ func (b *Bucket) checkResume(ctx context.Context, rev uint64, when string) error
 //
 // After the connection reconnects, the watch is re-created from the last
 // forwarded revision (see rewatch).
-func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []string, last uint64, guard bool, out chan<- slipstream.Update) error {
+//
+// Every watch checks, at the stream check interval and when its
+// subscription closes, that its stream is still the one created at created
+// and holds at least what it delivered (checkStream): a bucket deleted and
+// recreated, or restored from an older copy, under a running watch ends it
+// with an error wrapping slipstream.ErrCursorExpired, and the follower
+// resyncs instead of waiting for revisions that will never come.
+func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []string, last uint64, guard bool, created time.Time, out chan<- slipstream.Update) error {
 	defer func() { w.Stop() }()
 	reconnected := b.nc.StatusChanged(nats.CONNECTED)
 	defer b.nc.RemoveStatusListener(reconnected)
+	check := time.NewTicker(b.streamCheck)
+	defer check.Stop()
 	var tick <-chan time.Time
 	if guard {
 		t := time.NewTicker(b.guardInterval)
@@ -245,11 +339,15 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []
 			return nil
 		case <-reconnected:
 			w.Stop()
-			nw, err := b.rewatch(ctx, filters, last)
+			nw, err := b.rewatch(ctx, filters, last, created)
 			if err != nil || nw == nil {
 				return err
 			}
 			w, updates = nw, nw.Updates()
+		case <-check.C:
+			if err := b.checkStream(ctx, created, last); err != nil {
+				return err
+			}
 		case <-tick:
 			if err := b.checkFloor(ctx, last); err != nil {
 				return err
@@ -258,6 +356,10 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []
 			if !ok {
 				if ctx.Err() != nil {
 					return nil
+				}
+				// The subscription may have ended with its stream.
+				if err := b.checkStream(ctx, created, last); err != nil || ctx.Err() != nil {
+					return err
 				}
 				return slipstream.ErrWatchClosed
 			}
@@ -312,9 +414,13 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []
 //
 // It retries while JetStream is not ready, with attempts bounded by 1 s
 // growing to the bucket's timeout, for up to twice that timeout, and runs the resume-window checks: history lost while disconnected fails
-// the watch with slipstream.ErrOverrun, so a
-// restart resyncs. It returns nil, nil when ctx ends.
-func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64) (jetstream.KeyWatcher, error) {
+// the watch with slipstream.ErrOverrun, and a stream recreated or restored
+// from an older copy meanwhile with an error wrapping slipstream.ErrWatch
+// and ErrStreamRecreated (see streamReplaced); either way the restart's
+// resume finds the cursor expired and resyncs. A stream that is gone is
+// waited for (checkStream). Neither error wraps slipstream.ErrCursorExpired:
+// the watch has already sent updates. It returns nil, nil when ctx ends.
+func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64, created time.Time) (jetstream.KeyWatcher, error) {
 	var opts []jetstream.WatchOpt
 	if last > 0 {
 		start, ok := protocol.ResumeStart(last)
@@ -331,7 +437,7 @@ func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64) (je
 	attempt := *b
 	attempt.timeout = min(b.timeout, time.Second)
 	for {
-		w, err := attempt.rewatchOnce(ctx, filters, last, opts)
+		w, err := attempt.rewatchOnce(ctx, filters, last, created, opts)
 		if ctx.Err() != nil {
 			if w != nil {
 				w.Stop()
@@ -342,8 +448,20 @@ func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64) (je
 			b.log.Info("watch re-created after reconnect", slipstream.LogKeyCursor, last)
 			return w, nil
 		}
+		// The inner errors are ErrCursorExpired: kept as text only, since
+		// this watch has sent updates (docs/LOOP.md, the Watcher contract).
+		if errors.Is(err, ErrStreamRecreated) || errors.Is(err, slipstream.ErrCursorAhead) {
+			return nil, fmt.Errorf("%w: %w: while reconnecting: %v", slipstream.ErrWatch, ErrStreamRecreated, err)
+		}
 		if errors.Is(err, slipstream.ErrCursorExpired) {
-			return nil, fmt.Errorf("%w: while reconnecting: %w", slipstream.ErrOverrun, err)
+			return nil, fmt.Errorf("%w: while reconnecting: %v", slipstream.ErrOverrun, err)
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			if err := b.checkStream(ctx, created, last); err != nil || ctx.Err() != nil {
+				return nil, err
+			}
+			deadline = time.Now().Add(2 * b.timeout)
+			continue
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%w: re-create watch after reconnect: %w", slipstream.ErrWatch, err)
@@ -359,21 +477,28 @@ func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64) (je
 	}
 }
 
-func (b *Bucket) rewatchOnce(ctx context.Context, filters []string, last uint64, opts []jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
-	if last > 0 {
-		if err := b.checkResume(ctx, last, "before re-creating"); err != nil {
-			return nil, err
+func (b *Bucket) rewatchOnce(ctx context.Context, filters []string, last uint64, created time.Time, opts []jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	check := func(when string) error {
+		if last > 0 {
+			_, err := b.checkResume(ctx, last, when, created)
+			return err
 		}
+		info, err := b.streamInfo(ctx)
+		if err != nil {
+			return mapErr(ctx, "get KV stream for watch", err)
+		}
+		return streamReplaced(info, created, 0)
+	}
+	if err := check("before re-creating"); err != nil {
+		return nil, err
 	}
 	w, err := b.startWatch(ctx, filters, opts...)
 	if err != nil {
 		return nil, err
 	}
-	if last > 0 {
-		if err := b.checkResume(ctx, last, "after re-creating"); err != nil {
-			w.Stop()
-			return nil, err
-		}
+	if err := check("after re-creating"); err != nil {
+		w.Stop()
+		return nil, err
 	}
 	return w, nil
 }

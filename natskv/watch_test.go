@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -40,10 +41,10 @@ func TestWatch(t *testing.T) {
 		waitClosed(t, done, "initial values")
 		ra := put(t, b, "a", "1")
 		put(t, b, "b", "2")
-		if err := b.Delete(ctx, "a"); err != nil {
+		if _, err := b.Delete(ctx, "a"); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.Purge(ctx, "b"); err != nil {
+		if _, err := b.Purge(ctx, "b"); err != nil {
 			t.Fatal(err)
 		}
 		if u := expect(t, w, slipstream.OpPut, "a", "1"); rev(u) != ra {
@@ -64,7 +65,7 @@ func TestWatch(t *testing.T) {
 		put(t, b, "a", "1")
 		put(t, b, "b", "1")
 		put(t, b, "a", "2") // history 1: a@1 is gone, a@3 is the latest
-		if err := b.Delete(ctx, "b"); err != nil {
+		if _, err := b.Delete(ctx, "b"); err != nil {
 			t.Fatal(err)
 		}
 		put(t, b, "c", "1")
@@ -191,7 +192,18 @@ func TestWatch(t *testing.T) {
 		out := make(chan slipstream.Update) // nobody reads: the watch blocks on send
 		result := make(chan error, 1)
 		go func() { result <- b.Watch(wctx, slipstream.AllKeys(), slipstream.Cursor{}, out) }()
-		time.Sleep(100 * time.Millisecond)
+		// The watch is blocked on its first send once its consumer exists
+		// and has delivered (nobody reads out).
+		poll.True(t, 5*time.Second, "the watch's consumer delivered", func() bool {
+			info := e.streamInfo(t, b.Name())
+			if info.State.Consumers != 1 {
+				return false
+			}
+			for ci := range e.stream(t, b.Name()).ListConsumers(ctx).Info() {
+				return ci.Delivered.Stream > 0
+			}
+			return false
+		})
 		cancel()
 		select {
 		case err := <-result:
@@ -203,7 +215,7 @@ func TestWatch(t *testing.T) {
 		}
 		_ = done
 		// The consumer goes with it.
-		eventually(t, 5*time.Second, "consumer removed", func() bool {
+		poll.True(t, 5*time.Second, "consumer removed", func() bool {
 			return e.streamInfo(t, b.Name()).State.Consumers == 0
 		})
 	})

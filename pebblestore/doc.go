@@ -26,6 +26,15 @@
 // clean Close writes the buffer out. ExportTo flushes the WAL before its
 // checkpoint, so an export always holds every applied batch.
 //
+// # Tuning
+//
+// Zero Options size pebble from the machine: the block cache is an eighth of
+// the memory the process may use (GOMEMLIMIT, the cgroup's limit, the
+// physical memory), within 64 MiB and 1 GiB; memtables are a quarter of it
+// (4 to 64 MiB); pebble may run up to GOMAXPROCS compactions at once when
+// level 0 or the compaction debt grows (pebble's default is one).
+// BenchmarkApplyOptions compares these with the former fixed settings.
+//
 // # Concurrency
 //
 // Apply, ExportTo, Settle and Close are serialised. Get, ForEachInRange,
@@ -40,8 +49,9 @@
 //     scans define the working set and are cheap.
 //   - A long ForEachInRange pins the memtables and sstables of its snapshot
 //     until it returns, holding back the reclamation of compacted files.
-//   - ForEachInRange values alias the iterator and are valid only during the
-//     callback.
+//   - ForEachInRange values are copies into a buffer reused from entry to
+//     entry: valid only during the callback, and never the iterator's
+//     memory (writing into them cannot change the fold).
 //   - Exports hard-link sstables: delete an export once shipped, or it pins
 //     disk space the live fold has compacted away.
 //   - Settle rewrites the whole key space (transiently up to twice the disk);

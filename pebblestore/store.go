@@ -19,6 +19,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/movedir"
 )
 
 // Backend identifies pebble exports. Their BackendVersion is the database's
@@ -26,9 +27,9 @@ import (
 const Backend = "pebble"
 
 const (
-	// DefaultCacheSize is the block cache size when Options.CacheSize is 0:
-	// modest, for small machines. A large fold whose reads must stay in RAM
-	// wants far more (the reference used 1 GiB).
+	// DefaultCacheSize is the block cache size when Options.CacheSize is 0
+	// and the machine's memory is unknown, and the least a cache sized from
+	// the machine gets.
 	DefaultCacheSize = 64 << 20
 	// Memtables are charged to the block cache: each is a quarter of the
 	// cache, within these bounds, so blocks keep most of it.
@@ -45,11 +46,19 @@ type Options struct {
 	// atomic batch with its cursor, so what survives is always consistent:
 	// the fold reopens at an older cursor and the watch resumes from it.
 	Sync bool
-	// CacheSize is the block cache size in bytes; 0 means DefaultCacheSize.
-	// Pebble charges its memtables to this budget: each memtable is a
-	// quarter of it (4 to 64 MiB), and up to four may be in memory while
-	// flushes catch up.
+	// CacheSize is the block cache size in bytes; 0 sizes it from the
+	// machine: an eighth of the memory the process may use (the smallest
+	// of GOMEMLIMIT, the cgroup's limit and the physical memory, as far as
+	// they are known), within 64 MiB and 1 GiB, or DefaultCacheSize when
+	// none is known. Pebble charges its memtables to this budget: each
+	// memtable is a quarter of it (4 to 64 MiB), and up to four may be in
+	// memory while flushes catch up.
 	CacheSize int64
+	// CompactionConcurrency bounds the compactions pebble runs at once:
+	// it runs one, and more, up to this bound, when level 0 or the
+	// compaction debt grows (a bulk hydration). 0 means GOMAXPROCS (pebble's
+	// own default is one).
+	CompactionConcurrency int
 	// Logger receives pebble's own events (its informational chatter at
 	// Debug); nil means slog.Default().
 	Logger *slog.Logger
@@ -75,6 +84,9 @@ type Store struct {
 	wopt *pebble.WriteOptions
 	log  *slog.Logger
 
+	cacheSize   int64 // the block cache, as sized at open
+	compactions int   // the compaction concurrency bound
+
 	wmu     sync.Mutex     // the single writer
 	curBuf  []byte         // writer scratch: the cursor's bytes
 	readers sync.WaitGroup // reads in flight; Close waits for them
@@ -96,12 +108,20 @@ var _ slipstream.Store = (*Store)(nil)
 // that is not a pebble database (left as it was); pebble's own errors
 // otherwise.
 func Open(dir string, opts *Options) (*Store, error) {
+	return open(dir, opts, vfs.Default)
+}
+
+// open is Open on filesystem fs (tests inject faults through it).
+func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
 	}
 	if o.CacheSize == 0 {
-		o.CacheSize = DefaultCacheSize
+		o.CacheSize = autoCacheSize(processMemory())
+	}
+	if o.CompactionConcurrency <= 0 {
+		o.CompactionConcurrency = autoCompactionConcurrency()
 	}
 	log := o.Logger
 	if log == nil {
@@ -111,10 +131,10 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("pebblestore: create %s: %w", dir, err)
 	}
-	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	lock, err := pebble.LockDirectory(dir, fs)
 	if err != nil {
 		if isLockHeld(err) {
 			return nil, fmt.Errorf("pebblestore: open %s: %w (%v)", dir, slipstream.ErrLocked, err)
@@ -124,6 +144,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
 	popts := &pebble.Options{
+		FS:                          fs,
 		Cache:                       cache,
 		Lock:                        lock,
 		FormatMajorVersion:          pebble.FormatNewest,
@@ -131,6 +152,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		MemTableStopWritesThreshold: 4,
 		BytesPerSync:                1 << 20,
 		Logger:                      pebbleLogger{log},
+		CompactionConcurrencyRange:  func() (int, int) { return 1, o.CompactionConcurrency },
 	}
 	for i := range popts.Levels {
 		popts.Levels[i].BlockSize = 16 << 10
@@ -152,7 +174,8 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if o.Sync {
 		wopt = pebble.Sync
 	}
-	return &Store{dir: dir, db: db, lock: lock, wopt: wopt, log: log, cursor: c}, nil
+	return &Store{dir: dir, db: db, lock: lock, wopt: wopt, log: log, cursor: c,
+		cacheSize: o.CacheSize, compactions: o.CompactionConcurrency}, nil
 }
 
 // checkDir refuses a path that is not a directory, an append-log fold, and
@@ -305,8 +328,9 @@ func (s *Store) Get(key string) (slipstream.Entry, bool, error) {
 // ForEachInRange streams every live entry whose key starts with prefix, in
 // ascending byte order, from a pebble iterator bounded to the prefix: the
 // range is never buffered, and the scan sees one consistent snapshot. The
-// entry's Value aliases the iterator's memory and is valid only during the
-// call; copy it to keep it. An error from fn stops the scan and is returned
+// entry's Value is a copy (never the iterator's memory, which may be the
+// memtable's): fn may write into it, but it is valid only during the call
+// (the copy's memory is reused for the next entry); copy it to keep it. An error from fn stops the scan and is returned
 // as is; a stored key that is not UTF-8 or a value that does not decode is
 // an error wrapping [slipstream.ErrInvalidFormat]. fn may call the store's
 // reads but not Close (Close waits for the scan). A long scan pins the
@@ -324,6 +348,10 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 		return fmt.Errorf("pebblestore: scan %s: %w", s.dir, err)
 	}
 	defer it.Close()
+	// Values are copied into buf, reused from entry to entry: the
+	// iterator's memory may be the memtable's or the block cache's, and a
+	// caller writing into it would change the fold.
+	var buf []byte
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()[1:]
 		if !utf8.Valid(k) {
@@ -337,7 +365,8 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 		if err != nil {
 			return fmt.Errorf("pebblestore: scan %s: key %q: %w", s.dir, k, err)
 		}
-		if err := fn(slipstream.Entry{Key: string(k), Value: val, Version: ver}); err != nil {
+		buf = append(buf[:0], val...)
+		if err := fn(slipstream.Entry{Key: string(k), Value: buf[:len(buf):len(buf)], Version: ver}); err != nil {
 			return err
 		}
 	}
@@ -363,6 +392,17 @@ func (s *Store) Len() (int, error) {
 	return n, err
 }
 
+// Size returns the bytes the database uses on disk (tables, write-ahead
+// log, manifests), from pebble's own metrics; an error wrapping
+// [slipstream.ErrClosed] after Close.
+func (s *Store) Size() (int64, error) {
+	if !s.acquire() {
+		return 0, s.errClosed("size")
+	}
+	defer s.readers.Done()
+	return int64(s.db.Metrics().DiskSpaceUsage()), nil
+}
+
 // Settle makes the tree read-optimal after a bulk hydration: it flushes the
 // memtables and compacts the whole key space, which can take long and
 // transiently needs up to twice the disk. The state is unchanged. Reads may
@@ -383,15 +423,21 @@ func (s *Store) Settle() error {
 	return nil
 }
 
-// ExportTo writes a pebble checkpoint of the fold into dir, with the WAL
-// flushed first so commits made with NoSync are in the copy, then verifies
-// it by opening the copy read-only and comparing its cursor with the live
-// one. dir must be absent or an empty directory (pebble needs to create it,
-// so an empty one is removed first); otherwise the error wraps
-// [slipstream.ErrArtifactInvalid] and dir is untouched. On failure the
-// partial copy is removed. Sstables are hard-linked where possible: the
-// export pins disk space until it is deleted. Reads may run meanwhile;
-// Apply waits.
+// ExportTo writes a checkpoint of the database to dir, which must be
+// absent or an empty directory (else an error wrapping
+// [slipstream.ErrArtifactInvalid], and dir is not touched), and verifies it
+// by opening it read-only: it must recover exactly the live cursor. The
+// WAL is flushed into the checkpoint, so commits made without sync are
+// included. Sstables are hard-linked where possible (copied only when a
+// link fails): the export pins disk space until it is deleted.
+//
+// The checkpoint is written in a hidden directory beside dir (prefix
+// [ExportStagePrefix]) and renamed onto dir once verified (a rename
+// replaces an empty directory and fails on anything else, so a destination
+// that fills up meanwhile is refused, never overwritten); dir's parent is
+// then fsynced. On any failure the hidden directory is removed: ExportTo
+// never removes a file it did not create. Reads may run meanwhile; Apply
+// waits.
 func (s *Store) ExportTo(dir string) (slipstream.Export, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -399,27 +445,45 @@ func (s *Store) ExportTo(dir string) (slipstream.Export, error) {
 		return slipstream.Export{}, s.errClosed("export")
 	}
 	defer s.readers.Done()
-	existed, err := prepareDest(dir)
-	if err != nil {
+	if err := checkDest(dir); err != nil {
 		return slipstream.Export{}, err
 	}
-	fail := func(err error) (slipstream.Export, error) {
-		_ = os.RemoveAll(dir)
-		if existed {
-			_ = os.Mkdir(dir, 0o755)
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return slipstream.Export{}, fmt.Errorf("pebblestore: export: create %s: %w", parent, err)
+	}
+	stage, err := os.MkdirTemp(parent, ExportStagePrefix+"*")
+	if err != nil {
+		return slipstream.Export{}, fmt.Errorf("pebblestore: export: create stage in %s: %w", parent, err)
+	}
+	placed := false
+	defer func() {
+		if !placed {
+			_ = os.RemoveAll(stage)
 		}
+	}()
+	ck := filepath.Join(stage, "checkpoint") // pebble creates it
+	cursor := s.Cursor()
+	if err := s.db.Checkpoint(ck, pebble.WithFlushedWAL()); err != nil {
+		return slipstream.Export{}, fmt.Errorf("pebblestore: export %s to %s: %w", s.dir, dir, err)
+	}
+	if err := verifyCopy(ck, cursor, s.log); err != nil {
 		return slipstream.Export{}, err
 	}
-	cursor := s.Cursor()
-	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
-		return fail(fmt.Errorf("pebblestore: export %s to %s: %w", s.dir, dir, err))
-	}
-	if err := verifyCopy(dir, cursor, s.log); err != nil {
-		return fail(err)
-	}
-	files, err := listFiles(dir)
+	files, err := listFiles(ck)
 	if err != nil {
-		return fail(err)
+		return slipstream.Export{}, err
+	}
+	if err := movedir.Onto(ck, dir); err != nil {
+		if derr := checkDest(dir); derr != nil {
+			return slipstream.Export{}, fmt.Errorf("%w (rename: %w)", derr, err)
+		}
+		return slipstream.Export{}, fmt.Errorf("pebblestore: export: move %s to %s: %w", ck, dir, err)
+	}
+	placed = true
+	_ = os.RemoveAll(stage) // now empty
+	if err := syncDir(parent); err != nil {
+		return slipstream.Export{}, fmt.Errorf("pebblestore: export: sync %s after moving %s into place: %w", parent, dir, err)
 	}
 	return slipstream.Export{
 		Backend:        Backend,
@@ -429,49 +493,49 @@ func (s *Store) ExportTo(dir string) (slipstream.Export, error) {
 	}, nil
 }
 
-// prepareDest accepts an absent destination or an empty directory, which it
-// removes because pebble's checkpoint creates the directory itself. It
-// reports whether dir existed.
-func prepareDest(dir string) (existed bool, err error) {
+// ExportStagePrefix begins the name of the hidden directory beside an
+// export's destination in which [Store.ExportTo] writes its checkpoint.
+const ExportStagePrefix = ".pebble-export-"
+
+// checkDest accepts an absent destination or an empty directory.
+func checkDest(dir string) error {
 	fi, err := os.Lstat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-			return false, fmt.Errorf("pebblestore: export: create parent of %s: %w", dir, err)
-		}
-		return false, nil
+		return nil
 	case err != nil:
-		return false, fmt.Errorf("pebblestore: export: stat %s: %w", dir, err)
+		return fmt.Errorf("pebblestore: export: stat %s: %w", dir, err)
 	case !fi.IsDir():
-		return false, fmt.Errorf("%w: destination %s already exists", slipstream.ErrArtifactInvalid, dir)
+		return fmt.Errorf("%w: destination %s already exists", slipstream.ErrArtifactInvalid, dir)
 	}
 	des, err := os.ReadDir(dir)
 	if err != nil {
-		return false, fmt.Errorf("pebblestore: export: read %s: %w", dir, err)
+		return fmt.Errorf("pebblestore: export: read %s: %w", dir, err)
 	}
 	if len(des) > 0 {
-		return false, fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dir)
+		return fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dir)
 	}
-	if err := os.Remove(dir); err != nil {
-		return false, fmt.Errorf("pebblestore: export: remove empty %s: %w", dir, err)
-	}
-	return true, nil
+	return nil
 }
 
-// verifyCopy opens a checkpoint read-only (WAL replay stays in memory) and
-// checks it recovers exactly the live cursor: each Apply commits its cursor
-// with its data, so an equal cursor proves the copy lost no tail.
-func verifyCopy(dir string, want slipstream.Cursor, log *slog.Logger) error {
-	cache := pebble.NewCache(8 << 20)
-	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Cache: cache, Logger: pebbleLogger{log}})
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("%w: exported copy %s does not open: %w", slipstream.ErrArtifactInvalid, dir, err)
+		return err
 	}
-	got, err := readCursor(db)
-	if cerr := db.Close(); err == nil && cerr != nil {
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
+	return err
+}
+
+// verifyCopy opens a checkpoint read-only and without a lock file (WAL
+// replay stays in memory, nothing is added to the copy) and checks it
+// recovers exactly the live cursor: each Apply commits its cursor with its
+// data, so an equal cursor proves the copy lost no tail.
+func verifyCopy(dir string, want slipstream.Cursor, log *slog.Logger) error {
+	got, err := recoverCursor(dir, log)
 	if err != nil {
 		return fmt.Errorf("%w: exported copy %s: %w", slipstream.ErrArtifactInvalid, dir, err)
 	}

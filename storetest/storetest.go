@@ -181,6 +181,48 @@ func Run(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("handed_out_values_are_not_the_fold", func(t *testing.T) {
+		// A caller writing into a value it was handed, or appending to
+		// it, changes its copy only: not the fold, not what a later read,
+		// an export or a reopen sees.
+		dir := t.TempDir()
+		s := open(t, dir)
+		fold(t, s, Fixture())
+		scribble := func(v []byte) {
+			for i := range v {
+				v[i] = '#'
+			}
+			_ = append(v[:len(v):cap(v)], "#####"...) // into any spare capacity
+		}
+		if e, ok, err := s.Get("node.a"); err == nil && ok {
+			scribble(e.Value)
+		}
+		err := s.ForEachInRange("", func(e slipstream.Entry) error {
+			scribble(e.Value)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertState(t, s, cur(7), expected)
+		for _, k := range []string{"node.a", "node.c", "svc.x", "svc.y"} {
+			if e, ok, err := s.Get(k); err != nil || !ok || bytes.Contains(e.Value, []byte("#")) {
+				t.Fatalf("Get(%q) after scribbling on handed-out values = %q, %v, %v", k, e.Value, ok, err)
+			}
+		}
+		dest := filepath.Join(t.TempDir(), "export")
+		if _, err := s.ExportTo(dest); err != nil {
+			t.Fatal(err)
+		}
+		e := open(t, dest)
+		assertState(t, e, cur(7), expected)
+		mustClose(t, e)
+		mustClose(t, s)
+		s = open(t, dir)
+		defer mustClose(t, s)
+		assertState(t, s, cur(7), expected)
+	})
+
 	t.Run("key_order_is_bytewise", func(t *testing.T) {
 		s := open(t, t.TempDir())
 		defer mustClose(t, s)

@@ -27,6 +27,11 @@ type Main struct {
 	// StderrIsTerminal reports whether Stderr is an interactive terminal
 	// (progress bars instead of periodic log lines). Nil means false.
 	StderrIsTerminal func() bool
+
+	// Getenv looks up the environment defaults of the NATS connection
+	// flags (NATS_URL, NATS_CREDS, …). Nil means no environment: in-process
+	// tests stay independent of the caller's.
+	Getenv func(string) string
 }
 
 // NewMain returns a Main on the process's standard streams.
@@ -36,6 +41,7 @@ func NewMain() *Main {
 		Stdout:           os.Stdout,
 		Stderr:           os.Stderr,
 		StderrIsTerminal: func() bool { return term.IsTerminal(int(os.Stderr.Fd())) },
+		Getenv:           os.Getenv,
 	}
 }
 
@@ -57,6 +63,20 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&StatCommand{m: m}).Run(ctx, args)
 	case "kv":
 		return (&KVCommand{m: m}).Run(ctx, args)
+	case "export":
+		return (&ExportCommand{m: m}).Run(ctx, args)
+	case "import":
+		return (&ImportCommand{m: m}).Run(ctx, args)
+	case "verify":
+		return (&VerifyCommand{m: m}).Run(ctx, args)
+	case "publish":
+		return (&PublishCommand{m: m}).Run(ctx, args)
+	case "fetch":
+		return (&FetchCommand{m: m}).Run(ctx, args)
+	case "prune":
+		return (&PruneCommand{m: m}).Run(ctx, args)
+	case "audit":
+		return (&AuditCommand{m: m}).Run(ctx, args)
 	case "bench":
 		return (&BenchCommand{m: m}).Run(ctx, args)
 	case "version":
@@ -87,7 +107,14 @@ Commands:
 	get      print one key's value from a fold (offline)
 	range    print a fold's entries as JSON lines (offline)
 	stat     print a fold's cursor, key count, backend and size (offline)
+	export   write an artifact of a closed fold, or download one from a running mirror
+	import   install an artifact as a new fold (mirror then resumes from its cursor)
+	verify   check an artifact: manifest, sizes, BLAKE3 digests, cursor
 	kv       put, get, del, purge or ls keys in a bucket (a small NATS KV client)
+	publish  upload an artifact to an object store and move its key's pointer
+	fetch    download the artifact a key's pointer names
+	prune    delete a key's payloads that its pointer can no longer name
+	audit    compare a fold with its bucket key by key; -repair fixes it
 	bench    measure hydration throughput against raw nats.go WatchAll
 	version  print the version
 

@@ -12,10 +12,14 @@
 //
 // # mirror
 //
-//	slipstream mirror --bucket NAME --fold DIR [--nats URL] [--creds FILE]
-//	    [--prefix P]... [--backend applog|pebble] [--http ADDR]
+//	slipstream mirror --bucket NAME --fold DIR [connection flags]
+//	    [--prefix P]... [--backend applog|pebble]
+//	    [--http ADDR [--http-tls-cert FILE --http-tls-key FILE] [--http-token-file FILE]]
 //	    [--batch-max N] [--batch-window DUR] [--listen ADDR] [--nats-store DIR]
-//	    [--history N] [--max-bytes N] [--max-age DUR] [--replicas N] [-json]
+//	    [--history N] [--max-bytes N] [--max-age DUR] [--replicas N]
+//	    [--audit-every DUR] [-json]
+//	    [--export-to URL --export-every DUR [--export-key KEY] [--node-id ID]]
+//	    [--bootstrap-from URL [--bootstrap-key KEY]]
 //
 // Mirrors the bucket (or the keys under the -prefix flags, all on one
 // consumer) into the fold at DIR and keeps it in sync until SIGINT or
@@ -30,11 +34,21 @@
 // follower from the fold's cursor with a backoff of 200 ms doubling to 10 s;
 // only a misconfiguration or an unusable fold stops it (exit 1).
 //
+// The fold is audited against the bucket (see audit below) in the
+// background after every start or restart of the follower has caught up, and
+// every -audit-every (default 1h; 0 keeps only the post-resume audits).
+// Divergent keys are re-read and repaired through the running follower, so a
+// live update wins; a backwards finding is logged at Error level. A running
+// watch also checks its stream every 5 s: a bucket deleted, recreated or
+// restored from an older copy under it makes the follower restart and
+// resync, without the process restarting.
+//
 // The fold's backend is applog (default: an append-only log folded in
 // memory) or pebble (an LSM tree on disk); an existing fold keeps its own.
 // Changing -prefix on an existing fold is not detected: use a fresh fold.
 //
-// Without -nats, mirror starts an embedded nats-server with JetStream,
+// Without -nats or -context (nor NATS_URL or NATS_CONTEXT), mirror starts an
+// embedded nats-server with JetStream,
 // storing its data in <fold>.nats next to the fold (-nats-store overrides)
 // and listening on 127.0.0.1:4222 (-listen overrides; port 0 picks one), so
 // that 'slipstream kv' and any NATS client on the host can write to it. The
@@ -42,11 +56,22 @@
 // unlimited), -max-age (none) and -replicas (1); an existing bucket is used
 // as it is.
 //
+// With -export-to, the mirror takes part in the fleet's export rounds: every
+// -export-every (jittered ±25%), the node that wins the export lease (a key
+// of the KV bucket slipstream-leases on the mirrored server) exports its
+// fold between two flushes and publishes it under -export-key (default: the
+// bucket name) at the store URL (s3://BUCKET/PREFIX, nats-object://BUCKET/PREFIX,
+// file:///DIR). With -bootstrap-from, a fold that is missing, empty or whose
+// cursor expired starts from the latest artifact there and replays only the
+// updates after its cursor; without a usable artifact (none, another
+// backend, older than the bucket's retained history) it syncs or resyncs as
+// usual and logs why. docs/FLEET.md has the details.
+//
 // While catching up, progress is shown as a bar when stderr is a terminal,
 // else as a log line every 5 s (keys done, pending, rate, ETA; from the watch
 // consumer's pending count).
 //
-// With -http ADDR it serves:
+// With -http ADDR it serves, read-only (any other method is 405):
 //
 //	GET /v1/kv/{key}      the value's bytes; 404 when absent; revision in the
 //	                      Slipstream-Revision header. The key is the rest of
@@ -56,7 +81,13 @@
 //	                      key order, streamed
 //	GET /v1/status        JSON: bucket, fold, backend, scope, state, ready,
 //	                      cursor, keys, server_head, lag, pending, resyncs,
-//	                      restarts, nats_connected, last_error
+//	                      restarts, nats_connected, last_error, verified (an
+//	                      audit since the last resume found the fold equal or
+//	                      repaired it), audits, last_audit (the summary
+//	                      object of 'slipstream audit', with error when it
+//	                      failed), and with the fleet flags a fleet object
+//	                      (last export round, last bootstrap, the newest
+//	                      artifact's age and revisions behind the head)
 //	GET /healthz          200 while the process serves
 //	GET /readyz           200 once the first sync or resume has caught up
 //	                      (latched), 503 before
@@ -65,9 +96,19 @@
 //	                      slipstream_flush_batch_updates,
 //	                      slipstream_flush_duration_seconds,
 //	                      slipstream_store_failures_total,
-//	                      slipstream_resyncs_total, …)
+//	                      slipstream_resyncs_total, slipstream_audits_total,
+//	                      slipstream_audit_divergences_total{class},
+//	                      slipstream_audit_repaired_keys_total,
+//	                      slipstream_verified, …)
 //
-// The states of /v1/status are starting, syncing (first copy into an empty
+// The API has no authentication of its own: bind it to loopback
+// (127.0.0.1:8080), or protect it. -http-tls-cert and -http-tls-key serve
+// HTTPS (TLS 1.2 or later); -http-token-file requires "Authorization: Bearer
+// TOKEN" (the file's content, trimmed) on every route except /healthz and
+// /readyz, which probes reach without credentials (401 otherwise).
+//
+// The states of /v1/status are starting, bootstrapping (replacing the fold
+// with the fleet's artifact), syncing (first copy into an empty
 // fold), resuming (catching up on the delta after the fold's cursor),
 // resyncing (the cursor expired), synced, retrying (the watch failed; a
 // restart is pending) and stopped. Lag is the stream's last sequence minus
@@ -86,9 +127,41 @@
 // through a read-only view (said on stderr) and a pebble fold is refused:
 // query the mirror's -http instead.
 //
+// # audit
+//
+//	slipstream audit --fold DIR --bucket NAME [connection flags]
+//	    [--prefix P]... [--repair] [--nats-store DIR]
+//
+// Compares a fold that no mirror holds with its bucket, key by key, from
+// headers only (each key's latest revision and operation), and prints one
+// JSON line per divergence, then a summary line:
+//
+//	{"class":"stale","key":"k.1","fold_revision":2,"server_revision":9,"server_op":"delete"}
+//	{"class":"missed","key":"k.7","server_revision":6,"server_op":"put"}
+//	{"class":"backwards","key":"a","fold_revision":9,"server_revision":1,"server_op":"put"}
+//	{"class":"backwards","fold_cursor":12,"server_last":5}
+//	{"summary":{"time":…,"duration_ms":…,"equal":false,"cursor":12,"server_last":5,
+//	    "fold_keys":…,"checked":…,"in_flight":…,"stale":1,"missed":1,"backwards":2,"repaired":0}}
+//
+// stale: the fold holds a key the bucket deleted (server_op delete or purge)
+// or no longer holds (no server_revision). missed: the bucket holds a value,
+// at a revision the fold's cursor covers, that the fold lacks or holds older.
+// backwards: the bucket's revision of a key is below the fold's (the server
+// lost a write), or (the line with fold_cursor) the fold's cursor is past the
+// server's last sequence. Records above the fold's cursor are in flight and
+// ignored. Zero fields are omitted. -prefix must repeat the mirror's.
+//
+// Exit status 0 when the fold equals the bucket, 1 when it diverges (also
+// after -repair) or on error. -repair re-reads each divergent key and folds
+// it in place without moving the cursor; when the cursor is past the server's
+// last sequence it is reset instead, so the next mirror re-lists. The bucket
+// is never created. The connection flags are mirror's; without -nats or
+// -context, the embedded server of <fold>.nats (or -nats-store) is started
+// on a free port.
+//
 // # kv
 //
-//	slipstream kv put   --bucket NAME [--nats URL] [--creds FILE] KEY [VALUE]
+//	slipstream kv put   --bucket NAME [connection flags] KEY [VALUE]
 //	slipstream kv get   --bucket NAME KEY
 //	slipstream kv del   --bucket NAME KEY
 //	slipstream kv purge --bucket NAME KEY
@@ -98,6 +171,29 @@
 // omitted and prints the new revision. The default -nats is
 // nats://127.0.0.1:4222, the embedded server of a local mirror. The bucket is
 // created if missing (1 GiB limit).
+//
+// # Connecting to NATS
+//
+// mirror, kv (and publish, fetch and prune for nats-object:// stores) take
+// natscli's connection flags; a flag not given falls back to the environment
+// variable in brackets, then to the -context:
+//
+//	--nats URL          server URLs, comma-separated; tls:// requires TLS;
+//	                    nats://user:pass@host and nats://TOKEN@host work [NATS_URL]
+//	--context NAME      a saved natscli context ('nats context save'), read
+//	                    with natscontext from ~/.config/nats/context [NATS_CONTEXT]
+//	--creds FILE        user JWT and seed (.creds) [NATS_CREDS]
+//	--nkey FILE         NKey user seed [NATS_NKEY]
+//	--user, --password  user and password [NATS_USER, NATS_PASSWORD]
+//	--token TOKEN       authentication token [NATS_TOKEN]
+//	--tlsca FILE        CAs that verify the server [NATS_CA]
+//	--tlscert, --tlskey client certificate and key (mutual TLS) [NATS_CERT, NATS_KEY]
+//	--tlsfirst          TLS handshake before the server's INFO
+//
+// One authentication method is used, the first set of: creds, nkey,
+// user/password, token, the URL's userinfo, the context's. The selected
+// natscli context is not used implicitly; contexts with a JetStream domain
+// or API prefix are refused.
 //
 // # bench
 //

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/slipstream-kv/slipstream"
@@ -24,22 +23,31 @@ const (
 // mirror holds and whose backend cannot be read safely beside it.
 var errFoldHeld = errors.New("fold is held by a running mirror (use --http)")
 
-// fold is an open fold with the backend-specific extras the command needs.
-type fold struct {
+// store is what the command needs of a fold beyond slipstream.Store; both
+// backends have it.
+type store interface {
 	slipstream.Store
+	// Len returns the number of live keys.
+	Len() (int, error)
+	// Size returns the fold's size on disk, in bytes.
+	Size() (int64, error)
+}
+
+var (
+	_ store = (*applog.Store)(nil)
+	_ store = (*pebblestore.Store)(nil)
+)
+
+// fold is an open fold and how it was opened.
+type fold struct {
+	store
 	Backend  string
 	Dir      string
 	ReadOnly bool // opened beside a running mirror (applog only)
-
-	keys func() (int, error)
-	size func() (int64, error)
 }
 
 // Keys returns the number of live keys.
-func (f *fold) Keys() (int, error) { return f.keys() }
-
-// Size returns the fold's size on disk, in bytes.
-func (f *fold) Size() (int64, error) { return f.size() }
+func (f *fold) Keys() (int, error) { return f.Len() }
 
 // detectBackend names the backend whose files dir holds: "" when dir is
 // missing or empty, an error when it holds something else.
@@ -98,32 +106,15 @@ func openBackend(dir, backend string, logger *slog.Logger) (*fold, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open applog fold %s: %w", dir, err)
 		}
-		return appLogFold(st, dir, false), nil
+		return &fold{store: st, Backend: backendAppLog, Dir: dir}, nil
 	case backendPebble:
 		st, err := pebblestore.Open(dir, &pebblestore.Options{Logger: logger})
 		if err != nil {
 			return nil, fmt.Errorf("open pebble fold %s: %w", dir, err)
 		}
-		return &fold{
-			Store:   st,
-			Backend: backendPebble,
-			Dir:     dir,
-			keys:    st.Len,
-			size:    func() (int64, error) { return dirSize(dir) },
-		}, nil
+		return &fold{store: st, Backend: backendPebble, Dir: dir}, nil
 	default:
 		return nil, fmt.Errorf("unknown backend %q", backend)
-	}
-}
-
-func appLogFold(st *applog.Store, dir string, readOnly bool) *fold {
-	return &fold{
-		Store:    st,
-		Backend:  backendAppLog,
-		Dir:      dir,
-		ReadOnly: readOnly,
-		keys:     func() (int, error) { return st.Len(), nil },
-		size:     st.Size,
 	}
 }
 
@@ -160,35 +151,7 @@ func openFoldOffline(dir string, logger *slog.Logger, notice func(string)) (*fol
 		return nil, fmt.Errorf("open applog fold %s read-only: %w", dir, err)
 	}
 	notice("fold is held by a running mirror; reading it read-only (a snapshot as of now)")
-	return appLogFold(st, dir, true), nil
-}
-
-// dirSize sums the sizes of the regular files under dir.
-func dirSize(dir string) (int64, error) {
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed under us by a compaction
-			}
-			return err
-		}
-		if d.Type().IsRegular() {
-			info, err := d.Info()
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil
-				}
-				return err
-			}
-			n += info.Size()
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("measure fold size: %w", err)
-	}
-	return n, nil
+	return &fold{store: st, Backend: backendAppLog, Dir: dir, ReadOnly: true}, nil
 }
 
 // revision returns a NATS revision from a version token (0 when it holds

@@ -2,7 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -37,16 +41,28 @@ type statusDoc struct {
 	Restarts   uint64   `json:"restarts"`
 	Connected  bool     `json:"nats_connected"`
 	LastError  string   `json:"last_error,omitempty"`
+	auditStatus
+	// Fleet is set with -export-to or -bootstrap-from (fleet.go).
+	Fleet *fleetStatus `json:"fleet,omitempty"`
 }
 
-// httpAPI serves a fold and its mirror's state over HTTP.
+// httpAPI serves a fold and its mirror's state over HTTP, read-only.
 type httpAPI struct {
 	store   slipstream.Store
 	status  func(ctx context.Context) (statusDoc, error)
 	ready   func() bool
 	metrics http.Handler // nil: 404
-	log     *slog.Logger
+	// artifacts serves GET /v1/artifact (artifact_http.go); nil: 404.
+	artifacts http.Handler
+	log       *slog.Logger
+	// token, when set, is the bearer token every route but /healthz and
+	// /readyz requires.
+	token []byte
 }
+
+// openPaths are served without the bearer token: probes must work
+// without credentials.
+var openPaths = map[string]bool{"/healthz": true, "/readyz": true}
 
 // keyPath is the path prefix of single-key reads.
 const keyPath = "/v1/kv/"
@@ -75,7 +91,15 @@ func (a *httpAPI) handler() http.Handler {
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics)
 	}
+	if a.artifacts != nil {
+		mux.Handle("GET "+artifactPath, a.artifacts)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.token != nil && !openPaths[r.URL.Path] && !a.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="slipstream"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
 		rest, ok := strings.CutPrefix(r.URL.EscapedPath(), keyPath)
 		if !ok {
 			mux.ServeHTTP(w, r)
@@ -93,6 +117,45 @@ func (a *httpAPI) handler() http.Handler {
 		}
 		a.getKey(w, r, key)
 	})
+}
+
+// authorized reports whether r carries the bearer token, compared in
+// constant time.
+func (a *httpAPI) authorized(r *http.Request) bool {
+	scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(cred)), a.token) == 1
+}
+
+// readTokenFile reads a bearer token: the file's content without
+// surrounding whitespace, which must be non-empty, printable ASCII.
+func readTokenFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read http token file: %w", err)
+	}
+	tok := bytes.TrimSpace(b)
+	if len(tok) == 0 {
+		return nil, fmt.Errorf("http token file %s is empty", path)
+	}
+	for _, c := range tok {
+		if c <= ' ' || c > '~' {
+			return nil, fmt.Errorf("http token file %s: the token must be one word of printable ASCII", path)
+		}
+	}
+	return tok, nil
+}
+
+// loadTLS loads the HTTP server's certificate and key, so that a bad pair
+// fails at startup rather than at the first handshake.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load http TLS certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func (a *httpAPI) getKey(w http.ResponseWriter, r *http.Request, key string) {
@@ -164,16 +227,23 @@ func (a *httpAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // serveHTTP serves h on ln until ctx is done, then shuts down gracefully
-// (in-flight requests get shutdownTimeout).
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+// (in-flight requests get shutdownTimeout). A non-nil tlsCfg serves HTTPS.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, tlsCfg *tls.Config, log *slog.Logger) error {
 	const shutdownTimeout = 5 * time.Second
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsCfg,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tlsCfg != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve http: %w", err)

@@ -19,8 +19,7 @@ type KVCommand struct {
 	m *Main
 
 	bucket  string
-	natsURL string
-	creds   string
+	conn    natsFlags
 	timeout time.Duration
 	asJSON  bool
 	logs    logFlags
@@ -29,8 +28,7 @@ type KVCommand struct {
 func (c *KVCommand) flagSet() *flag.FlagSet {
 	fs := newFlagSet("kv")
 	fs.StringVar(&c.bucket, "bucket", "", "bucket `name` (required; created if missing)")
-	fs.StringVar(&c.natsURL, "nats", DefaultNATSURL, "NATS server `URL` (the default reaches a local mirror's embedded server)")
-	fs.StringVar(&c.creds, "creds", "", "NATS credentials `file`")
+	c.conn.register(fs, "NATS server `URL` (default "+DefaultNATSURL+", a local mirror's embedded server)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "bound on the whole operation")
 	fs.BoolVar(&c.asJSON, "json", false, "get: print a JSON object {key, value (base64), revision}; put: {revision}")
 	c.logs.register(fs)
@@ -62,6 +60,7 @@ func (c *KVCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	c.conn.applyEnv(c.m.Getenv)
 	switch {
 	case c.bucket == "":
 		return usageErrorf("kv", "-bucket is required")
@@ -90,7 +89,11 @@ func (c *KVCommand) Run(ctx context.Context, args []string) error {
 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	nc, err := natskv.Dial(natskv.DialConfig{URL: c.natsURL, CredsFile: c.creds, Name: "slipstream kv"})
+	dialCfg, err := c.conn.dialConfig(DefaultNATSURL, "slipstream kv")
+	if err != nil {
+		return err
+	}
+	nc, err := natskv.Dial(dialCfg)
 	if err != nil {
 		return err
 	}
@@ -131,12 +134,12 @@ func (c *KVCommand) Run(ctx context.Context, args []string) error {
 		_, err = c.m.Stdout.Write(e.Value)
 		return err
 	case "del":
-		if err := b.Delete(ctx, key); err != nil {
+		if _, err := b.Delete(ctx, key); err != nil {
 			return fmt.Errorf("delete %q: %w", key, err)
 		}
 		return nil
 	case "purge":
-		if err := b.Purge(ctx, key); err != nil {
+		if _, err := b.Purge(ctx, key); err != nil {
 			return fmt.Errorf("purge %q: %w", key, err)
 		}
 		return nil
@@ -159,7 +162,9 @@ func (c *KVCommand) Usage() {
 	printUsage(c.m.Stdout, `
 A small NATS KV client, so scripts need nothing else installed. By default it
 talks to nats://127.0.0.1:4222, the embedded server of a mirror started
-without -nats. The bucket is created if missing.
+without -nats. The connection flags are natscli's; each falls back to the
+environment variable shown, then to the -context. The bucket is created if
+missing.
 
 Usage:
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,9 +13,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/artifact"
+	"github.com/slipstream-kv/slipstream/audit"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -39,11 +43,13 @@ type MirrorCommand struct {
 
 	bucket      string
 	foldDir     string
-	natsURL     string
-	creds       string
+	conn        natsFlags
 	prefixes    stringList
 	backend     string
 	httpAddr    string
+	httpCert    string
+	httpKey     string
+	httpToken   string
 	batchMax    int
 	batchWindow time.Duration
 	listen      string
@@ -52,7 +58,9 @@ type MirrorCommand struct {
 	maxBytes    int64
 	maxAge      time.Duration
 	replicas    int
+	auditEvery  time.Duration
 	asJSON      bool
+	fleet       fleetFlags
 	logs        logFlags
 }
 
@@ -60,11 +68,13 @@ func (c *MirrorCommand) flagSet() *flag.FlagSet {
 	fs := newFlagSet("mirror")
 	fs.StringVar(&c.bucket, "bucket", "", "bucket `name` (required; created if missing)")
 	fs.StringVar(&c.foldDir, "fold", "", "fold `directory` (required; created if missing)")
-	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL`; empty starts an embedded server with JetStream")
-	fs.StringVar(&c.creds, "creds", "", "NATS credentials `file`")
+	c.conn.register(fs, "NATS server `URL`; with neither it nor -context, an embedded server with JetStream is started")
 	fs.Var(&c.prefixes, "prefix", "mirror only keys under `prefix` (ending in \".\"); repeatable, one consumer")
 	fs.StringVar(&c.backend, "backend", "", "fold `backend` for a new fold: applog or pebble (default applog; an existing fold keeps its own)")
-	fs.StringVar(&c.httpAddr, "http", "", "serve the fold and status over HTTP on `address` (e.g. :8080)")
+	fs.StringVar(&c.httpAddr, "http", "", "serve the fold and status over HTTP on `address` (e.g. 127.0.0.1:8080)")
+	fs.StringVar(&c.httpCert, "http-tls-cert", "", "serve HTTPS with this certificate `file` (PEM; with -http-tls-key)")
+	fs.StringVar(&c.httpKey, "http-tls-key", "", "private key `file` (PEM) of -http-tls-cert")
+	fs.StringVar(&c.httpToken, "http-token-file", "", "require 'Authorization: Bearer <token>' on every route but /healthz and /readyz; the token is this `file`'s content")
 	fs.IntVar(&c.batchMax, "batch-max", DefaultBatchMax, "flush after `n` updates")
 	fs.DurationVar(&c.batchWindow, "batch-window", slipstream.DefaultMaxBatchDelay, "flush a batch at most `duration` after its first update")
 	fs.StringVar(&c.listen, "listen", DefaultListen, "embedded server: client listen `address` (port 0 picks one)")
@@ -73,7 +83,9 @@ func (c *MirrorCommand) flagSet() *flag.FlagSet {
 	fs.Int64Var(&c.maxBytes, "max-bytes", DefaultBucketMaxBytes, "new bucket: size limit in `bytes` (-1 unlimited)")
 	fs.DurationVar(&c.maxAge, "max-age", 0, "new bucket: expire entries older than `duration` (0 keeps them)")
 	fs.IntVar(&c.replicas, "replicas", 1, "new bucket: stream replicas")
+	fs.DurationVar(&c.auditEvery, "audit-every", DefaultAuditEvery, "audit the fold against the bucket every `duration` (0: only after each resume has caught up)")
 	fs.BoolVar(&c.asJSON, "json", false, "print the final cursor as a JSON object")
+	c.fleet.register(fs)
 	c.logs.register(fs)
 	return fs
 }
@@ -115,13 +127,19 @@ func (c *MirrorCommand) validate(set map[string]bool) error {
 		return usageErrorf("mirror", "-max-age must be ≥ 0")
 	case c.replicas < 1:
 		return usageErrorf("mirror", "-replicas must be ≥ 1")
-	case c.natsURL != "" && (set["listen"] || set["nats-store"]):
-		return usageErrorf("mirror", "-listen and -nats-store configure the embedded server; they do not go with -nats")
+	case c.auditEvery < 0:
+		return usageErrorf("mirror", "-audit-every must be ≥ 0")
+	case (c.httpCert == "") != (c.httpKey == ""):
+		return usageErrorf("mirror", "-http-tls-cert and -http-tls-key go together")
+	case c.httpAddr == "" && (c.httpCert != "" || c.httpToken != ""):
+		return usageErrorf("mirror", "-http-tls-cert, -http-tls-key and -http-token-file need -http")
+	case c.conn.remote() && (set["listen"] || set["nats-store"]):
+		return usageErrorf("mirror", "-listen and -nats-store configure the embedded server; they do not go with -nats or -context")
 	}
 	if err := scopeOf(c.prefixes).Validate(); err != nil {
 		return usageErrorf("mirror", "%v", err)
 	}
-	return nil
+	return c.fleet.validate(c.bucket, scopeOf(c.prefixes), set)
 }
 
 // Run executes the command.
@@ -136,6 +154,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.conn.applyEnv(c.m.Getenv)
 	if err := c.validate(set); err != nil {
 		return err
 	}
@@ -151,14 +170,18 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
+	fd = c.fleet.wrapFold(fd)
 	defer func() {
 		if cerr := fd.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close fold: %w", cerr)
 		}
 	}()
 
-	url := c.natsURL
-	if url == "" {
+	dialCfg, err := c.conn.dialConfig("", "slipstream mirror "+c.bucket)
+	if err != nil {
+		return err
+	}
+	if !c.conn.remote() {
 		storeDir := c.natsStore
 		if storeDir == "" {
 			storeDir = filepath.Clean(c.foldDir) + embeddedStoreSuffix
@@ -168,10 +191,11 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			return err
 		}
 		defer emb.Shutdown()
-		url = emb.ClientURL()
-		logger.Info("embedded NATS server started", "url", url, "store", storeDir)
+		dialCfg.URL = emb.ClientURL()
+		logger.Info("embedded NATS server started", "url", dialCfg.URL, "store", storeDir)
 	}
-	nc, err := natskv.Dial(natskv.DialConfig{URL: url, CredsFile: c.creds, Name: "slipstream mirror " + c.bucket})
+	logger.Debug("connecting to NATS", "config", dialCfg.String())
+	nc, err := natskv.Dial(dialCfg)
 	if err != nil {
 		return err
 	}
@@ -194,6 +218,11 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
 	}
+	fl, err := startFleet(ctx, c.fleet, c.backend != "", nc, c.bucket, bucket, fd, t, term, logger)
+	if err != nil {
+		return err
+	}
+	defer fl.close()
 
 	mr := &mirror{
 		bucket:      bucket,
@@ -204,6 +233,9 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		log:         logger,
 		t:           t,
 		connected:   nc.IsConnected,
+		audits:      true,
+		auditEvery:  c.auditEvery,
+		fleet:       fl,
 	}
 
 	// The HTTP server outlives the follower (it is stopped after the last
@@ -215,6 +247,21 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	defer stopHTTP()
 	var httpErr error
 	if c.httpAddr != "" {
+		var tlsCfg *tls.Config
+		if c.httpCert != "" {
+			if tlsCfg, err = loadTLS(c.httpCert, c.httpKey); err != nil {
+				return err
+			}
+		}
+		var token []byte
+		if c.httpToken != "" {
+			if token, err = readTokenFile(c.httpToken); err != nil {
+				return err
+			}
+			if tlsCfg == nil {
+				logger.Warn("the HTTP bearer token travels in clear text: add -http-tls-cert and -http-tls-key unless a TLS proxy fronts the mirror")
+			}
+		}
 		ln, err := net.Listen("tcp", c.httpAddr)
 		if err != nil {
 			return fmt.Errorf("listen http: %w", err)
@@ -223,12 +270,18 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			store:   fd,
 			status:  func(ctx context.Context) (statusDoc, error) { return mr.status(ctx, c.bucket) },
 			ready:   t.ready.Load,
-			metrics: newMetricsHandler(t),
-			log:     logger,
+			metrics: newMetricsHandler(t, fl.collectors()...),
+			artifacts: &artifactHandler{
+				export:  mr.exportArtifact,
+				scratch: filepath.Dir(filepath.Clean(c.foldDir)),
+				log:     logger,
+			},
+			log:   logger,
+			token: token,
 		}
-		logger.Info("serving http", "addr", ln.Addr().String())
+		logger.Info("serving http", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "token", token != nil)
 		wg.Go(func() {
-			if httpErr = serveHTTP(httpCtx, ln, api.handler(), logger); httpErr != nil {
+			if httpErr = serveHTTP(httpCtx, ln, api.handler(), tlsCfg, logger); httpErr != nil {
 				stopRun(httpErr)
 			}
 		})
@@ -253,7 +306,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			Bucket  string `json:"bucket"`
 			Fold    string `json:"fold"`
 			Backend string `json:"backend"`
-		}{final, c.bucket, c.foldDir, fd.Backend})
+		}{final, c.bucket, c.foldDir, fd.backendName()})
 	}
 	_, err = fmt.Fprintln(c.m.Stdout, final)
 	return err
@@ -267,13 +320,30 @@ keep it in sync until SIGINT or SIGTERM; then flush, print the final cursor on
 stdout and exit 0. A restart resumes from the fold's cursor (delta only); if
 the history after it is gone, the mirror resyncs.
 
-Without -nats, an embedded NATS server with JetStream is started, storing its
-data in <fold>.nats next to the fold and listening on 127.0.0.1:4222 (see
--listen), so 'slipstream kv' and any NATS client can write to it. The bucket
-is created if missing (-history, -max-bytes, -max-age, -replicas).
+Without -nats or -context (nor NATS_URL or NATS_CONTEXT), an embedded NATS
+server with JetStream is started, storing its data in <fold>.nats next to the
+fold and listening on 127.0.0.1:4222 (see -listen), so 'slipstream kv' and any
+NATS client can write to it. The bucket is created if missing (-history,
+-max-bytes, -max-age, -replicas). The connection flags are natscli's; each
+falls back to the environment variable shown, then to the -context.
 
-With -http, the fold is served: GET /v1/kv/{key}, GET /v1/kv?prefix=P,
-GET /v1/status, /healthz, /readyz and /metrics.
+With -http, the fold is served read-only: GET /v1/kv/{key}, GET
+/v1/kv?prefix=P, GET /v1/status, /healthz, /readyz and /metrics; GET
+/v1/artifact streams a fresh artifact as a tar ('slipstream export --from').
+Bind it to loopback unless it is protected: -http-tls-cert/-http-tls-key serve
+HTTPS and -http-token-file requires a bearer token on every route but the
+probes.
+
+The fold is audited against the bucket in the background after each start or
+restart of the follower has caught up, and every -audit-every: divergent
+keys (stale, missed, backwards: see 'slipstream audit -h') are re-read and
+repaired through the follower. /v1/status reports the last audit and whether
+the fold has been verified since the last resume.
+
+With -export-to URL -export-every DUR, the node takes part in the fleet's
+export rounds: each period, the node that wins the export lease publishes its
+fold there. With -bootstrap-from URL, a missing, empty or expired fold starts
+from the latest artifact there instead of the whole bucket (docs/FLEET.md).
 
 Usage:
 
@@ -285,6 +355,8 @@ Usage:
 type mirrorBucket interface {
 	slipstream.Watcher
 	slipstream.KeyLister
+	slipstream.RecordReader
+	audit.Bucket
 	Status(ctx context.Context) (natskv.Status, error)
 }
 
@@ -300,7 +372,22 @@ type mirror struct {
 	batchWindow time.Duration
 	log         *slog.Logger
 	t           *tracker
-	connected   func() bool // nil: unknown (reported as connected)
+	connected   func() bool   // nil: unknown (reported as connected)
+	audits      bool          // audit after each catch-up and every auditEvery
+	auditEvery  time.Duration // 0: only after each catch-up
+
+	current atomic.Pointer[slipstream.Follower] // the running follower, nil between runs
+	fleet   *fleetNode                          // nil without -export-to and -bootstrap-from
+}
+
+// exportArtifact takes an artifact of the fold through the running
+// follower (flushed first, between batches) into dir.
+func (m *mirror) exportArtifact(ctx context.Context, dir string) (*artifact.Manifest, error) {
+	f := m.current.Load()
+	if f == nil {
+		return nil, errNoFollower
+	}
+	return artifact.Export(ctx, f, dir)
 }
 
 // fatalRunError reports whether a Follower error must stop the mirror rather
@@ -324,6 +411,11 @@ func (m *mirror) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	wg.Go(func() { m.pollHead(pollCtx) })
+	wg.Go(func() { m.fleet.runExporter(pollCtx) })
+	wg.Go(func() { m.fleet.watchPointer(pollCtx) })
+	if m.audits {
+		wg.Go(func() { m.auditLoop(pollCtx) })
+	}
 	defer func() {
 		stopPoll()
 		wg.Wait()
@@ -332,9 +424,12 @@ func (m *mirror) run(ctx context.Context) error {
 
 	backoff := restartBackoffMin
 	for {
+		if err := m.fleet.beforeRun(ctx); err != nil {
+			return err
+		}
 		resume := m.fold.Cursor()
 		m.t.runStarting(resume)
-		f := slipstream.NewFollower(observedWatcher{bucket: m.bucket, t: m.t, resume: resume}, noApply)
+		f := slipstream.NewFollower(m.fleet.watcher(observedWatcher{bucket: m.bucket, t: m.t, resume: resume}), noApply)
 		f.Scope = m.scope
 		f.Resume = resume
 		f.Store = m.fold
@@ -351,7 +446,11 @@ func (m *mirror) run(ctx context.Context) error {
 		f.OnResync = m.t.onResync
 
 		started := time.Now()
+		m.current.Store(f)
+		m.fleet.setLoop(f)
 		_, err := f.Run(ctx)
+		m.fleet.setLoop(nil)
+		m.current.Store(nil)
 		if ctx.Err() != nil {
 			if err != nil {
 				return fmt.Errorf("final flush: %w", err)
@@ -360,6 +459,9 @@ func (m *mirror) run(ctx context.Context) error {
 		}
 		if err == nil {
 			err = errors.New("watch ended")
+		}
+		if m.fleet.runEnded(err) {
+			continue
 		}
 		if fatalRunError(err) {
 			return err
@@ -419,20 +521,22 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 		lag = head - cursor
 	}
 	return statusDoc{
-		Bucket:     bucket,
-		Fold:       m.fold.Dir,
-		Backend:    m.fold.Backend,
-		Scope:      m.scope.List(),
-		State:      state,
-		Ready:      m.t.ready.Load(),
-		Cursor:     cursor,
-		Keys:       keys,
-		ServerHead: head,
-		Lag:        lag,
-		Pending:    pending,
-		Resyncs:    m.t.resyncs.Load(),
-		Restarts:   m.t.restarts.Load(),
-		Connected:  m.connected == nil || m.connected(),
-		LastError:  lastErr,
+		Bucket:      bucket,
+		Fold:        m.fold.Dir,
+		Backend:     m.fold.backendName(),
+		Scope:       m.scope.List(),
+		State:       state,
+		Ready:       m.t.ready.Load(),
+		Cursor:      cursor,
+		Keys:        keys,
+		ServerHead:  head,
+		Lag:         lag,
+		Pending:     pending,
+		Resyncs:     m.t.resyncs.Load(),
+		Restarts:    m.t.restarts.Load(),
+		Connected:   m.connected == nil || m.connected(),
+		LastError:   lastErr,
+		auditStatus: m.t.audit.status(),
+		Fleet:       m.fleet.status(),
 	}, nil
 }

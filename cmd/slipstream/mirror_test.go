@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -45,7 +46,7 @@ var httpAddrRE = regexp.MustCompile(`msg="serving http" addr=(\S+)`)
 func (mp *inProcessMirror) httpBase(t *testing.T) string {
 	t.Helper()
 	var base string
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		select {
 		case err := <-mp.done:
 			t.Fatalf("mirror exited early: %v\n%s", err, mp.stderr.String())
@@ -121,10 +122,10 @@ func TestMirror_InProcess(t *testing.T) {
 			// Live changes, then a server restart under the running mirror:
 			// it keeps (or re-establishes) its watch and converges.
 			put(t, b, "k.000", "changed")
-			if err := b.Delete(t.Context(), "k.001"); err != nil {
+			if _, err := b.Delete(t.Context(), "k.001"); err != nil {
 				t.Fatal(err)
 			}
-			if err := b.Purge(t.Context(), "k.002"); err != nil {
+			if _, err := b.Purge(t.Context(), "k.002"); err != nil {
 				t.Fatal(err)
 			}
 			waitCaughtUp(t, base, b)
@@ -150,7 +151,7 @@ func TestMirror_InProcess(t *testing.T) {
 			// Offline, changes made while it was down arrive on restart
 			// (resume from the fold's cursor: delta only).
 			put(t, b, "k.003", "while down")
-			if err := b.Delete(t.Context(), "k.004"); err != nil {
+			if _, err := b.Delete(t.Context(), "k.004"); err != nil {
 				t.Fatal(err)
 			}
 			mp = startInProcess(t, args...)
@@ -179,14 +180,14 @@ func TestMirror_Prefixes(t *testing.T) {
 	mp := startInProcess(t, "-bucket", "prefixes", "-fold", fold, "-nats", srv.URL(), "-http", "127.0.0.1:0",
 		"-prefix", "a.", "-prefix", "b.", "-batch-window", "1ms")
 	base := mp.httpBase(t)
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		st, ok := getStatus(base)
 		return ok && st.Ready, fmt.Sprintf("status %+v", st)
 	})
 	put(t, b, "c.2", "v")
 	put(t, b, "b.2", "v")
 	var keys string
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		var ks []string
 		for _, l := range httpRange(t, base, "") {
 			ks = append(ks, l.Key)

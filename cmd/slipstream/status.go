@@ -43,6 +43,8 @@ type tracker struct {
 
 	readyCh chan struct{} // closed when ready is first set
 
+	audit auditState // audits of the fold (mirror_audit.go)
+
 	batchSizes   prometheus.Histogram
 	flushLatency prometheus.Histogram
 
@@ -81,6 +83,7 @@ func newTracker(scope slipstream.Scope, log *slog.Logger, progress *progressRepo
 	}
 	t.mu.state = stateStarting
 	t.mu.since = time.Now()
+	t.audit.init()
 	return t
 }
 
@@ -96,6 +99,7 @@ func (t *tracker) setStateLocked(s string) {
 // runStarting is called before each Follower.Run with the fold's cursor.
 func (t *tracker) runStarting(resume slipstream.Cursor) {
 	t.applied.Store(resume.Rank())
+	t.audit.resumed()
 }
 
 // watchStarting is called when the follower opens a watch: after is its
@@ -217,6 +221,7 @@ func (t *tracker) checkCaughtUpLocked() {
 	}
 	from, took := t.mu.state, time.Since(t.mu.since)
 	t.setStateLocked(stateSynced)
+	t.audit.caughtUpNow()
 	first := !t.ready.Swap(true)
 	if first {
 		close(t.readyCh)

@@ -74,7 +74,7 @@ func newSupervised(t *testing.T, fail func(int) error) (*mirror, *flakyBucket) {
 	t.Cleanup(func() { st.Close() })
 	fb := &flakyBucket{KV: memkv.New(), start: time.Now(), fail: fail}
 	m := &mirror{
-		bucket: fb, fold: appLogFold(st, dir, false), scope: slipstream.AllKeys(),
+		bucket: fb, fold: &fold{store: st, Backend: backendAppLog, Dir: dir}, scope: slipstream.AllKeys(),
 		batchMax: 100, batchWindow: 10 * time.Millisecond, log: discardLogger(),
 		t: newTracker(slipstream.AllKeys(), discardLogger(), nil),
 	}

@@ -75,9 +75,9 @@ func underAny(dir string, roots ...string) bool {
 }
 
 // TestForbiddenImports keeps dependencies inside their adapters: the root
-// package imports no backend, jetstream stays in natskv (plus the test
-// server helper and the command that wires everything), Pebble stays in
-// pebblestore.
+// package imports no backend, jetstream stays in natskv and the NATS object
+// store (plus the test server helper and the command that wires everything),
+// Pebble stays in pebblestore, the AWS SDK in the S3 object store.
 func TestForbiddenImports(t *testing.T) {
 	const mod = "github.com/slipstream-kv/slipstream/"
 	rules := []struct {
@@ -85,11 +85,13 @@ func TestForbiddenImports(t *testing.T) {
 		allowed []string // directories (and their subdirectories) that may import it
 		tests   bool     // whether _test.go files anywhere may import it
 	}{
-		{"github.com/nats-io/nats.go", []string{"natskv", "internal/natstest", "cmd/slipstream", "internal/embedded", "internal/journaltest"}, true},
+		{"github.com/nats-io/nats.go", []string{"natskv", "objstore/natsobj", "internal/natstest", "cmd/slipstream", "internal/embedded", "internal/journaltest"}, true},
 		{"github.com/nats-io/nats-server", []string{"internal/natstest", "cmd/slipstream", "internal/embedded"}, true},
 		{"github.com/cockroachdb/pebble", []string{"pebblestore"}, false},
 		{"github.com/aws/aws-sdk-go-v2", []string{"objstore/s3"}, false},
 		{"github.com/prometheus/", []string{"cmd/slipstream"}, false},
+		// natscontext (--context) is the command's: the library takes options.
+		{"github.com/nats-io/jsm.go", []string{"cmd/slipstream"}, false},
 	}
 	backends := []string{"natskv", "memkv", "applog", "pebblestore", "storetest", "cmd", "internal/natstest"}
 	for _, f := range parseRepo(t) {
