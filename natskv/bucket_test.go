@@ -16,8 +16,8 @@ import (
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
-// TestReadsAndWrites covers core.md §6.5 items 6–16, 27–30 and 32–35 on one
-// server, one bucket per case.
+// TestReadsAndWrites covers the reads and writes of Bucket on one server,
+// one bucket per case.
 func TestReadsAndWrites(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()

@@ -29,7 +29,7 @@ const Backend = "pebble"
 const (
 	// DefaultCacheSize is the block cache size when Options.CacheSize is 0:
 	// modest, for small machines. A large fold whose reads must stay in RAM
-	// wants far more (the reference used 1 GiB).
+	// wants far more (1 GiB or more).
 	DefaultCacheSize = 64 << 20
 	// Memtables are charged to the block cache: each is a quarter of the
 	// cache, within these bounds, so blocks keep most of it.

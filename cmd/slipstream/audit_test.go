@@ -299,7 +299,7 @@ var histories = []history{
 	},
 	{
 		// Memory storage: the embedded server may resurrect a file-backed
-		// bucket deleted and recreated at once (nats-hazards.md).
+		// bucket deleted and recreated at once (natskv documentation).
 		name: "bucket recreated past the cursor",
 		cfg:  natskv.Config{Bucket: "recreated", Storage: natskv.MemoryStorage},
 		before: func(t *testing.T, e *auditEnv) {
