@@ -116,11 +116,18 @@ func TestFleet_BootstrapFromArtifact(t *testing.T) {
 				last = put(t, b, fmt.Sprintf("route.pre.%d", i), fmt.Sprintf("pre-%d", i))
 			}
 			cursor := ptr.waitPointer(t, bucketName, last)
-			st, _ := getStatus(baseA)
-			if st.Fleet == nil || st.Fleet.Export == nil || st.Fleet.Export.LastPublishedCursor != cursor ||
-				st.Fleet.Export.LastRound == nil || st.Fleet.Export.LastRound.Cursor != cursor {
-				t.Fatalf("exporter status %+v, want its last round published at %d", st.Fleet, cursor)
-			}
+			// The round reports once it has completed the lease and pruned,
+			// a moment after the pointer moved.
+			waitFor(t, 30*time.Second, func() (bool, string) {
+				st, ok := getStatus(baseA)
+				if !ok || st.Fleet == nil || st.Fleet.Export == nil {
+					return false, "no fleet status"
+				}
+				e := st.Fleet.Export
+				return e.LastPublishedCursor == cursor && e.LastRound != nil && e.LastRound.Cursor == cursor &&
+						e.LastRound.Outcome == "published" && e.Rounds["published"] >= 1,
+					fmt.Sprintf("exporter status %+v, want its last round published at %d", e, cursor)
+			})
 			if v, _ := metric(t, baseA, "slipstream_export_last_published_cursor"); uint64(v) != cursor {
 				t.Fatalf("slipstream_export_last_published_cursor %v, want %d", v, cursor)
 			}
@@ -454,6 +461,7 @@ func TestFleet_ThreeExporters(t *testing.T) {
 	}
 	fourth.stop(t)
 	for _, n := range nodes {
+		n.logValue(t, "caught up", "cursor") // started up: a SIGTERM now is a clean stop
 		n.stop(t)
 	}
 }
