@@ -74,7 +74,8 @@ func BenchmarkLoad(b *testing.B) {
 
 // BenchmarkMemory measures the heap a fold of BenchKeys entries holds (the
 // HeapInuse delta after GC, with the fold loaded from disk as after a
-// restart) against the raw key and value bytes. Run with -benchtime=1x.
+// restart) against the raw key and value bytes. Values stay in the log (the
+// page cache), outside this figure. Run with -benchtime=1x.
 func BenchmarkMemory(b *testing.B) {
 	dir := b.TempDir()
 	w := storetest.NewWorkload(storetest.BenchKeys())

@@ -28,13 +28,24 @@ func newRecordWriter(w io.Writer) *recordWriter {
 	return rw
 }
 
-// put appends a PUT record.
-func (rw *recordWriter) put(key string, value []byte, v slipstream.Version) {
+// put appends a PUT record and returns the offset of its value in the
+// file.
+func (rw *recordWriter) put(key string, value []byte, v slipstream.Version) int64 {
+	off := rw.n + putHeaderLen + int64(len(key))
 	before := len(rw.buf)
 	rw.buf = appendPut(rw.buf, key, value, v)
 	rw.n += int64(len(rw.buf) - before)
 	if len(rw.buf) >= compactBufSize {
 		rw.flush()
+	}
+	return off
+}
+
+// fail makes err the writer's error (its first error is kept): the file is
+// not used.
+func (rw *recordWriter) fail(err error) {
+	if rw.err == nil {
+		rw.err = err
 	}
 }
 

@@ -66,7 +66,7 @@ func TestOverwritesCompactWithinTwiceLive(t *testing.T) {
 		}
 		size, _ := s.Size()
 		live := s.t.live
-		batchBytes := int64(len(batch))*putLen("k.00", val, slipstream.VersionFromUint64(rev)) + 4 + 1 + 1 + 8
+		batchBytes := int64(len(batch))*putLen("k.00", len(val), slipstream.VersionFromUint64(rev)) + 4 + 1 + 1 + 8
 		if size < prev {
 			shrank = true
 			// The rewrite came after this batch was appended to the log
@@ -100,7 +100,7 @@ func TestLiveBytesTrackTheTable(t *testing.T) {
 		t.Helper()
 		var want int64
 		if err := s.ForEachInRange("", func(e slipstream.Entry) error {
-			want += putLen(e.Key, e.Value, e.Version)
+			want += putLen(e.Key, len(e.Value), e.Version)
 			return nil
 		}); err != nil {
 			t.Fatal(err)

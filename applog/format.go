@@ -38,6 +38,10 @@ const (
 
 	// minRecordLen is the size of the smallest record, a none CURSOR.
 	minRecordLen = 6
+	// putHeaderLen is the framing of a PUT before its value, besides the
+	// key: crc, type, key_len and value_len. A PUT's value starts
+	// putHeaderLen+len(key) bytes into the record.
+	putHeaderLen = 4 + 1 + 2 + 4
 	// maxTokenLen is the largest version or cursor length a record may declare.
 	maxTokenLen = slipstream.MaxVersionLen
 )

@@ -6,23 +6,24 @@ import (
 	"github.com/slipstream-kv/slipstream"
 )
 
-// entry is a live key's value and version, stored inline in the table's
-// entry slice. An overwrite replaces val with a new slice and never writes
-// into the old one, so a value slice handed to a reader stays valid and
-// unchanged for as long as the reader keeps it (see [arena]).
+// entry is a live key's version and the place of its value in the log,
+// stored inline in the table's entry slice: the value is the vlen bytes at
+// offset off of the log file the store reads (see [logReader]). The log is
+// append-only and a compaction moves every entry to its new file at once,
+// so a reader that located a value can read it after releasing the lock.
 type entry struct {
 	key  string
-	val  []byte
+	off  int64 // the value's offset in the log
+	vlen uint32
 	ver  slipstream.Version
-	slab uint32 // the arena slab holding val; 0 when val is its own allocation
 }
 
 // hashIndex maps keys to entries: an open-addressing table with linear
 // probing over entries stored in fixed-size chunks. It replaces
 // map[string]*entry to cut the per-entry overhead (no per-entry allocation,
 // 8-byte slots at 35–70% load, against roughly 64 bytes of map and 48 of
-// entry at a million keys), which keeps a fold's heap near 1.35× its raw key
-// and value bytes. Chunks never move, so growing never copies entries.
+// entry at a million keys). Chunks never move, so growing never copies
+// entries.
 //
 // A slot is 0 when empty, else fp<<32 | (entry index + 1), where fp is the
 // upper half of the key's hash. A key's home slot is fp & mask, so the slot
@@ -96,6 +97,16 @@ func (h *hashIndex) getFP(key string, fp uint32) *entry {
 		return h.atSlot(i)
 	}
 	return nil
+}
+
+// indexOf returns the entry index of key, whose fingerprint is fp; false
+// when absent.
+func (h *hashIndex) indexOf(key string, fp uint32) (uint32, bool) {
+	i, ok := find(h, key, fp)
+	if !ok {
+		return 0, false
+	}
+	return uint32(h.slots[i]) - 1, true
 }
 
 // prefetch fills fps with the fingerprints of n keys and loads each key's

@@ -14,8 +14,9 @@ import (
 // sink receives the records of a replay in file order. key and value alias
 // the log's bytes: a sink that keeps them copies them.
 type sink interface {
-	// put inserts or overwrites key and reports whether key was live.
-	put(key, value []byte, v slipstream.Version) (overwrote bool)
+	// put inserts or overwrites key, whose value starts at offset off of
+	// the file, and reports whether key was live.
+	put(key, value []byte, v slipstream.Version, off int) (overwrote bool)
 	// del removes key.
 	del(key []byte)
 }
@@ -262,7 +263,7 @@ func replayWindow(w *window, s sink) (replayResult, error) {
 			}
 			if typ == recPut {
 				v, _ := slipstream.VersionFromBytes(data[verStart-b : end-b])
-				if s.put(key, data[valStart-b:valEnd-b], v) {
+				if s.put(key, data[valStart-b:valEnd-b], v, valStart) {
 					redundant = true
 				}
 			} else {

@@ -58,7 +58,7 @@ func (s Snapshot) emit(rw *recordWriter) {
 // snapshotSink replays into a Snapshot's map, copying keys and values.
 type snapshotSink map[string]slipstream.Entry
 
-func (m snapshotSink) put(key, value []byte, v slipstream.Version) bool {
+func (m snapshotSink) put(key, value []byte, v slipstream.Version, _ int) bool {
 	_, ok := m[string(key)]
 	k := string(key)
 	m[k] = slipstream.Entry{Key: k, Value: bytes.Clone(value), Version: v}
@@ -161,7 +161,7 @@ func loadInto(fsys fsys, path string, f fold, rewrite bool, sz loadSizes) (loadS
 	return repair(fsys, path, f, st)
 }
 
-func loadFrom(file *os.File, path string, f fold, sz loadSizes) (loadState, error) {
+func loadFrom(file *os.File, path string, f sink, sz loadSizes) (loadState, error) {
 	var st loadState
 	fi, err := file.Stat()
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,8 +47,9 @@ type Options struct {
 }
 
 // Store is an append-log fold: a directory holding the log [FileName] and the
-// lock file [LockName]. The whole live state is held in RAM, so reads never
-// touch the disk; the log is replayed at open.
+// lock file [LockName]. The keys, their versions and the place of each value
+// in the log are held in RAM (a keydir); values are read back from the log,
+// through the page cache. The log is replayed at open.
 //
 // # Concurrency
 //
@@ -75,10 +75,12 @@ type Store struct {
 	w       *Writer    // nil when read-only
 	size    atomic.Int64
 	fps     []uint32 // writer scratch: the batch's key fingerprints
+	offs    []int64  // writer scratch: where the batch's values are in the log
 	touched uint64   // keeps prefetch loads alive
 
 	mu     sync.RWMutex // guards the fields below for readers
 	t      *table
+	lf     *logReader // the log the table's offsets point into
 	cursor slipstream.Cursor
 	closed bool
 }
@@ -164,18 +166,36 @@ func (s *Store) open(sz loadSizes) error {
 	for _, p := range removed {
 		s.log.Info("removed temp file of an interrupted compaction", "path", p)
 	}
-	st, err := loadInto(s.fs, s.path, s.t, false, sz)
-	if err != nil {
-		return err
+	f, err := os.Open(s.path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("applog: read %s: %w", s.path, err)
+	}
+	var st loadState
+	if f != nil {
+		if st, err = loadFrom(f, s.path, s.t, sz); err != nil {
+			_ = f.Close()
+			return err
+		}
 	}
 	w, err := openWriter(s.fs, s.path, s.threshold)
 	if err != nil {
+		if f != nil {
+			_ = f.Close()
+		}
 		return err
 	}
 	s.w = w
+	if f == nil {
+		// The writer created the log: read it through a handle of our own.
+		if f, err = os.Open(s.path); err != nil {
+			_ = w.Close()
+			return fmt.Errorf("applog: read %s: %w", s.path, err)
+		}
+	}
+	s.lf = newLogReader(f, s.path)
 	if !st.res.cleanEOF && st.fileLen > headerLen {
 		if err := w.truncate(int64(st.res.end)); err != nil {
-			_ = w.Close()
+			s.closeFiles()
 			return err
 		}
 		s.log.Info("log repaired on load: torn tail dropped", "path", s.path,
@@ -185,11 +205,10 @@ func (s *Store) open(sz loadSizes) error {
 	// garbage (compactDue).
 	w.since = 0
 	s.t.refresh()
-	s.t.maintain(math.MaxInt)
 	s.cursor = st.res.cursor
 	if before := w.Size(); s.compactDue(before) {
-		if err := w.rewrite(s.cursor, s.emitter()); err != nil {
-			_ = w.Close()
+		if err := s.compact(s.cursor); err != nil {
+			s.closeFiles()
 			return err
 		}
 		s.log.Info("log compacted on load", "path", s.path, "bytes_before", before, "bytes_after", w.Size())
@@ -215,13 +234,18 @@ func openReadOnly(dir string, sz loadSizes) (*Store, error) {
 	}
 	s := newStore(dir, &Options{})
 	s.readOnly = true
-	st, err := loadInto(s.fs, s.path, s.t, false, sz)
+	f, err := os.Open(s.path)
 	if err != nil {
+		return nil, fmt.Errorf("applog: open %s: %w", s.path, err)
+	}
+	st, err := loadFrom(f, s.path, s.t, sz)
+	if err != nil {
+		_ = f.Close()
 		return nil, err
 	}
-	if !st.exists {
-		return nil, fmt.Errorf("applog: open %s: %w", s.path, fs.ErrNotExist)
-	}
+	// The store reads this file (this inode) for its life, whatever the
+	// holder renames into place later.
+	s.lf = newLogReader(f, s.path)
 	s.size.Store(int64(st.fileLen))
 	s.t.refresh()
 	s.cursor = st.res.cursor
@@ -294,8 +318,9 @@ func (s *Store) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error
 	// its slots into cache while the records are encoded and written.
 	s.fps = slices.Grow(s.fps[:0], len(batch))[:len(batch)]
 	s.touched += s.t.h.prefetch(s.fps, len(batch), func(i int) string { return batch[i].Key })
+	s.offs = slices.Grow(s.offs[:0], len(batch))[:len(batch)]
 	for i := range batch {
-		w.appendUpdate(batch[i])
+		s.offs[i] = w.appendUpdate(batch[i])
 		if len(w.buf) >= writeBufSize {
 			if err := w.flush(); err != nil {
 				return err
@@ -313,9 +338,8 @@ func (s *Store) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error
 
 	s.mu.Lock()
 	for i := range batch {
-		s.t.applyFP(&batch[i], s.fps[i])
+		s.t.applyFP(&batch[i], s.fps[i], s.offs[i])
 	}
-	s.t.maintain(4096 + 32*len(batch))
 	if s.t.overdue() {
 		s.t.refresh()
 	}
@@ -345,11 +369,18 @@ func (s *Store) compactDue(size int64) bool {
 	return garbage > 0 && uint64(garbage) > s.threshold && garbage > s.t.live
 }
 
-// compact rewrites the log from memory: the table equals the log's replay,
-// so there is no need to read the file back. The writer lock is held.
+// compact rewrites the log compactly, from the keydir and the values in
+// the log, then moves the reads to the new file: every entry's offset, and
+// the read handle, at once under the write lock. The writer lock is held.
 func (s *Store) compact(c slipstream.Cursor) error {
 	before := s.w.Size()
-	err := s.w.rewrite(c, s.emitter())
+	var offs []int64
+	moved, err := s.w.rewrite(c, s.emitter(&offs))
+	if moved {
+		if merr := s.moveReads(offs); merr != nil {
+			err = errors.Join(err, merr)
+		}
+	}
 	s.size.Store(s.w.Size())
 	if err != nil {
 		return err
@@ -358,21 +389,69 @@ func (s *Store) compact(c slipstream.Cursor) error {
 	return nil
 }
 
-// emitter returns a function writing the live entries in key order. The
-// caller holds the writer lock, so the table does not change underneath; the
-// index view is captured under the read-write lock because scans refresh it.
-func (s *Store) emitter() func(*recordWriter) {
+// moveReads points the keydir at the log the writer just moved to: offs
+// holds each entry's value offset there, by entry index. If the new file
+// cannot be opened for reading, the writer is poisoned (no append may land
+// in a file the keydir does not read) and reads stay on the old file, which
+// still holds every value they point to.
+func (s *Store) moveReads(offs []int64) error {
+	f, err := os.Open(s.path)
+	if err != nil {
+		s.w.poison(fmt.Errorf("open the compacted log for reading: %w", err))
+		return s.w.usable()
+	}
+	s.mu.Lock()
+	h := &s.t.h
+	for i, off := range offs {
+		if off >= 0 {
+			h.at(uint32(i)).off = off
+		}
+	}
+	old := s.lf
+	s.lf = newLogReader(f, s.path)
+	s.mu.Unlock()
+	old.release()
+	return nil
+}
+
+// emitter returns a function writing the live entries in key order, their
+// values read from the log. With offs set, it records there each entry's
+// value offset in the written file, by entry index (-1 for free entries).
+// The caller holds the writer lock, so the table and the read handle do not
+// change underneath; the index view is captured under the read-write lock
+// because scans refresh it. A failed read fails the write (the file is not
+// used).
+func (s *Store) emitter(offs *[]int64) func(*recordWriter) {
 	s.mu.Lock()
 	s.t.refresh()
 	base, delta := s.t.idx.base, s.t.idx.delta
+	lf := s.lf
 	s.mu.Unlock()
 	return func(rw *recordWriter) {
+		h := &s.t.h
+		var at []int64
+		if offs != nil {
+			at = make([]int64, h.used)
+			for i := range at {
+				at[i] = -1
+			}
+			*offs = at
+		}
 		it := newKeyIter(base, delta, "")
-		var keys [64]string
-		var fps [64]uint32
+		const chunk = 256
+		var (
+			keys  [chunk]string
+			fps   [chunk]uint32
+			idxs  [chunk]uint32
+			vals  [chunk][]byte
+			locs  = make([]valueLoc, 0, chunk)
+			buf   []byte
+			order []int
+			err   error
+		)
 		for {
 			n := 0
-			for ; n < len(keys); n++ {
+			for ; n < chunk; n++ {
 				k, ok := it.next()
 				if !ok {
 					break
@@ -382,13 +461,36 @@ func (s *Store) emitter() func(*recordWriter) {
 			if n == 0 {
 				return
 			}
-			s.touched += s.t.h.prefetch(fps[:], n, func(i int) string { return keys[i] })
+			s.touched += h.prefetch(fps[:], n, func(i int) string { return keys[i] })
+			locs = locs[:0]
 			for i, k := range keys[:n] {
-				if e := s.t.h.getFP(k, fps[i]); e != nil {
-					rw.put(k, e.val, e.ver)
+				if j, ok := h.indexOf(k, fps[i]); ok {
+					e := h.at(j)
+					idxs[len(locs)] = j
+					locs = append(locs, valueLoc{key: k, off: e.off, vlen: e.vlen, ver: e.ver})
+				}
+			}
+			if buf, order, err = lf.readValues(locs, vals[:], buf, order); err != nil {
+				rw.fail(err)
+				return
+			}
+			for i := range locs {
+				off := rw.put(locs[i].key, vals[i], locs[i].ver)
+				if at != nil {
+					at[idxs[i]] = off
 				}
 			}
 		}
+	}
+}
+
+// closeFiles closes the writer and the read handle of a store whose open
+// failed.
+func (s *Store) closeFiles() {
+	_ = s.w.Close()
+	if s.lf != nil {
+		s.lf.release()
+		s.lf = nil
 	}
 }
 
@@ -403,29 +505,44 @@ func (s *Store) writable(op string) error {
 }
 
 // Get returns the live entry for key; false when absent. The entry's Value
-// is a copy the caller owns. It returns [slipstream.ErrClosed] after Close.
+// is read from the log into a buffer the caller owns (one pread, usually
+// served by the page cache; its record's checksum is checked: a mismatch is
+// a *[FormatError] wrapping [slipstream.ErrCorrupt]). It returns
+// [slipstream.ErrClosed] after Close.
 func (s *Store) Get(key string) (slipstream.Entry, bool, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if s.closed {
+		s.mu.RUnlock()
 		return slipstream.Entry{}, false, fmt.Errorf("applog: get from %s: %w", s.path, slipstream.ErrClosed)
 	}
 	e := s.t.get(key)
 	if e == nil {
+		s.mu.RUnlock()
 		return slipstream.Entry{}, false, nil
 	}
-	return slipstream.Entry{Key: key, Value: cloneBytes(e.val), Version: e.ver}, true, nil
+	loc := valueLoc{key: key, off: e.off, vlen: e.vlen, ver: e.ver}
+	lf := s.lf.acquire()
+	s.mu.RUnlock()
+	defer lf.release()
+	v, err := lf.readOne(loc)
+	if err != nil {
+		return slipstream.Entry{}, false, fmt.Errorf("applog: get %q: %w", key, err)
+	}
+	return slipstream.Entry{Key: key, Value: v, Version: loc.ver}, true, nil
 }
 
 // ForEachInRange calls fn for every live entry whose key starts with prefix,
 // in ascending byte order of key, reading an ordered in-memory index (no
-// sort of the whole fold per call). An error from fn stops the scan and is
-// returned as is. The entry's Value is a copy, never the fold's memory: fn
-// may write into it, but it is valid only during the call (the copy's
-// memory is reused); copy it to keep it. fn may call Get, Cursor and other
-// reads, but must not call Apply, ExportTo or Close. See [Store] for what a
-// scan running beside Apply observes. It returns [slipstream.ErrClosed]
-// after Close, including when Close happens during the scan.
+// sort of the whole fold per call) and the values from the log, a chunk of
+// keys at a time, neighbouring records in one pread. An error from fn stops
+// the scan and is returned as is; a record whose checksum does not match is
+// a *[FormatError] wrapping [slipstream.ErrCorrupt]. The entry's Value is a
+// copy, never the fold's: fn may write into it, but it is valid only during
+// the call (its memory is reused); copy it to keep it. fn may call Get,
+// Cursor and other reads, but must not call Apply, ExportTo or Close. See
+// [Store] for what a scan running beside Apply observes. It returns
+// [slipstream.ErrClosed] after Close, including when Close happens during
+// the scan.
 func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) error {
 	base, delta, err := s.view()
 	if err != nil {
@@ -433,8 +550,12 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 	}
 	it := newKeyIter(base, delta, prefix)
 	keys := make([]string, 0, scanChunk)
-	ents := make([]slipstream.Entry, 0, scanChunk)
-	var vals []byte // the chunk's values, copied; reused by the next chunk
+	locs := make([]valueLoc, 0, scanChunk)
+	vals := make([][]byte, scanChunk)
+	var (
+		buf   []byte // the chunk's records; reused by the next chunk
+		order []int
+	)
 	for {
 		keys = keys[:0]
 		for len(keys) < scanChunk {
@@ -447,7 +568,7 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 		if len(keys) == 0 {
 			return nil
 		}
-		ents = ents[:0]
+		locs = locs[:0]
 		s.mu.RLock()
 		if s.closed {
 			s.mu.RUnlock()
@@ -455,41 +576,24 @@ func (s *Store) ForEachInRange(prefix string, fn func(slipstream.Entry) error) e
 		}
 		for _, k := range keys {
 			if e := s.t.get(k); e != nil {
-				ents = append(ents, slipstream.Entry{Key: k, Value: e.val, Version: e.ver})
+				locs = append(locs, valueLoc{key: k, off: e.off, vlen: e.vlen, ver: e.ver})
 			}
 		}
+		lf := s.lf.acquire()
 		s.mu.RUnlock()
-		// Values are never written in place (see arena), so the slices
-		// taken under the lock stay valid for the copy made outside it.
-		vals = copyValues(ents, vals[:0])
-		for _, e := range ents {
-			if err := fn(e); err != nil {
+		// The log is append-only and lf keeps the file the offsets point
+		// into, so the values are read outside the lock.
+		buf, order, err = lf.readValues(locs, vals, buf, order)
+		lf.release()
+		if err != nil {
+			return fmt.Errorf("applog: scan %s: %w", s.path, err)
+		}
+		for i := range locs {
+			if err := fn(slipstream.Entry{Key: locs[i].key, Value: vals[i], Version: locs[i].ver}); err != nil {
 				return err
 			}
 		}
 	}
-}
-
-// copyValues points each entry's Value at a copy in buf (grown as needed),
-// capped to its length so an append cannot reach the next one, and returns
-// buf. A caller writing into a handed-out value then changes only the copy.
-func copyValues(ents []slipstream.Entry, buf []byte) []byte {
-	n := 0
-	for _, e := range ents {
-		n += len(e.Value)
-	}
-	buf = slices.Grow(buf, n)
-	for i := range ents {
-		v := ents[i].Value
-		if len(v) == 0 {
-			ents[i].Value = []byte{}
-			continue
-		}
-		off := len(buf)
-		buf = append(buf, v...)
-		ents[i].Value = buf[off:len(buf):len(buf)]
-	}
-	return buf
 }
 
 // view returns the published index slices, refreshing them first if
@@ -591,7 +695,7 @@ func (s *Store) ExportTo(dir string) (slipstream.Export, error) {
 	path := filepath.Join(stage, FileName)
 	cursor := s.Cursor()
 	live := s.count()
-	if _, _, err := compactToFile(s.fs, path, cursor, s.emitter()); err != nil {
+	if _, _, err := compactToFile(s.fs, path, cursor, s.emitter(nil)); err != nil {
 		return slipstream.Export{}, fmt.Errorf("applog: export to %s: %w", dir, err)
 	}
 	if err := verifyExport(path, cursor, live); err != nil {
@@ -645,7 +749,7 @@ type countSink struct {
 	ordered bool
 }
 
-func (c *countSink) put(key, _ []byte, _ slipstream.Version) bool {
+func (c *countSink) put(key, _ []byte, _ slipstream.Version, _ int) bool {
 	if c.n > 0 && string(key) <= string(c.last) {
 		c.ordered = false
 	}
@@ -689,7 +793,12 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.t = nil
+	lf := s.lf
+	s.lf = nil
 	s.mu.Unlock()
+	if lf != nil {
+		lf.release() // reads in flight keep it open until they finish
+	}
 	var err error
 	if s.w != nil {
 		err = s.w.Close()

@@ -140,10 +140,10 @@ func TestIndexMatchesModel(t *testing.T) {
 	for step := range 60_000 {
 		k := keys[rng.IntN(len(keys))]
 		if rng.IntN(3) == 0 {
-			tb.apply(&slipstream.Update{Op: slipstream.OpDelete, Key: k})
+			tb.apply(&slipstream.Update{Op: slipstream.OpDelete, Key: k}, 0)
 			delete(live, k)
 		} else {
-			tb.apply(&slipstream.Update{Op: slipstream.OpPut, Key: k, Value: []byte{1}})
+			tb.apply(&slipstream.Update{Op: slipstream.OpPut, Key: k, Value: []byte{1}}, int64(step))
 			live[k] = true
 		}
 		if tb.overdue() {

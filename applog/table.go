@@ -7,14 +7,15 @@ import (
 	"github.com/slipstream-kv/slipstream"
 )
 
-// table is the in-RAM fold: a hash index for point reads and an ordered key
-// index for range scans. Mutations need the store's write lock; lookups need
-// at least its read lock, or the single-writer lock (the hash index changes
+// table is the in-RAM part of the fold, a keydir: a hash index from each
+// live key to its version and the place of its value in the log, for point
+// reads, and an ordered key index for range scans. Values stay in the log
+// (see [logReader]). Mutations need the store's write lock; lookups need at
+// least its read lock, or the single-writer lock (the hash index changes
 // only under both).
 type table struct {
-	h    hashIndex
-	idx  index
-	vals arena // the values' memory
+	h   hashIndex
+	idx index
 
 	// Replayed PUTs not yet folded in (see put), and whether any folded
 	// PUT overwrote a live key since the last flush.
@@ -39,16 +40,18 @@ type table struct {
 	live int64
 }
 
-// putLen is the encoded size of a PUT record.
-func putLen(key string, value []byte, v slipstream.Version) int64 {
-	return int64(4 + 1 + 2 + len(key) + 4 + len(value) + 1 + v.Len())
+// putLen is the encoded size of a PUT record of a vlen-byte value.
+func putLen(key string, vlen int, v slipstream.Version) int64 {
+	return int64(putHeaderLen + len(key) + vlen + 1 + v.Len())
 }
 
-// pendingPut is a replayed PUT whose key and value still alias the log.
+// pendingPut is a replayed PUT whose key still aliases the log.
 type pendingPut struct {
-	key, val []byte
-	ver      slipstream.Version
-	fp       uint32
+	key  []byte
+	off  int64 // the value's offset in the log
+	vlen uint32
+	ver  slipstream.Version
+	fp   uint32
 }
 
 // pendingPuts is how many replayed PUTs put holds before folding them in.
@@ -68,30 +71,30 @@ type index struct {
 
 func newTable() *table { return &table{h: newHashIndex()} }
 
-// put takes a replayed PUT (key and value alias the log and are copied).
-// In sorted mode (see table.sorted) it appends the entry at once. Otherwise
-// it hashes the key now but folds the PUT in later, a few dozen at a time,
-// loading their home slots together first so the misses overlap (see
+// put takes a replayed PUT whose value starts at offset off of the log
+// (the key aliases the log and is copied; the value is not kept). In sorted
+// mode (see table.sorted) it appends the entry at once. Otherwise it hashes
+// the key now but folds the PUT in later, a few dozen at a time, loading
+// their home slots together first so the misses overlap (see
 // hashIndex.prefetch). It returns false: flush, which the replay calls
 // before the log's bytes move and at the end, reports overwrites.
-func (t *table) put(key, value []byte, v slipstream.Version) bool {
+func (t *table) put(key, value []byte, v slipstream.Version, off int) bool {
 	if !t.sorted && t.h.used == 0 && len(t.pend) == 0 {
 		t.sorted = true // an empty table: a sorted run may start
 	}
 	if t.sorted {
 		if t.h.n == 0 || string(key) > t.lastKey {
 			k := string(key)
-			val, id := t.vals.alloc(value)
-			t.h.appendEntry(entry{key: k, val: val, ver: v, slab: id})
+			t.h.appendEntry(entry{key: k, off: int64(off), vlen: uint32(len(value)), ver: v})
 			t.sortedFPs = append(t.sortedFPs, t.h.fingerprintBytes(key))
-			t.live += putLen(k, val, v)
+			t.live += putLen(k, len(value), v)
 			t.idx.pending = append(t.idx.pending, k)
 			t.lastKey = k
 			return false
 		}
 		t.endSorted()
 	}
-	t.pend = append(t.pend, pendingPut{key: key, val: value, ver: v, fp: t.h.fingerprintBytes(key)})
+	t.pend = append(t.pend, pendingPut{key: key, off: int64(off), vlen: uint32(len(value)), ver: v, fp: t.h.fingerprintBytes(key)})
 	if len(t.pend) >= pendingPuts {
 		t.foldPending()
 	}
@@ -136,30 +139,25 @@ func (t *table) foldPending() {
 	for i := range t.pend {
 		p := &t.pend[i]
 		if j, ok := find(&t.h, p.key, p.fp); ok {
-			t.overwrite(t.h.atSlot(j), p.val, p.ver)
+			t.overwrite(t.h.atSlot(j), p.off, p.vlen, p.ver)
 			t.overwrote = true
-			t.maintain(64)
 			continue
 		}
 		k := string(p.key)
-		val, id := t.vals.alloc(p.val)
-		t.h.insert(entry{key: k, val: val, ver: p.ver, slab: id}, p.fp)
-		t.live += putLen(k, val, p.ver)
+		t.h.insert(entry{key: k, off: p.off, vlen: p.vlen, ver: p.ver}, p.fp)
+		t.live += putLen(k, int(p.vlen), p.ver)
 		t.idx.pending = append(t.idx.pending, k)
 	}
 	clear(t.pend) // drop the aliases of the log
 	t.pend = t.pend[:0]
 }
 
-// overwrite replaces e's value with a copy of value (the old one is never
-// written: a reader may hold it).
-func (t *table) overwrite(e *entry, value []byte, v slipstream.Version) {
-	oldSlab, oldLen := e.slab, len(e.val)
-	t.live -= putLen(e.key, e.val, e.ver)
-	e.val, e.slab = t.vals.alloc(value)
-	e.ver = v
-	t.live += putLen(e.key, e.val, e.ver)
-	t.vals.release(oldSlab, oldLen)
+// overwrite points e at a new value (the log is append-only: the old
+// value stays where it was, for readers that located it).
+func (t *table) overwrite(e *entry, off int64, vlen uint32, v slipstream.Version) {
+	t.live -= putLen(e.key, int(e.vlen), e.ver)
+	e.off, e.vlen, e.ver = off, vlen, v
+	t.live += putLen(e.key, int(e.vlen), e.ver)
 }
 
 // del folds a replayed DELETE, after the PUTs before it.
@@ -167,27 +165,26 @@ func (t *table) del(key []byte) {
 	t.endSorted()
 	t.foldPending()
 	t.remove(string(key))
-	t.maintain(64)
 }
 
-// apply folds one update. The key is copied on insert so the table never
-// pins the caller's memory.
-func (t *table) apply(u *slipstream.Update) { t.applyFP(u, t.h.fingerprint(u.Key)) }
+// apply folds one update whose value (for a put) the log holds at offset
+// off. The key is copied on insert so the table never pins the caller's
+// memory.
+func (t *table) apply(u *slipstream.Update, off int64) { t.applyFP(u, t.h.fingerprint(u.Key), off) }
 
 // applyFP is apply for an update whose key's fingerprint is fp.
-func (t *table) applyFP(u *slipstream.Update, fp uint32) {
+func (t *table) applyFP(u *slipstream.Update, fp uint32, off int64) {
 	if u.Op != slipstream.OpPut {
 		t.removeFP(u.Key, fp)
 		return
 	}
 	if i, ok := find(&t.h, u.Key, fp); ok {
-		t.overwrite(t.h.atSlot(i), u.Value, u.Version)
+		t.overwrite(t.h.atSlot(i), off, uint32(len(u.Value)), u.Version)
 		return
 	}
 	k := strings.Clone(u.Key)
-	val, id := t.vals.alloc(u.Value)
-	t.h.insert(entry{key: k, val: val, ver: u.Version, slab: id}, fp)
-	t.live += putLen(k, val, u.Version)
+	t.h.insert(entry{key: k, off: off, vlen: uint32(len(u.Value)), ver: u.Version}, fp)
+	t.live += putLen(k, len(u.Value), u.Version)
 	t.idx.pending = append(t.idx.pending, k)
 }
 
@@ -195,53 +192,14 @@ func (t *table) remove(key string) { t.removeFP(key, t.h.fingerprint(key)) }
 
 func (t *table) removeFP(key string, fp uint32) {
 	if e, ok := t.h.take(key, fp); ok {
-		t.live -= putLen(e.key, e.val, e.ver)
-		t.vals.release(e.slab, len(e.val))
+		t.live -= putLen(e.key, int(e.vlen), e.ver)
 		t.idx.dead++
-	}
-}
-
-// maintain advances the evacuation of mostly dead value slabs by at most
-// budget entries, starting one when dead values exceed a quarter of the
-// arena (see [arena]). The caller holds the write lock: values move.
-func (t *table) maintain(budget int) {
-	a, h := &t.vals, &t.h
-	if a.evac == nil {
-		if d := a.dead(); d < minEvacDead || d*4 <= a.used || !a.startEvacuation(h.gen) {
-			return
-		}
-	}
-	if a.gen != h.gen {
-		// compactEntries renumbered the entries: walk them again.
-		a.pos, a.gen = 0, h.gen
-	}
-	for ; a.pos < h.used && budget > 0; a.pos++ {
-		budget--
-		e := h.at(a.pos)
-		if !a.evacuating(e.slab) {
-			continue
-		}
-		old, n := a.slabs[e.slab], len(e.val)
-		e.val, e.slab = a.alloc(e.val)
-		old.live -= n
-		a.live -= int64(n)
-	}
-	if a.pos >= h.used {
-		a.finishEvacuation()
 	}
 }
 
 // get returns the live entry for key, or nil; valid until the next
 // mutation.
 func (t *table) get(key string) *entry { return t.h.get(key) }
-
-// cloneBytes copies b into an exactly sized, non-nil slice (an empty value
-// is a present entry).
-func cloneBytes(b []byte) []byte {
-	c := make([]byte, len(b))
-	copy(c, b)
-	return c
-}
 
 // needsRefresh reports whether a scan must fold pending keys in (or rebuild
 // the base) before reading the index.
@@ -390,15 +348,3 @@ func (it *keyIter) next() (string, bool) {
 }
 
 func (t *table) size() int { return t.h.n }
-
-// emit writes the live entries in key order (the load-time compaction; no
-// reader exists yet).
-func (t *table) emit(rw *recordWriter) {
-	t.refresh()
-	it := newKeyIter(t.idx.base, t.idx.delta, "")
-	for k, ok := it.next(); ok; k, ok = it.next() {
-		if e := t.get(k); e != nil {
-			rw.put(k, e.val, e.ver)
-		}
-	}
-}

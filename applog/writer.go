@@ -142,8 +142,9 @@ func (w *Writer) WriteUpdate(u slipstream.Update) error {
 	return nil
 }
 
-// appendUpdate appends a checked update's record to the buffer.
-func (w *Writer) appendUpdate(u slipstream.Update) {
+// appendUpdate appends a checked update's record to the buffer and
+// returns the offset in the log at which a put's value will be.
+func (w *Writer) appendUpdate(u slipstream.Update) int64 {
 	before := len(w.buf)
 	if u.Op == slipstream.OpPut {
 		w.buf = appendPut(w.buf, u.Key, u.Value, u.Version)
@@ -151,6 +152,7 @@ func (w *Writer) appendUpdate(u slipstream.Update) {
 		w.buf = appendDelete(w.buf, u.Key, u.Version)
 	}
 	w.since += uint64(len(w.buf) - before)
+	return w.size + int64(before) + putHeaderLen + int64(len(u.Key))
 }
 
 // Checkpoint appends a CURSOR record for c and flushes the buffer to the
@@ -234,15 +236,20 @@ func (w *Writer) Compact() error {
 	if err != nil {
 		return withPath(err, w.path)
 	}
-	return w.rewrite(res.cursor, snap.emit)
+	_, err = w.rewrite(res.cursor, snap.emit)
+	return err
 }
 
 // rewrite replaces the log with a compact one written by emit and cursor c,
-// and moves the writer onto it. The buffer must be empty.
-func (w *Writer) rewrite(c slipstream.Cursor, emit func(*recordWriter)) error {
+// and moves the writer onto it. The buffer must be empty. moved reports
+// that the writer appends to the new file, which holds what emit wrote: a
+// caller that keeps offsets into the log moves them there, even when err is
+// not nil (the directory sync failed). A writer that could not reopen the
+// file, or found it of another size, is poisoned and not moved.
+func (w *Writer) rewrite(c slipstream.Cursor, emit func(*recordWriter)) (moved bool, err error) {
 	size, renamed, err := compactToFile(w.fs, w.path, c, emit)
 	if !renamed {
-		return fmt.Errorf("applog: compact %s: %w", w.path, err)
+		return false, fmt.Errorf("applog: compact %s: %w", w.path, err)
 	}
 	// The old handle points at the renamed-away inode: never write there.
 	// Its last close frees the replaced file's page cache, which takes the
@@ -255,19 +262,19 @@ func (w *Writer) rewrite(c slipstream.Cursor, emit func(*recordWriter)) error {
 		w.f = nil
 		w.poison(fmt.Errorf("reopen after compaction: %w", oerr))
 		if err != nil {
-			return fmt.Errorf("applog: compact %s: %w; %w", w.path, err, w.usable())
+			return false, fmt.Errorf("applog: compact %s: %w; %w", w.path, err, w.usable())
 		}
-		return w.usable()
+		return false, w.usable()
 	}
 	w.f, w.size, w.since = f, fsize, 0
 	if size != fsize {
 		w.poison(fmt.Errorf("compacted %s to %d bytes but reopened %d", w.path, size, fsize))
-		return w.usable()
+		return false, w.usable()
 	}
 	if err != nil {
-		return fmt.Errorf("applog: compact %s: %w", w.path, err)
+		return true, fmt.Errorf("applog: compact %s: %w", w.path, err)
 	}
-	return nil
+	return true, nil
 }
 
 // truncate cuts the log back to its first end bytes (a torn tail) and

@@ -26,6 +26,15 @@
 // clean Close writes the buffer out. ExportTo flushes the WAL before its
 // checkpoint, so an export always holds every applied batch.
 //
+// # Tuning
+//
+// Zero Options size pebble from the machine: the block cache is an eighth of
+// the memory the process may use (GOMEMLIMIT, the cgroup's limit, the
+// physical memory), within 64 MiB and 1 GiB; memtables are a quarter of it
+// (4 to 64 MiB); pebble may run up to GOMAXPROCS compactions at once when
+// level 0 or the compaction debt grows (pebble's default is one).
+// BenchmarkApplyOptions compares these with the former fixed settings.
+//
 // # Concurrency
 //
 // Apply, ExportTo, Settle and Close are serialised. Get, ForEachInRange,

@@ -27,9 +27,9 @@ import (
 const Backend = "pebble"
 
 const (
-	// DefaultCacheSize is the block cache size when Options.CacheSize is 0:
-	// modest, for small machines. A large fold whose reads must stay in RAM
-	// wants far more (the reference used 1 GiB).
+	// DefaultCacheSize is the block cache size when Options.CacheSize is 0
+	// and the machine's memory is unknown, and the least a cache sized from
+	// the machine gets.
 	DefaultCacheSize = 64 << 20
 	// Memtables are charged to the block cache: each is a quarter of the
 	// cache, within these bounds, so blocks keep most of it.
@@ -46,11 +46,19 @@ type Options struct {
 	// atomic batch with its cursor, so what survives is always consistent:
 	// the fold reopens at an older cursor and the watch resumes from it.
 	Sync bool
-	// CacheSize is the block cache size in bytes; 0 means DefaultCacheSize.
-	// Pebble charges its memtables to this budget: each memtable is a
-	// quarter of it (4 to 64 MiB), and up to four may be in memory while
-	// flushes catch up.
+	// CacheSize is the block cache size in bytes; 0 sizes it from the
+	// machine: an eighth of the memory the process may use (the smallest
+	// of GOMEMLIMIT, the cgroup's limit and the physical memory, as far as
+	// they are known), within 64 MiB and 1 GiB, or DefaultCacheSize when
+	// none is known. Pebble charges its memtables to this budget: each
+	// memtable is a quarter of it (4 to 64 MiB), and up to four may be in
+	// memory while flushes catch up.
 	CacheSize int64
+	// CompactionConcurrency bounds the compactions pebble runs at once:
+	// it runs one, and more, up to this bound, when level 0 or the
+	// compaction debt grows (a bulk hydration). 0 means GOMAXPROCS (pebble's
+	// own default is one).
+	CompactionConcurrency int
 	// Logger receives pebble's own events (its informational chatter at
 	// Debug); nil means slog.Default().
 	Logger *slog.Logger
@@ -75,6 +83,9 @@ type Store struct {
 	lock *pebble.Lock
 	wopt *pebble.WriteOptions
 	log  *slog.Logger
+
+	cacheSize   int64 // the block cache, as sized at open
+	compactions int   // the compaction concurrency bound
 
 	wmu     sync.Mutex     // the single writer
 	curBuf  []byte         // writer scratch: the cursor's bytes
@@ -107,7 +118,10 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 		o = *opts
 	}
 	if o.CacheSize == 0 {
-		o.CacheSize = DefaultCacheSize
+		o.CacheSize = autoCacheSize(processMemory())
+	}
+	if o.CompactionConcurrency <= 0 {
+		o.CompactionConcurrency = autoCompactionConcurrency()
 	}
 	log := o.Logger
 	if log == nil {
@@ -138,6 +152,7 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 		MemTableStopWritesThreshold: 4,
 		BytesPerSync:                1 << 20,
 		Logger:                      pebbleLogger{log},
+		CompactionConcurrencyRange:  func() (int, int) { return 1, o.CompactionConcurrency },
 	}
 	for i := range popts.Levels {
 		popts.Levels[i].BlockSize = 16 << 10
@@ -159,7 +174,8 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 	if o.Sync {
 		wopt = pebble.Sync
 	}
-	return &Store{dir: dir, db: db, lock: lock, wopt: wopt, log: log, cursor: c}, nil
+	return &Store{dir: dir, db: db, lock: lock, wopt: wopt, log: log, cursor: c,
+		cacheSize: o.CacheSize, compactions: o.CompactionConcurrency}, nil
 }
 
 // checkDir refuses a path that is not a directory, an append-log fold, and

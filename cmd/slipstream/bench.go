@@ -13,18 +13,25 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
-// BenchCommand measures hydration: N keys through the real mirror path
-// (natskv watch → Follower → fold) per backend, against raw nats.go WatchAll
-// to the initial-values marker, in the same run on the same embedded server.
+// BenchCommand measures the mirror against one server, in one run: the
+// hydration of N keys through the real mirror path (natskv watch →
+// Follower → fold) per backend against raw nats.go WatchAll; then, per
+// backend, the lag from a put's acknowledgement to its fold under puts paced
+// from other goroutines, and the restart of the fold after a delta against
+// its fresh hydration.
 type BenchCommand struct {
 	m *Main
 
@@ -34,19 +41,29 @@ type BenchCommand struct {
 	batchMax    int
 	batchWindow time.Duration
 	window      int
+	natsURL     string
+	creds       string
+	delta       int
+	liveRate    int
+	liveFor     time.Duration
 	dir         string
 	cpuProfile  string
 	asJSON      bool
-	lastFlush   time.Duration // time the last hydration spent in flushes
 	logs        logFlags
 }
 
-// benchBucket is the bucket the benchmark fills.
+// benchBucket is the bucket the benchmark fills (deleted and recreated at
+// the start of a run).
 const benchBucket = "slipstream_bench"
+
+// liveWorkers is how many goroutines pace the live puts, each with its own
+// share of the rate, so a slow acknowledgement does not hold the others.
+const liveWorkers = 8
 
 // benchPhase is one measured hydration.
 type benchPhase struct {
 	Name       string  `json:"name"`
+	Backend    string  `json:"backend,omitempty"`
 	Keys       int     `json:"keys"`
 	Seconds    float64 `json:"seconds"`
 	KeysPerSec float64 `json:"keys_per_sec"`
@@ -58,17 +75,51 @@ type benchPhase struct {
 	Ratio        float64 `json:"ratio_vs_raw,omitempty"`
 }
 
+// benchRestart is one restart of a hydrated fold after a delta.
+type benchRestart struct {
+	Backend      string  `json:"backend"`
+	Delta        int     `json:"delta_keys"`
+	Seconds      float64 `json:"seconds"`
+	FreshSeconds float64 `json:"fresh_seconds"`
+	Ratio        float64 `json:"ratio_vs_fresh"`
+	PeakRSS      int64   `json:"peak_rss_bytes"`
+	CPUSeconds   float64 `json:"cpu_seconds"`
+}
+
+// benchLive is the live lag of one backend: for each put, the time from its
+// acknowledgement reaching the publisher to the fold's Apply holding it.
+type benchLive struct {
+	Backend      string  `json:"backend"`
+	TargetRate   int     `json:"target_puts_per_sec"`
+	Puts         int     `json:"puts"`
+	AchievedRate float64 `json:"achieved_puts_per_sec"`
+	P50Millis    float64 `json:"lag_p50_ms"`
+	P99Millis    float64 `json:"lag_p99_ms"`
+	MaxMillis    float64 `json:"lag_max_ms"`
+	// BeforeAck counts puts the fold held before their acknowledgement
+	// reached the publisher (counted as a lag of 0).
+	BeforeAck  int     `json:"applied_before_ack"`
+	PeakRSS    int64   `json:"peak_rss_bytes"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+}
+
 // benchReport is the output of `slipstream bench -json`.
 type benchReport struct {
-	Keys          int          `json:"keys"`
-	ValueSize     int          `json:"value_size"`
-	BatchMax      int          `json:"batch_max"`
-	BatchWindow   string       `json:"batch_window"`
-	GOMAXPROCS    int          `json:"gomaxprocs"`
-	FillSeconds   float64      `json:"fill_seconds"`
-	FillPerSec    float64      `json:"fill_keys_per_sec"`
-	PhaseRSSReset bool         `json:"phase_rss_reset"`
-	Phases        []benchPhase `json:"phases"`
+	Server        string         `json:"server"`
+	Keys          int            `json:"keys"`
+	ValueSize     int            `json:"value_size"`
+	RawBytes      int64          `json:"raw_bytes"`
+	BatchMax      int            `json:"batch_max"`
+	BatchWindow   string         `json:"batch_window"`
+	GOMAXPROCS    int            `json:"gomaxprocs"`
+	NumCPU        int            `json:"num_cpu"`
+	LoadAverage   string         `json:"load_average,omitempty"`
+	FillSeconds   float64        `json:"fill_seconds"`
+	FillPerSec    float64        `json:"fill_keys_per_sec"`
+	PhaseRSSReset bool           `json:"phase_rss_reset"`
+	Phases        []benchPhase   `json:"phases"`
+	Live          []benchLive    `json:"live"`
+	Restarts      []benchRestart `json:"restarts"`
 }
 
 func (c *BenchCommand) flagSet() *flag.FlagSet {
@@ -79,8 +130,13 @@ func (c *BenchCommand) flagSet() *flag.FlagSet {
 	fs.IntVar(&c.batchMax, "batch-max", DefaultBatchMax, "mirror's -batch-max")
 	fs.DurationVar(&c.batchWindow, "batch-window", slipstream.DefaultMaxBatchDelay, "mirror's -batch-window")
 	fs.IntVar(&c.window, "publish-window", 4096, "outstanding async publishes while filling")
+	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL` to measure against (its bucket "+benchBucket+" is deleted and recreated); empty starts an embedded server")
+	fs.StringVar(&c.creds, "creds", "", "NATS credentials `file`")
+	fs.IntVar(&c.delta, "delta", 1000, "`number` of keys overwritten while each fold is closed, before its restart")
+	fs.IntVar(&c.liveRate, "live-rate", 10_000, "live puts per `second`, paced from other goroutines (0 skips the live phase)")
+	fs.DurationVar(&c.liveFor, "live-duration", 5*time.Second, "`duration` of the live phase")
 	fs.StringVar(&c.dir, "dir", "", "work `directory` (default: a temporary one, removed afterwards)")
-	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the hydration phases to `file`")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phases to `file` (split them with pprof -tagfocus phase=...)")
 	fs.BoolVar(&c.asJSON, "json", false, "print a JSON report")
 	c.logs.register(fs)
 	return fs
@@ -112,6 +168,12 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 		return usageErrorf("bench", "-batch-max must be > 0")
 	case c.window <= 0:
 		return usageErrorf("bench", "-publish-window must be > 0")
+	case c.delta < 0:
+		return usageErrorf("bench", "-delta must be >= 0")
+	case c.liveRate < 0:
+		return usageErrorf("bench", "-live-rate must be >= 0")
+	case c.liveRate > 0 && c.liveFor <= 0:
+		return usageErrorf("bench", "-live-duration must be > 0")
 	}
 	logger, err := c.m.logger("bench", c.logs)
 	if err != nil {
@@ -124,18 +186,25 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer os.RemoveAll(dir)
 
-	emb, err := startEmbedded(ctx, embeddedConfig{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "nats"), Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer emb.Shutdown()
-	url := emb.ClientURL()
-
 	rep := benchReport{
-		Keys: c.keys, ValueSize: c.valueSize, BatchMax: c.batchMax,
-		BatchWindow: c.batchWindow.String(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		Keys: c.keys, ValueSize: c.valueSize, RawBytes: int64(c.keys) * int64(len(benchKey(0))+c.valueSize),
+		BatchMax: c.batchMax, BatchWindow: c.batchWindow.String(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), LoadAverage: loadAverage(),
 	}
-	fill, err := c.fill(ctx, url, logger)
+	dial := natskv.DialConfig{URL: c.natsURL, CredsFile: c.creds}
+	if c.natsURL == "" {
+		emb, err := startEmbedded(ctx, embeddedConfig{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "nats"), Logger: logger})
+		if err != nil {
+			return err
+		}
+		defer emb.Shutdown()
+		dial.URL = emb.ClientURL()
+		rep.Server = "embedded nats-server"
+	} else {
+		rep.Server = "nats-server " + dial.String()
+	}
+
+	fill, err := c.fill(ctx, dial, logger)
 	if err != nil {
 		return err
 	}
@@ -157,49 +226,37 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 	// raw, each backend, raw again: the ratio is taken against the faster
 	// raw run, so a cold first read does not flatter the mirror.
 	rep.PhaseRSSReset = resetPeakRSS()
-	measure := func(name string, f func() (int, time.Duration, error)) error {
-		runtime.GC()
-		debug.FreeOSMemory()
-		resetPeakRSS()
-		c.lastFlush = 0
-		cpu0 := cpuTime()
-		var (
-			n   int
-			d   time.Duration
-			err error
-		)
-		// The label lets a -cpuprofile be split by phase (pprof -tagfocus);
-		// goroutines the phase starts (its connection's) inherit it.
-		pprof.Do(ctx, pprof.Labels("phase", name), func(context.Context) { n, d, err = f() })
-		cpu := cpuTime() - cpu0
+	raw := func() error {
+		var n int
+		var d time.Duration
+		m, err := c.measure(ctx, "raw WatchAll", func() error {
+			n, d, err = rawWatchAll(ctx, dial)
+			return err
+		})
 		if err != nil {
-			return fmt.Errorf("bench %s: %w", name, err)
+			return err
 		}
 		if n != c.keys {
-			return fmt.Errorf("bench %s: hydrated %d keys, want %d", name, n, c.keys)
+			return fmt.Errorf("bench raw WatchAll: %d keys, want %d", n, c.keys)
 		}
-		rep.Phases = append(rep.Phases, benchPhase{Name: name, Keys: n, Seconds: d.Seconds(),
-			KeysPerSec: float64(n) / d.Seconds(), PeakRSS: peakRSS(), CPUSeconds: cpu.Seconds(),
-			FlushSeconds: c.lastFlush.Seconds()})
-		c.progress(logger, name, "seconds", d.Seconds())
+		rep.Phases = append(rep.Phases, benchPhase{Name: "raw WatchAll", Keys: n, Seconds: d.Seconds(),
+			KeysPerSec: float64(n) / d.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds()})
 		return nil
 	}
-	if err := measure("raw WatchAll", func() (int, time.Duration, error) { return rawWatchAll(ctx, url) }); err != nil {
+	if err := raw(); err != nil {
 		return err
 	}
 	for _, b := range backends {
-		foldDir := filepath.Join(dir, "fold-"+b)
-		if err := measure(b, func() (int, time.Duration, error) { return c.hydrate(ctx, url, foldDir, b, logger) }); err != nil {
+		if err := c.benchBackend(ctx, &rep, dial, filepath.Join(dir, "fold-"+b), b, logger); err != nil {
 			return err
 		}
-		os.RemoveAll(foldDir)
 	}
-	if err := measure("raw WatchAll", func() (int, time.Duration, error) { return rawWatchAll(ctx, url) }); err != nil {
+	if err := raw(); err != nil {
 		return err
 	}
-	raw := max(rep.Phases[0].KeysPerSec, rep.Phases[len(rep.Phases)-1].KeysPerSec)
+	base := max(rep.Phases[0].KeysPerSec, rep.Phases[len(rep.Phases)-1].KeysPerSec)
 	for i := range rep.Phases {
-		rep.Phases[i].Ratio = rep.Phases[i].KeysPerSec / raw
+		rep.Phases[i].Ratio = rep.Phases[i].KeysPerSec / base
 	}
 	if c.asJSON {
 		enc := json.NewEncoder(c.m.Stdout)
@@ -209,23 +266,139 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 	return c.print(rep)
 }
 
+// measured is what measure observed around a phase.
+type measured struct {
+	rss int64
+	cpu time.Duration
+}
+
+// measure runs one phase labelled name (for pprof -tagfocus; goroutines it
+// starts inherit the label) after a GC and a reset of the peak-RSS mark.
+func (c *BenchCommand) measure(ctx context.Context, name string, f func() error) (measured, error) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	resetPeakRSS()
+	cpu0 := cpuTime()
+	var err error
+	pprof.Do(ctx, pprof.Labels("phase", name), func(context.Context) { err = f() })
+	if err != nil {
+		return measured{}, fmt.Errorf("bench %s: %w", name, err)
+	}
+	return measured{rss: peakRSS(), cpu: cpuTime() - cpu0}, nil
+}
+
+// benchBackend measures one backend: a fresh hydration, the live lag while
+// that mirror runs, then a restart of its fold after a delta written while
+// it was closed.
+func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial natskv.DialConfig, foldDir, backend string, logger *slog.Logger) error {
+	defer os.RemoveAll(foldDir)
+	clock := &applyClock{}
+	var (
+		mr    *benchMirror
+		fresh time.Duration
+	)
+	m, err := c.measure(ctx, backend+" hydration", func() error {
+		var err error
+		mr, fresh, err = c.startMirror(ctx, dial, foldDir, backend, logger, clock)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if mr != nil {
+			_ = mr.close()
+		}
+	}()
+	n, err := mr.fd.Keys()
+	if err != nil {
+		return err
+	}
+	if n != c.keys {
+		return fmt.Errorf("bench %s: hydrated %d keys, want %d", backend, n, c.keys)
+	}
+	rep.Phases = append(rep.Phases, benchPhase{Name: "mirror", Backend: backend, Keys: n, Seconds: fresh.Seconds(),
+		KeysPerSec: float64(n) / fresh.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds(),
+		FlushSeconds: time.Duration(mr.t.flushNanos.Load()).Seconds()})
+	c.progress(logger, backend+" hydration", "seconds", fresh.Seconds())
+
+	if c.liveRate > 0 {
+		var lv benchLive
+		m, err := c.measure(ctx, backend+" live", func() error {
+			var err error
+			lv, err = c.live(ctx, dial, clock, mr.t)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		lv.Backend, lv.PeakRSS, lv.CPUSeconds = backend, m.rss, m.cpu.Seconds()
+		rep.Live = append(rep.Live, lv)
+		c.progress(logger, backend+" live", "p50_ms", lv.P50Millis, "p99_ms", lv.P99Millis)
+	}
+
+	err = mr.close()
+	mr = nil
+	if err != nil {
+		return err
+	}
+	if c.delta > 0 {
+		if _, err := c.publish(ctx, dial, c.delta, 7, "slipstream bench delta"); err != nil {
+			return fmt.Errorf("bench %s: publish the delta: %w", backend, err)
+		}
+	}
+	var restart time.Duration
+	m, err = c.measure(ctx, backend+" restart", func() error {
+		var err error
+		mr, restart, err = c.startMirror(ctx, dial, foldDir, backend, logger, nil)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rep.Restarts = append(rep.Restarts, benchRestart{Backend: backend, Delta: c.delta, Seconds: restart.Seconds(),
+		FreshSeconds: fresh.Seconds(), Ratio: restart.Seconds() / fresh.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds()})
+	c.progress(logger, backend+" restart", "seconds", restart.Seconds())
+	return nil
+}
+
 func (c *BenchCommand) progress(logger *slog.Logger, phase string, args ...any) {
 	logger.Info("bench phase done", append([]any{"phase", phase}, args...)...)
 }
 
 func (c *BenchCommand) print(rep benchReport) error {
 	w := c.m.Stdout
-	fmt.Fprintf(w, "slipstream bench: %d keys × %d B, embedded nats-server, GOMAXPROCS=%d, batch-max %d, batch-window %s\n",
-		rep.Keys, rep.ValueSize, rep.GOMAXPROCS, rep.BatchMax, rep.BatchWindow)
-	fmt.Fprintf(w, "fill (PublishAsync, window %d): %.2fs, %s keys/s\n\n", c.window, rep.FillSeconds, humanCount(rep.FillPerSec))
+	fmt.Fprintf(w, "slipstream bench: %d keys × %d B against %s; GOMAXPROCS=%d of %d CPUs; load average %s\n",
+		rep.Keys, rep.ValueSize, rep.Server, rep.GOMAXPROCS, rep.NumCPU, orNA(rep.LoadAverage))
+	fmt.Fprintf(w, "mirror: batch-max %d, batch-window %s. fill (PublishAsync, window %d): %.2fs, %s keys/s\n\n",
+		rep.BatchMax, rep.BatchWindow, c.window, rep.FillSeconds, humanCount(rep.FillPerSec))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\ttime\tin flush\tkeys/s\tCPU\tpeak RSS\tvs raw\t")
+	fmt.Fprintln(tw, "measure\tbackend\ttime\tin flush\trate\tCPU\tpeak RSS\tRSS/data\tratio\t")
+	rssData := func(rss int64) string {
+		if rss <= 0 || rep.RawBytes <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f×", float64(rss)/float64(rep.RawBytes))
+	}
 	for _, p := range rep.Phases {
-		flush := "-"
+		flush, backend, name := "-", "-", "hydration, raw WatchAll"
 		if p.FlushSeconds > 0 {
 			flush = fmt.Sprintf("%.2fs", p.FlushSeconds)
 		}
-		fmt.Fprintf(tw, "%s\t%.2fs\t%s\t%s\t%.2fs\t%s\t%.2f×\t\n", p.Name, p.Seconds, flush, humanCount(p.KeysPerSec), p.CPUSeconds, humanBytes(p.PeakRSS), p.Ratio)
+		if p.Backend != "" {
+			backend, name = p.Backend, "hydration, mirror"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.2fs\t%s\t%s keys/s\t%.2fs\t%s\t%s\t%.2f× raw\t\n", name, backend, p.Seconds, flush,
+			humanCount(p.KeysPerSec), p.CPUSeconds, humanBytes(p.PeakRSS), rssData(p.PeakRSS), p.Ratio)
+	}
+	for _, r := range rep.Restarts {
+		fmt.Fprintf(tw, "restart after a %d-key delta\t%s\t%.2fs\t-\t-\t%.2fs\t%s\t%s\t%.2f× fresh\t\n", r.Delta, r.Backend,
+			r.Seconds, r.CPUSeconds, humanBytes(r.PeakRSS), rssData(r.PeakRSS), r.Ratio)
+	}
+	for _, l := range rep.Live {
+		fmt.Fprintf(tw, "live lag p50 / p99 (max)\t%s\t%.1f / %.1fms (%.0f)\t-\t%s puts/s\t%.2fs\t%s\t%s\tp99 %+.1fms vs window\t\n", l.Backend,
+			l.P50Millis, l.P99Millis, l.MaxMillis, humanCount(l.AchievedRate), l.CPUSeconds, humanBytes(l.PeakRSS), rssData(l.PeakRSS),
+			l.P99Millis-float64(c.batchWindow)/float64(time.Millisecond))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -234,8 +407,23 @@ func (c *BenchCommand) print(rep benchReport) error {
 	if !rep.PhaseRSSReset {
 		rss = "peak RSS is the process's peak so far (no per-phase reset on this OS)"
 	}
-	_, err := fmt.Fprintf(w, "\n'in flush' is the time the follower's loop spent applying and folding batches;\nCPU is the process's user+system time, the in-process server included;\n%s.\n", rss)
+	_, err := fmt.Fprintf(w, `
+Hydration: from the dial to every key folded, against the faster of two raw
+WatchAll runs. Restart: from the dial (the fold's open included) to caught up,
+against that backend's fresh hydration. Live lag: from a put's acknowledgement
+at the publisher to the Apply holding it, puts paced at -live-rate from %d
+goroutines while the hydrated mirror runs. 'in flush' is the time the loop
+spent applying batches; CPU is the process's user+system time (an embedded
+server included); RSS/data divides by the keys and values; %s.
+`, liveWorkers, rss)
 	return err
+}
+
+func orNA(s string) string {
+	if s == "" {
+		return "n/a"
+	}
+	return s
 }
 
 func humanBytes(n int64) string {
@@ -245,22 +433,57 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
 }
 
-// fill creates the bucket and publishes the keys with windows of async
-// publishes straight to the KV subjects.
-func (c *BenchCommand) fill(ctx context.Context, url string, logger *slog.Logger) (time.Duration, error) {
-	nc, err := natskv.Dial(natskv.DialConfig{URL: url, Name: "slipstream bench fill"})
+// loadAverage returns the 1, 5 and 15-minute load averages where the OS
+// reports them (Linux), else "".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// benchKey is the key of entry i.
+func benchKey(i int) string { return fmt.Sprintf("k.%09d", i) }
+
+// fill deletes and recreates the bucket, then publishes every key with
+// windows of async publishes straight to the KV subjects.
+func (c *BenchCommand) fill(ctx context.Context, dial natskv.DialConfig, logger *slog.Logger) (time.Duration, error) {
+	nc, err := natskv.Dial(withName(dial, "slipstream bench fill"))
 	if err != nil {
 		return 0, fmt.Errorf("connect: %w", err)
 	}
 	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := js.DeleteKeyValue(ctx, benchBucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 0, fmt.Errorf("delete the previous bench bucket: %w", err)
+	}
 	if _, err := natskv.Open(ctx, nc, natskv.Config{Bucket: benchBucket, MaxBytes: -1, Logger: logger}); err != nil {
 		return 0, fmt.Errorf("create bucket: %w", err)
 	}
+	return c.publish(ctx, dial, c.keys, 0, "slipstream bench fill")
+}
+
+// publish writes n values with windows of async publishes: every key in
+// order when seed is 0, else n keys drawn at random (overwrites).
+func (c *BenchCommand) publish(ctx context.Context, dial natskv.DialConfig, n int, seed uint64, name string) (time.Duration, error) {
+	nc, err := natskv.Dial(withName(dial, name))
+	if err != nil {
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	defer nc.Close()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(c.window))
 	if err != nil {
 		return 0, fmt.Errorf("jetstream: %w", err)
 	}
-	rng := rand.New(rand.NewChaCha8([32]byte{1}))
+	rng := rand.New(rand.NewChaCha8([32]byte{byte(seed), 1}))
 	val := make([]byte, c.valueSize)
 	futures := make([]jetstream.PubAckFuture, 0, c.window)
 	wait := func() error {
@@ -282,14 +505,13 @@ func (c *BenchCommand) fill(ctx context.Context, url string, logger *slog.Logger
 		return nil
 	}
 	start := time.Now()
-	for i := range c.keys {
-		for j := 0; j < len(val); j += 8 {
-			v := rng.Uint64()
-			for k := 0; k < 8 && j+k < len(val); k++ {
-				val[j+k] = byte(v >> (8 * k))
-			}
+	for i := range n {
+		fillValue(rng, val)
+		k := i
+		if seed != 0 {
+			k = rng.IntN(c.keys)
 		}
-		f, err := js.PublishAsync(fmt.Sprintf("$KV.%s.k.%09d", benchBucket, i), val)
+		f, err := js.PublishAsync(kvSubject(k), val)
 		if err != nil {
 			return 0, fmt.Errorf("publish: %w", err)
 		}
@@ -306,12 +528,28 @@ func (c *BenchCommand) fill(ctx context.Context, url string, logger *slog.Logger
 	return time.Since(start), nil
 }
 
+func kvSubject(i int) string { return "$KV." + benchBucket + "." + benchKey(i) }
+
+func fillValue(rng *rand.Rand, val []byte) {
+	for j := 0; j < len(val); j += 8 {
+		v := rng.Uint64()
+		for k := 0; k < 8 && j+k < len(val); k++ {
+			val[j+k] = byte(v >> (8 * k))
+		}
+	}
+}
+
+func withName(d natskv.DialConfig, name string) natskv.DialConfig {
+	d.Name = name
+	return d
+}
+
 // rawWatchAll is the baseline: a fresh connection, nats.go's KV WatchAll to
 // the nil initial-values marker, touching each value. The time runs from
 // the dial to the marker.
-func rawWatchAll(ctx context.Context, url string) (int, time.Duration, error) {
+func rawWatchAll(ctx context.Context, dial natskv.DialConfig) (int, time.Duration, error) {
 	start := time.Now()
-	nc, err := natskv.Dial(natskv.DialConfig{URL: url, Name: "slipstream bench raw"})
+	nc, err := natskv.Dial(withName(dial, "slipstream bench raw"))
 	if err != nil {
 		return 0, 0, fmt.Errorf("connect: %w", err)
 	}
@@ -343,62 +581,249 @@ func rawWatchAll(ctx context.Context, url string) (int, time.Duration, error) {
 	return n, time.Since(start), nil
 }
 
-// hydrate runs the mirror's path (a fresh connection, natskv bucket,
+// benchMirror is a running mirror of the bench bucket.
+type benchMirror struct {
+	nc   *nats.Conn
+	fd   *fold
+	t    *tracker
+	stop context.CancelFunc
+	errc chan error
+}
+
+// startMirror runs the mirror's path (a fresh connection, natskv bucket,
 // supervised Follower, fold) until the tracker reports it caught up: every
-// key folded at its cursor. The time runs from the dial to that moment.
-func (c *BenchCommand) hydrate(ctx context.Context, url, foldDir, backend string, logger *slog.Logger) (int, time.Duration, error) {
+// key folded at its cursor. The time runs from the dial, the fold's open
+// included, to that moment. With clock set, the fold's applies are timed
+// through it.
+func (c *BenchCommand) startMirror(ctx context.Context, dial natskv.DialConfig, foldDir, backend string, logger *slog.Logger, clock *applyClock) (*benchMirror, time.Duration, error) {
 	start := time.Now()
-	nc, err := natskv.Dial(natskv.DialConfig{URL: url, Name: "slipstream bench " + backend})
+	nc, err := natskv.Dial(withName(dial, "slipstream bench "+backend))
 	if err != nil {
-		return 0, 0, fmt.Errorf("connect: %w", err)
+		return nil, 0, fmt.Errorf("connect: %w", err)
 	}
-	defer nc.Close()
 	scope := slipstream.AllKeys()
 	t := newTracker(scope, logger, nil)
 	bucket, err := natskv.Open(ctx, nc, natskv.Config{Bucket: benchBucket, Logger: logger, OnProgress: t.onProgress})
 	if err != nil {
-		return 0, 0, fmt.Errorf("open bucket: %w", err)
+		nc.Close()
+		return nil, 0, fmt.Errorf("open bucket: %w", err)
 	}
 	fd, err := openFold(foldDir, backend, logger)
 	if err != nil {
-		return 0, 0, err
+		nc.Close()
+		return nil, 0, err
 	}
-	defer fd.Close()
+	if clock != nil {
+		clock.store = fd.store
+		fd.store = clock
+	}
 	mr := &mirror{bucket: bucket, fold: fd, scope: scope, batchMax: c.batchMax, batchWindow: c.batchWindow, log: logger, t: t}
 	runCtx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- mr.run(runCtx) }()
+	h := &benchMirror{nc: nc, fd: fd, t: t, stop: stop, errc: make(chan error, 1)}
+	go func() { h.errc <- mr.run(runCtx) }()
 	select {
 	case <-t.readyCh:
-	case err := <-errc:
-		stop()
+		return h, time.Since(start), nil
+	case err := <-h.errc:
+		h.errc <- err
+		_ = h.close()
 		if err == nil {
 			err = ctx.Err()
 		}
-		return 0, 0, fmt.Errorf("mirror stopped before catching up: %w", err)
+		return nil, 0, fmt.Errorf("mirror stopped before catching up: %w", err)
 	}
-	took := time.Since(start)
-	c.lastFlush = time.Duration(t.flushNanos.Load())
-	stop()
-	if err := <-errc; err != nil {
-		return 0, 0, err
-	}
-	n, err := fd.Keys()
-	return n, took, err
 }
+
+// close stops the mirror and closes its fold and connection.
+func (h *benchMirror) close() error {
+	h.stop()
+	err := <-h.errc
+	if cerr := h.fd.Close(); err == nil {
+		err = cerr
+	}
+	h.nc.Close()
+	return err
+}
+
+// applyClock wraps a fold's store and, while armed, records when each
+// Apply returned and the cursor it made durable.
+type applyClock struct {
+	store
+	armed atomic.Bool
+	mu    sync.Mutex
+	marks []applyMark
+}
+
+type applyMark struct {
+	cursor uint64
+	at     time.Time
+}
+
+func (a *applyClock) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error {
+	err := a.store.Apply(batch, cursor)
+	if err == nil && a.armed.Load() {
+		now := time.Now()
+		a.mu.Lock()
+		a.marks = append(a.marks, applyMark{cursor: cursor.Rank(), at: now})
+		a.mu.Unlock()
+	}
+	return err
+}
+
+// ackMark is a live put: its stream sequence and when its acknowledgement
+// reached the publisher.
+type ackMark struct {
+	seq uint64
+	at  time.Time
+}
+
+// live paces puts of random existing keys at c.liveRate for c.liveFor from
+// liveWorkers goroutines, each with its own connection share of the rate
+// (synchronous publishes, so each acknowledgement is timed as it arrives),
+// waits for the fold to hold the last of them, and returns the lag from
+// each put's acknowledgement to the Apply that held it.
+func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *applyClock, t *tracker) (benchLive, error) {
+	total := int(float64(c.liveRate) * c.liveFor.Seconds())
+	if total < 1 {
+		total = 1
+	}
+	clock.mu.Lock()
+	clock.marks = clock.marks[:0]
+	clock.mu.Unlock()
+	clock.armed.Store(true)
+	defer clock.armed.Store(false)
+
+	acks := make([][]ackMark, liveWorkers)
+	errs := make([]error, liveWorkers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	interval := time.Second / time.Duration(c.liveRate)
+	for w := range liveWorkers {
+		wg.Go(func() {
+			errs[w] = func() error {
+				nc, err := natskv.Dial(withName(dial, fmt.Sprintf("slipstream bench live %d", w)))
+				if err != nil {
+					return fmt.Errorf("connect: %w", err)
+				}
+				defer nc.Close()
+				js, err := jetstream.New(nc)
+				if err != nil {
+					return fmt.Errorf("jetstream: %w", err)
+				}
+				rng := rand.New(rand.NewChaCha8([32]byte{byte(w), 2}))
+				val := make([]byte, c.valueSize)
+				for i := w; i < total; i += liveWorkers {
+					if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+						time.Sleep(d)
+					}
+					fillValue(rng, val)
+					ack, err := js.Publish(ctx, kvSubject(rng.IntN(c.keys)), val)
+					if err != nil {
+						return fmt.Errorf("publish: %w", err)
+					}
+					acks[w] = append(acks[w], ackMark{seq: ack.Sequence, at: time.Now()})
+				}
+				return nil
+			}()
+		})
+	}
+	wg.Wait()
+	sent := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return benchLive{}, err
+	}
+	all := slices.Concat(acks...)
+	last := uint64(0)
+	for _, a := range all {
+		last = max(last, a.seq)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for t.applied.Load() < last {
+		if time.Now().After(deadline) {
+			return benchLive{}, fmt.Errorf("the fold did not reach sequence %d within a minute of the last put (at %d)", last, t.applied.Load())
+		}
+		select {
+		case <-ctx.Done():
+			return benchLive{}, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	clock.armed.Store(false)
+	clock.mu.Lock()
+	marks := slices.Clone(clock.marks)
+	clock.mu.Unlock()
+	lags, early, err := liveLags(all, marks)
+	if err != nil {
+		return benchLive{}, err
+	}
+	return benchLive{TargetRate: c.liveRate, Puts: len(all), AchievedRate: float64(len(all)) / sent.Seconds(),
+		P50Millis: millis(percentile(lags, 0.50)), P99Millis: millis(percentile(lags, 0.99)),
+		MaxMillis: millis(lags[len(lags)-1]), BeforeAck: early}, nil
+}
+
+// liveLags matches each acknowledged put with the first Apply whose cursor
+// covers its sequence (marks are in apply order, cursors ascending) and
+// returns the lags in ascending order, counting as 0 the puts applied
+// before their acknowledgement arrived (early).
+func liveLags(acks []ackMark, marks []applyMark) (lags []time.Duration, early int, err error) {
+	if len(acks) == 0 {
+		return nil, 0, errors.New("no put was acknowledged")
+	}
+	lags = make([]time.Duration, 0, len(acks))
+	for _, a := range acks {
+		i, _ := slices.BinarySearchFunc(marks, a.seq, func(m applyMark, seq uint64) int {
+			switch {
+			case m.cursor < seq:
+				return -1
+			case m.cursor > seq:
+				return 1
+			}
+			return 0
+		})
+		if i == len(marks) {
+			return nil, 0, fmt.Errorf("no apply covers sequence %d", a.seq)
+		}
+		d := marks[i].at.Sub(a.at)
+		if d < 0 {
+			d, early = 0, early+1
+		}
+		lags = append(lags, d)
+	}
+	slices.Sort(lags)
+	return lags, early, nil
+}
+
+// percentile returns the q-quantile of sorted durations (nearest rank).
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	i := int(q*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // Usage prints the command's help.
 func (c *BenchCommand) Usage() {
 	printUsage(c.m.Stdout, `
-Measure hydration. An embedded nats-server is started on a temporary
-directory and a bucket is filled with -keys keys of -value-size random bytes
-(async publishes). Then, in the same run, the bucket is hydrated by raw
-nats.go WatchAll to the initial-values marker, by the mirror's own path
-(natskv watch → Follower → fold) into each -backend, and by raw WatchAll
-again. For each: keys/s, peak RSS and the ratio against the faster raw run.
+Measure the mirror against one server, in one run. The bucket is filled with
+-keys keys of -value-size random bytes (async publishes), then:
+
+  - hydration: raw nats.go WatchAll to the initial-values marker, the
+    mirror's own path (natskv watch → Follower → fold) into a fresh fold of
+    each -backend, and raw WatchAll again; keys/s and the ratio to the
+    faster raw run;
+  - live lag, per backend, while that mirror runs: puts of existing keys
+    paced at -live-rate for -live-duration from other goroutines; p50 and
+    p99 of the time from each put's acknowledgement to its fold;
+  - restart, per backend: the fold is closed, -delta keys are overwritten,
+    and the mirror is started again on it; the time to catch up (the fold's
+    open included) against that backend's fresh hydration.
+
+Peak RSS and CPU are reported per phase. By default an embedded
+nats-server runs on a temporary directory; -nats measures against a
+separate server (its bucket `+benchBucket+` is deleted and recreated).
 
 Usage:
 
-	slipstream bench [-keys 200000] [-value-size 256] [-backend applog,pebble]
+	slipstream bench [-nats URL] [-keys 200000] [-value-size 256] [-backend applog,pebble]
 `, c.flagSet())
 }

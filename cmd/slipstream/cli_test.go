@@ -42,6 +42,9 @@ func TestMain_UsageErrors(t *testing.T) {
 		{"kv get two keys", []string{"kv", "get", "-bucket", "b", "k1", "k2"}, "wrong number of arguments"},
 		{"bench bad backend", []string{"bench", "-backend", "applog,bolt"}, `invalid -backend "bolt"`},
 		{"bench zero keys", []string{"bench", "-keys", "0"}, "-keys must be > 0"},
+		{"bench negative delta", []string{"bench", "-delta", "-1"}, "-delta must be >= 0"},
+		{"bench negative live rate", []string{"bench", "-live-rate", "-5"}, "-live-rate must be >= 0"},
+		{"bench zero live duration", []string{"bench", "-live-duration", "0s"}, "-live-duration must be > 0"},
 		{"version argument", []string{"version", "x"}, `unexpected argument "x"`},
 	}
 	for _, tt := range tests {

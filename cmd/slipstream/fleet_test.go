@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -55,7 +56,7 @@ func (p *fleetPointer) cursor(ctx context.Context, key string) (uint64, bool, er
 func (p *fleetPointer) waitPointer(t *testing.T, key string, rev uint64) uint64 {
 	t.Helper()
 	var c uint64
-	waitFor(t, 60*time.Second, func() (bool, string) {
+	poll.Until(t, 60*time.Second, func() (bool, string) {
 		var ok bool
 		var err error
 		c, ok, err = p.cursor(t.Context(), key)
@@ -252,7 +253,7 @@ func TestFleet_ExpiredCursorBootstrap(t *testing.T) {
 		}
 		m := startProc(t, nodeArgs...)
 		base := m.httpBase(t)
-		waitFor(t, 30*time.Second, func() (bool, string) {
+		poll.Until(t, 30*time.Second, func() (bool, string) {
 			keys := foldKeys(t, base)
 			for _, k := range gone {
 				if !slices.Contains(keys, k) {
@@ -268,7 +269,7 @@ func TestFleet_ExpiredCursorBootstrap(t *testing.T) {
 			}
 		}
 		lastDelete := lastSeq(t, b)
-		waitFor(t, 10*maxAge, func() (bool, string) {
+		poll.Until(t, 10*maxAge, func() (bool, string) {
 			st, err := b.Status(t.Context())
 			return err == nil && st.FirstSeq > lastDelete && st.FirstSeq > cursor+1,
 				fmt.Sprintf("first seq %d, waiting past the delete markers (≤ %d) and the cursor %d (%v)", st.FirstSeq, lastDelete, cursor, err)
@@ -278,7 +279,7 @@ func TestFleet_ExpiredCursorBootstrap(t *testing.T) {
 		t.Helper()
 		base := m.httpBase(t)
 		var st statusDoc
-		waitFor(t, 60*time.Second, func() (bool, string) {
+		poll.Until(t, 60*time.Second, func() (bool, string) {
 			var ok bool
 			st, ok = getStatus(base)
 			keys := foldKeys(t, base)

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipstream-kv/slipstream/internal/natstest"
+)
+
+// checkBenchReport checks the structure of a bench report: every phase
+// present, every count as asked, every figure positive and consistent.
+func checkBenchReport(t *testing.T, rep benchReport, keys, delta, puts int, backends ...string) {
+	t.Helper()
+	if len(rep.Phases) != len(backends)+2 {
+		t.Fatalf("%d hydration phases, want raw, %v, raw", len(rep.Phases), backends)
+	}
+	for i, p := range rep.Phases {
+		want := ""
+		if i > 0 && i <= len(backends) {
+			want = backends[i-1]
+		}
+		if p.Backend != want || p.Keys != keys || p.Seconds <= 0 || p.KeysPerSec <= 0 || p.Ratio <= 0 || p.Ratio > 1.0001 && want == "" {
+			t.Fatalf("phase %d: %+v (want backend %q, %d keys)", i, p, want, keys)
+		}
+	}
+	if len(rep.Restarts) != len(backends) || len(rep.Live) != len(backends) {
+		t.Fatalf("%d restarts and %d live phases, want %d of each", len(rep.Restarts), len(rep.Live), len(backends))
+	}
+	for i, b := range backends {
+		r := rep.Restarts[i]
+		if r.Backend != b || r.Delta != delta || r.Seconds <= 0 || r.FreshSeconds != rep.Phases[i+1].Seconds || r.Ratio <= 0 {
+			t.Fatalf("restart %d: %+v", i, r)
+		}
+		l := rep.Live[i]
+		if l.Backend != b || l.Puts != puts || l.AchievedRate <= 0 || l.P50Millis < 0 || l.P50Millis > l.P99Millis || l.P99Millis > l.MaxMillis {
+			t.Fatalf("live %d: %+v", i, l)
+		}
+	}
+}
+
+// TestBenchEmbedded runs the whole bench, small, on its embedded server.
+func TestBenchEmbedded(t *testing.T) {
+	out, _, err := runMain(t, "", "bench", "-keys", "3000", "-delta", "200", "-live-rate", "1000",
+		"-live-duration", "300ms", "-json", "-log-level", "warn", "-dir", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, out)
+	}
+	if !strings.HasPrefix(rep.Server, "embedded") || rep.Keys != 3000 || rep.RawBytes != 3000*(11+256) {
+		t.Fatalf("report header: %+v", rep)
+	}
+	checkBenchReport(t, rep, 3000, 200, 300, backendAppLog, backendPebble)
+}
+
+// TestBenchAgainstASeparateServer runs the bench against a given server
+// whose bench bucket already holds a stray key: the bucket is recreated, so
+// every count is the bench's own. The table names the server.
+func TestBenchAgainstASeparateServer(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv.URL())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: benchBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "stray", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runMain(t, "", "bench", "-nats", srv.URL(), "-backend", "applog", "-keys", "2000",
+		"-delta", "50", "-live-rate", "500", "-live-duration", "200ms", "-log-level", "warn", "-dir", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{srv.URL(), "hydration, mirror", "restart after a 50-key delta", "live lag p50 / p99"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := kv.Get(ctx, "stray"); !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the stray key survived the bench: %v", err)
+	}
+}
+
+// TestLiveLags pins the matching of acknowledged puts to applies: the first
+// apply whose cursor covers the put's sequence, a put applied before its
+// acknowledgement counted as 0, a put no apply covers an error.
+func TestLiveLags(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	marks := []applyMark{{cursor: 10, at: at(20)}, {cursor: 12, at: at(30)}, {cursor: 20, at: at(50)}}
+	acks := []ackMark{
+		{seq: 10, at: at(15)}, // first apply: 5ms
+		{seq: 11, at: at(18)}, // cursor 12: 12ms
+		{seq: 13, at: at(49)}, // cursor 20: 1ms
+		{seq: 20, at: at(60)}, // applied before the ack: 0
+	}
+	lags, early, err := liveLags(acks, marks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{0, time.Millisecond, 5 * time.Millisecond, 12 * time.Millisecond}
+	if early != 1 || len(lags) != len(want) {
+		t.Fatalf("lags %v early %d", lags, early)
+	}
+	for i := range want {
+		if lags[i] != want[i] {
+			t.Fatalf("lags %v, want %v", lags, want)
+		}
+	}
+	if p := percentile(lags, 0.5); p != time.Millisecond {
+		t.Fatalf("p50 %v", p)
+	}
+	if p := percentile(lags, 0.99); p != 12*time.Millisecond {
+		t.Fatalf("p99 %v", p)
+	}
+	if _, _, err := liveLags([]ackMark{{seq: 21, at: at(1)}}, marks); err == nil {
+		t.Fatal("a put no apply covers was matched")
+	}
+}
