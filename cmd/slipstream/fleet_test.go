@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/slipstream-kv/slipstream/internal/poll"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 	"github.com/slipstream-kv/slipstream/objstore"
 	"github.com/slipstream-kv/slipstream/objstore/natsobj"
@@ -119,7 +119,7 @@ func TestFleet_BootstrapFromArtifact(t *testing.T) {
 			cursor := ptr.waitPointer(t, bucketName, last)
 			// The round reports once it has completed the lease and pruned,
 			// a moment after the pointer moved.
-			waitFor(t, 30*time.Second, func() (bool, string) {
+			poll.Until(t, 30*time.Second, func() (bool, string) {
 				st, ok := getStatus(baseA)
 				if !ok || st.Fleet == nil || st.Fleet.Export == nil {
 					return false, "no fleet status"
@@ -494,7 +494,7 @@ func TestFleet_InProcess(t *testing.T) {
 		"-http", "127.0.0.1:0", "-batch-window", "1ms", "-bootstrap-from", fleetStoreURL)
 	baseB := bm.httpBase(t)
 	var st statusDoc
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		httpRange(t, baseB, "k.")
 		var ok bool
 		st, ok = getStatus(baseB)
