@@ -2,24 +2,20 @@ package slipstream_test
 
 import (
 	"context"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/memstore"
 )
 
-// Test doubles shared by the Follower tests. They mirror the reference's
-// mocks: a scripted watcher, listers, a failing watcher, and an in-memory
-// Store with an exporter.
+// Test doubles shared by the Follower tests: a scripted watcher, listers, a
+// failing watcher, and a Store wrapper with hooks; the fold itself is
+// package memstore's.
 
 func put(key, value string, rev uint64) slipstream.Update {
 	return slipstream.Put(key, []byte(value), slipstream.VersionFromUint64(rev))
@@ -214,159 +210,25 @@ func (r *recorder) lastApplied() slipstream.Cursor {
 	return r.cursors[len(r.cursors)-1]
 }
 
-// memStore is an in-memory [slipstream.Store]. ExportTo writes fold.json,
-// which loadExport reopens.
-type memStore struct {
-	mu      sync.Mutex
-	entries map[string]slipstream.Entry
-	cursor  slipstream.Cursor
-	applies int
-	closed  bool
-}
+// newMemStore returns an empty in-memory fold.
+func newMemStore() *memstore.Store { return memstore.New() }
 
-var _ slipstream.Store = (*memStore)(nil)
-
-func newMemStore() *memStore { return &memStore{entries: make(map[string]slipstream.Entry)} }
-
-// seed applies batch at cursor, failing the test on error.
-func (s *memStore) seed(t testing.TB, cursor slipstream.Cursor, batch ...slipstream.Update) *memStore {
+// seeded returns an in-memory fold holding batch at cursor.
+func seeded(t testing.TB, cursor slipstream.Cursor, batch ...slipstream.Update) *memstore.Store {
 	t.Helper()
+	s := memstore.New()
 	if err := s.Apply(batch, cursor); err != nil {
 		t.Fatal(err)
 	}
-	s.applies = 0
 	return s
 }
 
-func (s *memStore) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return slipstream.ErrClosed
-	}
-	for _, u := range batch {
-		switch u.Op {
-		case slipstream.OpPut:
-			s.entries[u.Key] = slipstream.Entry{Key: u.Key, Value: append([]byte(nil), u.Value...), Version: u.Version}
-		default:
-			delete(s.entries, u.Key)
-		}
-	}
-	s.cursor = cursor
-	s.applies++
-	return nil
-}
-
-func (s *memStore) Get(key string) (slipstream.Entry, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return slipstream.Entry{}, false, slipstream.ErrClosed
-	}
-	e, ok := s.entries[key]
-	return e, ok, nil
-}
-
-func (s *memStore) ForEachInRange(prefix string, fn func(slipstream.Entry) error) error {
-	s.mu.Lock()
-	var es []slipstream.Entry
-	for k, e := range s.entries {
-		if strings.HasPrefix(k, prefix) {
-			es = append(es, e)
-		}
-	}
-	s.mu.Unlock()
-	sort.Slice(es, func(i, j int) bool { return es[i].Key < es[j].Key })
-	for _, e := range es {
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *memStore) applyCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.applies
-}
-
-func (s *memStore) Cursor() slipstream.Cursor {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cursor
-}
-
-// snapshot returns key → value of the fold.
-func (s *memStore) snapshot() map[string]string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]string, len(s.entries))
-	for k, e := range s.entries {
-		out[k] = string(e.Value)
-	}
-	return out
-}
-
-type exportFile struct {
-	Cursor  string            `json:"cursor"` // hex of the version bytes
-	Entries map[string]string `json:"entries"`
-}
-
-func (s *memStore) ExportTo(dir string) (slipstream.Export, error) {
-	if des, err := os.ReadDir(dir); err == nil && len(des) > 0 {
-		return slipstream.Export{}, fmt.Errorf("%w: destination %s is not empty", slipstream.ErrArtifactInvalid, dir)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return slipstream.Export{}, err
-	}
-	s.mu.Lock()
-	f := exportFile{Cursor: hex.EncodeToString(s.cursor.Version().Bytes()), Entries: make(map[string]string)}
-	for k, e := range s.entries {
-		f.Entries[k] = string(e.Value)
-	}
-	c := s.cursor
-	s.mu.Unlock()
-	b, err := json.Marshal(f)
-	if err != nil {
-		return slipstream.Export{}, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "fold.json"), b, 0o644); err != nil {
-		return slipstream.Export{}, err
-	}
-	return slipstream.Export{Backend: "memstore", BackendVersion: "1", Cursor: c, Files: []string{"fold.json"}}, nil
-}
-
-func (s *memStore) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	return nil
-}
-
-// loadExport reopens what memStore.ExportTo wrote.
-func loadExport(t testing.TB, dir string) *memStore {
+// loadExport opens what an in-memory fold's ExportTo wrote.
+func loadExport(t testing.TB, dir string) *memstore.Store {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "fold.json"))
+	s, err := memstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var f exportFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := hex.DecodeString(f.Cursor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, ok := slipstream.VersionFromBytes(raw)
-	if !ok {
-		t.Fatalf("bad exported cursor %q", f.Cursor)
-	}
-	s := newMemStore()
-	s.cursor = slipstream.CursorAt(v)
-	for k, val := range f.Entries {
-		s.entries[k] = slipstream.Entry{Key: k, Value: []byte(val)}
 	}
 	return s
 }

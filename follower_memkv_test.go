@@ -10,6 +10,7 @@ import (
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/memkv"
+	"github.com/slipstream-kv/slipstream/memstore"
 )
 
 // End-to-end scenarios on the in-memory bucket: a real state-sync watch,
@@ -56,9 +57,9 @@ func memkvFollower(kv *memkv.KV, rec *recorder, store slipstream.Store) *slipstr
 	return f
 }
 
-func wantFold(t *testing.T, s *memStore, want map[string]string) {
+func wantFold(t *testing.T, s *memstore.Store, want map[string]string) {
 	t.Helper()
-	got := s.snapshot()
+	got := s.Values()
 	if len(got) != len(want) {
 		t.Fatalf("fold = %v, want %v", got, want)
 	}
@@ -114,7 +115,7 @@ func TestMemKVLiveUpdatesFlowThrough(t *testing.T) {
 // gapScenario folds gone and keep, then offline deletes gone, updates keep,
 // and compacts so that gone's delete marker and the resume point are
 // evicted.
-func gapScenario(t *testing.T) (*memkv.KV, *memStore) {
+func gapScenario(t *testing.T) (*memkv.KV, *memstore.Store) {
 	kv := memkv.New()
 	store := newMemStore()
 	mustPut(t, kv, "route.gone", "v1")

@@ -76,7 +76,7 @@ func TestStoreFailStreakResetsOnSuccess(t *testing.T) {
 		c := mustRun(t, f)
 		wantCursor(t, "returned cursor", c, n)
 		wantCursor(t, "store cursor", inner.Cursor(), n)
-		if got := len(inner.snapshot()); got != n {
+		if got := len(inner.Values()); got != n {
 			t.Fatalf("fold holds %d keys, want all %d (re-queued batches committed cumulatively)", got, n)
 		}
 	})
@@ -84,7 +84,7 @@ func TestStoreFailStreakResetsOnSuccess(t *testing.T) {
 
 func TestResyncFoldScanFailureIsFatal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		inner := newMemStore().seed(t, cur(2), put("node.a", "1", 1), put("node.b", "2", 2))
+		inner := seeded(t, cur(2), put("node.a", "1", 1), put("node.b", "2", 2))
 		store := &hookStore{Store: inner, forEach: func(string, func(slipstream.Entry) error) error {
 			return errInjectedScan
 		}}
@@ -101,7 +101,7 @@ func TestResyncFoldScanFailureIsFatal(t *testing.T) {
 			t.Fatalf("watch calls = %+v: the fallback watch started after a failed resync", calls)
 		}
 		wantCursor(t, "store cursor", inner.Cursor(), 2)
-		if got := inner.snapshot(); len(got) != 2 {
+		if got := inner.Values(); len(got) != 2 {
 			t.Fatalf("fold changed after a failed resync: %v", got)
 		}
 		wantIdle(t, w)
@@ -213,7 +213,7 @@ func TestRevisionZeroAndUnknownVersionsNeverMoveCursor(t *testing.T) {
 			if !store.Cursor().IsNone() {
 				t.Fatalf("store cursor = %v, want none", store.Cursor())
 			}
-			if got := store.snapshot(); got["z"] != "0" || got["u"] != "u" {
+			if got := store.Values(); got["z"] != "0" || got["u"] != "u" {
 				t.Fatalf("fold = %v: unpositioned updates must still be folded", got)
 			}
 			if len(rec.values()) != 3 {
@@ -250,7 +250,7 @@ var errApply = errors.New("injected apply failure")
 
 func TestApplyErrorStopsRunWithoutAdvancing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore().seed(t, cur(3), put("a", "1", 3))
+		store := seeded(t, cur(3), put("a", "1", 3))
 		w := &scriptedWatcher{from: []slipstream.Update{put("b", "2", 4), put("c", "3", 5)}, hold: true}
 		rec := &recorder{}
 		f := newFollower(w, rec)
@@ -263,10 +263,10 @@ func TestApplyErrorStopsRunWithoutAdvancing(t *testing.T) {
 		}
 		wantCursor(t, "returned cursor", c, 3)
 		wantCursor(t, "store cursor", store.Cursor(), 3)
-		if got := store.snapshot(); len(got) != 1 {
+		if got := store.Values(); len(got) != 1 {
 			t.Fatalf("fold = %v: the failed batch reached the store", got)
 		}
-		if store.applyCount() != 0 {
+		if store.Applies() != 1 { // the seed's
 			t.Fatal("Store.Apply called for a batch whose Apply failed")
 		}
 		if len(rec.onApplied()) != 0 {
@@ -296,7 +296,7 @@ func TestApplyPanicPropagatesAfterWatchStopped(t *testing.T) {
 			f.Run(t.Context())
 			t.Fatal("Run returned instead of panicking")
 		}()
-		if !store.Cursor().IsNone() || store.applyCount() != 0 {
+		if !store.Cursor().IsNone() || store.Applies() != 0 {
 			t.Fatalf("the panicking batch reached the store (cursor %v)", store.Cursor())
 		}
 		// The Follower is usable again.
@@ -353,6 +353,7 @@ func TestInvalidConfigRefusedBeforeWatching(t *testing.T) {
 		f := slipstream.NewFollower(w, noop)
 		f.Scope = slipstream.Prefixes("a.", "")
 		f.MaxBatchDelay = 0
+		f.Logger = discard
 		if err := f.Validate(); err != nil {
 			t.Fatal(err)
 		}
@@ -367,7 +368,7 @@ func TestInvalidConfigRefusedBeforeWatching(t *testing.T) {
 // synthetic delete (model: model_resync_test.go).
 func TestResyncAckBarrier(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore().seed(t, cur(2), put("k.live", "1", 1), put("k.stale", "2", 2))
+		store := seeded(t, cur(2), put("k.live", "1", 1), put("k.stale", "2", 2))
 		var staleAtFallback, liveAtFallback atomic.Int32 // 1 present, 2 absent
 		w := &scriptedWatcher{full: []slipstream.Update{put("k.live", "1b", 10)}, fromExpires: true}
 		w.beforeFull = func() {
@@ -405,7 +406,7 @@ func TestResyncAckBarrier(t *testing.T) {
 
 func TestResyncDeletesStaleKeysOnceSortedAcrossOverlappingPrefixes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore().seed(t, cur(5),
+		store := seeded(t, cur(5),
 			put("a.x.1", "1", 1), put("a.y", "2", 2), put("a.z", "3", 3), put("b.q", "4", 4), put("c.out", "5", 5))
 		w := &scriptedWatcher{fromExpires: true}
 		rec := &recorder{}
@@ -423,7 +424,7 @@ func TestResyncDeletesStaleKeysOnceSortedAcrossOverlappingPrefixes(t *testing.T)
 		if want := []string{"a.x.1", "a.z", "b.q"}; !slices.Equal(deleted, want) {
 			t.Fatalf("synthetic deletes = %q, want %q: sorted, each once", deleted, want)
 		}
-		if got := store.snapshot(); len(got) != 2 || got["c.out"] != "5" || got["a.y"] != "2" {
+		if got := store.Values(); len(got) != 2 || got["c.out"] != "5" || got["a.y"] != "2" {
 			t.Fatalf("fold = %v", got)
 		}
 	})
@@ -452,7 +453,7 @@ func TestExportBetweenFlushesYieldsAppliedCursor(t *testing.T) {
 		}
 		wantCursor(t, "export cursor", exp.Cursor, 5)
 		wantCursor(t, "OnApplied at export", rec.lastApplied(), 5)
-		if got := loadExport(t, dir).snapshot(); len(got) != 5 {
+		if got := loadExport(t, dir).Values(); len(got) != 5 {
 			t.Fatalf("export holds %v, want all five keys", got)
 		}
 		c, err := r.stop()
@@ -490,7 +491,7 @@ func TestExportAfterTransientStoreFailureCapturesStoreCursor(t *testing.T) {
 		if !exp.Cursor.IsNone() {
 			t.Fatalf("export cursor = %v, want the store's own (none): an artifact never claims unfolded data", exp.Cursor)
 		}
-		if got := loadExport(t, dir).snapshot(); len(got) != 0 {
+		if got := loadExport(t, dir).Values(); len(got) != 0 {
 			t.Fatalf("export holds %v, want nothing", got)
 		}
 		c, err := r.stop() // the shutdown flush commits the re-queued batch
@@ -499,7 +500,7 @@ func TestExportAfterTransientStoreFailureCapturesStoreCursor(t *testing.T) {
 		}
 		wantCursor(t, "returned cursor", c, 1)
 		wantCursor(t, "store cursor", inner.Cursor(), 1)
-		if got := inner.snapshot(); got["a"] != "1" {
+		if got := inner.Values(); got["a"] != "1" {
 			t.Fatalf("fold = %v", got)
 		}
 	})

@@ -296,7 +296,7 @@ func TestCursorExpiredFallsBackToFullWatch(t *testing.T) {
 // #9
 func TestCursorExpiredResyncDeletesStaleKeys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore().seed(t, cur(2), put("node.a", "1", 1), put("node.b", "2", 2))
+		store := seeded(t, cur(2), put("node.a", "1", 1), put("node.b", "2", 2))
 		w := &scriptedWatcher{full: []slipstream.Update{put("node.a", "1b", 10)}, fromExpires: true}
 		rec := &recorder{}
 		f := newFollower(w, rec)
@@ -317,7 +317,7 @@ func TestCursorExpiredResyncDeletesStaleKeys(t *testing.T) {
 			t.Fatalf("synthetic delete has version %v, want unknown", rec.filtered[0].Version)
 		}
 		wantCursor(t, "store cursor", store.Cursor(), 10)
-		if got := store.snapshot(); len(got) != 1 || got["node.a"] != "1b" {
+		if got := store.Values(); len(got) != 1 || got["node.a"] != "1b" {
 			t.Fatalf("fold = %v, want {node.a: 1b}", got)
 		}
 	})
@@ -326,7 +326,7 @@ func TestCursorExpiredResyncDeletesStaleKeys(t *testing.T) {
 // #10
 func TestCursorExpiredResyncRespectsScope(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore().seed(t, cur(2), put("node.b", "2", 1), put("other.z", "9", 2))
+		store := seeded(t, cur(2), put("node.b", "2", 1), put("other.z", "9", 2))
 		w := &scriptedWatcher{fromExpires: true}
 		rec := &recorder{}
 		f := newFollower(w, rec)
@@ -337,7 +337,7 @@ func TestCursorExpiredResyncRespectsScope(t *testing.T) {
 		c := mustRun(t, f)
 		wantCursor(t, "returned cursor (deletes-only flush)", c, 2)
 		wantCursor(t, "store cursor", store.Cursor(), 2)
-		got := store.snapshot()
+		got := store.Values()
 		if _, ok := got["node.b"]; ok {
 			t.Fatal("in-scope stale key node.b survived the resync")
 		}
@@ -404,7 +404,7 @@ func TestSnapshotCheckpointMatchesAppliedCursor(t *testing.T) {
 		if store.Cursor() != c {
 			t.Fatalf("store cursor %v != applied cursor %v", store.Cursor(), c)
 		}
-		if got := store.snapshot(); len(got) != 2 || got["node.a"] != "1" || got["node.b"] != "2" {
+		if got := store.Values(); len(got) != 2 || got["node.a"] != "1" || got["node.b"] != "2" {
 			t.Fatalf("fold = %v", got)
 		}
 	})
@@ -537,7 +537,7 @@ func TestExportRequestFlushesPendingBatchFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		testExportFlushesPending(t, newMemStore(), func(t *testing.T, dir string) (slipstream.Cursor, map[string]string) {
 			s := loadExport(t, dir)
-			return s.Cursor(), s.snapshot()
+			return s.Cursor(), s.Values()
 		})
 	})
 }
@@ -583,19 +583,19 @@ func TestExportWithEmptyPendingBatchSucceeds(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		synctest.Wait()
 		wantCursor(t, "OnApplied before export", rec.lastApplied(), 2)
-		applies := store.applyCount()
+		applies := store.Applies()
 		dir := filepath.Join(t.TempDir(), "artifact")
 		exp, err := f.Export(t.Context(), dir)
 		if err != nil {
 			t.Fatalf("Export with nothing pending: %v", err)
 		}
 		wantCursor(t, "export cursor", exp.Cursor, 2)
-		if store.applyCount() != applies {
+		if store.Applies() != applies {
 			t.Fatalf("the pre-export flush of an empty batch called Store.Apply")
 		}
 		s := loadExport(t, dir)
 		wantCursor(t, "reopened export cursor", s.Cursor(), 2)
-		if got := s.snapshot(); got["a"] != "1" || got["b"] != "2" {
+		if got := s.Values(); got["a"] != "1" || got["b"] != "2" {
 			t.Fatalf("reopened export = %v", got)
 		}
 		c, err := r.stop()
@@ -707,11 +707,11 @@ func TestSnapshotCompactionFiresAndStaysConsistent(t *testing.T) {
 		store := newMemStore()
 		testOneUpdatePerFlush(t, store)
 		wantCursor(t, "store cursor", store.Cursor(), 4)
-		if got := store.snapshot(); len(got) != 2 || got["node.a"] != "4" || got["node.b"] != "3" {
+		if got := store.Values(); len(got) != 2 || got["node.a"] != "4" || got["node.b"] != "3" {
 			t.Fatalf("fold = %v, want {node.a:4 node.b:3}", got)
 		}
-		if store.applyCount() != 4 {
-			t.Fatalf("%d store applies, want one per update (4)", store.applyCount())
+		if store.Applies() != 4 {
+			t.Fatalf("%d store applies, want one per update (4)", store.Applies())
 		}
 	})
 }
@@ -739,7 +739,7 @@ func TestTransientStoreFailureNeverLeavesACursorGap(t *testing.T) {
 		inner := newMemStore()
 		testTransientStoreFailure(t, failFirstApply(inner))
 		wantCursor(t, "store cursor", inner.Cursor(), 2)
-		if got := inner.snapshot(); got["node.a"] != "1" || got["node.b"] != "2" {
+		if got := inner.Values(); got["node.a"] != "1" || got["node.b"] != "2" {
 			t.Fatalf("fold = %v: the failed batch was dropped behind an advancing cursor", got)
 		}
 	})
@@ -767,7 +767,7 @@ func testTransientStoreFailure(t *testing.T, store *hookStore) {
 // #28
 func TestResyncListingFailureIsFatalNotDegraded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore().seed(t, cur(1), put("node.a", "1", 1))
+		store := seeded(t, cur(1), put("node.a", "1", 1))
 		w := &scriptedWatcher{fromExpires: true}
 		rec := &recorder{}
 		f := newFollower(w, rec)
@@ -781,7 +781,7 @@ func TestResyncListingFailureIsFatalNotDegraded(t *testing.T) {
 		if len(w.Calls()) != 1 {
 			t.Fatalf("watch calls = %+v: the fallback watch started after a failed resync", w.Calls())
 		}
-		if got := store.snapshot(); got["node.a"] != "1" {
+		if got := store.Values(); got["node.a"] != "1" {
 			t.Fatalf("fold changed after a failed resync: %v", got)
 		}
 	})

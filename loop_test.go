@@ -144,7 +144,7 @@ func (w *closeOnCancelWatcher) Watch(ctx context.Context, _ slipstream.Scope, _ 
 func TestResumeFollowsTheStoreCursor(t *testing.T) {
 	t.Run("none resumes from the store", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			store := newMemStore().seed(t, cur(9), put("a", "1", 9))
+			store := seeded(t, cur(9), put("a", "1", 9))
 			w := &scriptedWatcher{full: []slipstream.Update{put("full", "x", 1)}, from: []slipstream.Update{put("b", "2", 10)}}
 			rec := &recorder{}
 			f := newFollower(w, rec)
@@ -159,7 +159,7 @@ func TestResumeFollowsTheStoreCursor(t *testing.T) {
 	})
 	t.Run("resume behind the store is allowed", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			store := newMemStore().seed(t, cur(9), put("a", "1", 9))
+			store := seeded(t, cur(9), put("a", "1", 9))
 			w := &scriptedWatcher{from: []slipstream.Update{put("a", "1", 9), put("b", "2", 10)}}
 			f := newFollower(w, &recorder{})
 			f.Store = store
@@ -181,7 +181,7 @@ func TestResumeFollowsTheStoreCursor(t *testing.T) {
 	} {
 		t.Run("refused: "+tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				store := newMemStore().seed(t, tc.stored)
+				store := seeded(t, tc.stored)
 				w := &scriptedWatcher{}
 				rec := &recorder{}
 				f := newFollower(w, rec)
@@ -245,7 +245,7 @@ func TestWatcherSendingBeforeExpiryStopsRun(t *testing.T) {
 	}{{"with resync", true}, {"re-list only", false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				store := newMemStore().seed(t, cur(5), put("k.a", "1", 5))
+				store := seeded(t, cur(5), put("k.a", "1", 5))
 				w := &sendThenExpire{
 					scriptedWatcher: scriptedWatcher{full: []slipstream.Update{put("k.full", "x", 20)}},
 					sent:            []slipstream.Update{put("k.b", "2", 10), put("k.c", "3", 11)},
@@ -263,7 +263,7 @@ func TestWatcherSendingBeforeExpiryStopsRun(t *testing.T) {
 				}
 				wantCursor(t, "returned cursor", c, 5)
 				wantCursor(t, "store cursor", store.Cursor(), 5)
-				if got := store.snapshot(); len(got) != 1 || got["k.a"] != "1" {
+				if got := store.Values(); len(got) != 1 || got["k.a"] != "1" {
 					t.Fatalf("fold = %v, want it untouched", got)
 				}
 				if rec.applyCalls() != 0 {

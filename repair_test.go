@@ -30,7 +30,7 @@ func TestRepairFoldsWhatItReadsWithoutMovingTheCursor(t *testing.T) {
 			mustPut(t, kv, k, "v-"+k)
 		}
 		// The fold lacks c and holds gone, which the bucket never had.
-		store := newMemStore().seed(t, cur(3), put("a", "v-a", 1), put("b", "v-b", 2), put("gone", "x", 2))
+		store := seeded(t, cur(3), put("a", "v-a", 1), put("b", "v-b", 2), put("gone", "x", 2))
 		rec := &recorder{}
 		f := memkvFollower(kv, rec, store)
 		r := start(t, f)
@@ -43,7 +43,7 @@ func TestRepairFoldsWhatItReadsWithoutMovingTheCursor(t *testing.T) {
 		if info != (slipstream.RepairInfo{Keys: 2, Folded: 2}) {
 			t.Fatalf("RepairInfo = %+v", info)
 		}
-		if got, want := store.snapshot(), map[string]string{"a": "v-a", "b": "v-b", "c": "v-c"}; !maps.Equal(got, want) {
+		if got, want := store.Values(), map[string]string{"a": "v-a", "b": "v-b", "c": "v-c"}; !maps.Equal(got, want) {
 			t.Fatalf("fold = %v, want %v", got, want)
 		}
 		if e, _, _ := store.Get("c"); e.Version != slipstream.VersionFromUint64(3) {
@@ -71,7 +71,7 @@ func TestRepairLiveUpdateWins(t *testing.T) {
 		kv := memkv.New()
 		mustPut(t, kv, "k", "old")
 		mustPut(t, kv, "other", "1")
-		store := newMemStore().seed(t, cur(2), put("other", "1", 2)) // k missed
+		store := seeded(t, cur(2), put("other", "1", 2)) // k missed
 		f := memkvFollower(kv, &recorder{}, store)
 		r := start(t, f)
 		synctest.Wait()
@@ -131,12 +131,12 @@ func TestRepairErrors(t *testing.T) {
 		failing := readerFunc(func(context.Context, string) (slipstream.Update, bool, error) {
 			return slipstream.Update{}, false, boom
 		})
-		before := store.applyCount()
+		before := store.Applies()
 		if _, err := f.Repair(ctx, failing, []string{"k", "x"}); !errors.Is(err, boom) {
 			t.Fatalf("Repair with a failing read = %v", err)
 		}
 		synctest.Wait()
-		if store.applyCount() != before {
+		if store.Applies() != before {
 			t.Fatal("a failed repair folded something")
 		}
 		// The failed repair stopped watching its keys: a later repair of
@@ -298,7 +298,7 @@ func raceRepair(t *testing.T, seed uint64) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if got := inner.snapshot(); !maps.Equal(got, want) {
+	if got := inner.Values(); !maps.Equal(got, want) {
 		t.Fatalf("seed %d: fold %v, bucket %v", seed, got, want)
 	}
 }

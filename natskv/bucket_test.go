@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -299,7 +300,7 @@ func TestReadsAndWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, 2*time.Second, "stream bytes drop after purges", func() bool {
+		poll.True(t, 2*time.Second, "stream bytes drop after purges", func() bool {
 			st, err := b.Status(ctx)
 			return err == nil && st.Bytes < before.Bytes
 		})

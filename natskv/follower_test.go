@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/poll"
+	"github.com/slipstream-kv/slipstream/memstore"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -126,7 +128,7 @@ func TestFollowerApplied(t *testing.T) {
 		base := put(t, b, "node.base", "0")
 		// The fold already holds everything up to base: a store's Follower
 		// resumes from the store's cursor.
-		store := natskv.NewMemStore()
+		store := memstore.New()
 		if err := store.Apply([]slipstream.Update{slipstream.Put("node.base", []byte("0"), slipstream.VersionFromUint64(base))}, slipstream.CursorFromUint64(base)); err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +145,7 @@ func TestFollowerApplied(t *testing.T) {
 		if got := n1.appliedKeys(); !slices.Equal(got, []string{"node.a", "node.b"}) {
 			t.Fatalf("run 1 applied %v, want exactly [node.a node.b] (resume is exclusive of the cursor)", got)
 		}
-		if got := slices.Sorted(maps.Keys(store.Snapshot())); !slices.Equal(got, []string{"node.a", "node.b", "node.base"}) {
+		if got := slices.Sorted(maps.Keys(store.Values())); !slices.Equal(got, []string{"node.a", "node.b", "node.base"}) {
 			t.Fatalf("persisted keys %v", got)
 		}
 		put(t, b, "node.c", "1")
@@ -202,11 +204,11 @@ func TestFollowerApplied(t *testing.T) {
 // subjects purged (the markers are gone), route.seed and every keeper are
 // rewritten (history 1 evicts the old records), and route.phoenix is
 // deleted, purged and re-created. It returns the bucket, A's store and C.
-func resyncFixture(t *testing.T, e *env, name string) (*natskv.Bucket, *natskv.MemStore, uint64) {
+func resyncFixture(t *testing.T, e *env, name string) (*natskv.Bucket, *memstore.Store, uint64) {
 	t.Helper()
 	ctx := t.Context()
 	b := e.open(t, natskv.Config{Bucket: name, MaxBytes: 8 << 20})
-	store := natskv.NewMemStore()
+	store := memstore.New()
 	a := runNode(t, b, nodeConfig{store: store, lister: b})
 	// A state sync: the seed reaches A whether it is re-listed or live.
 	a.waitApplied(t, put(t, b, "route.seed", "seed-v1"), 10*time.Second)
@@ -246,9 +248,9 @@ func resyncFixture(t *testing.T, e *env, name string) (*natskv.Bucket, *natskv.M
 	return b, store, c
 }
 
-func wantFold(t *testing.T, store *natskv.MemStore, want map[string]string) {
+func wantFold(t *testing.T, store *memstore.Store, want map[string]string) {
 	t.Helper()
-	got := store.Snapshot()
+	got := store.Values()
 	if !maps.Equal(got, want) {
 		t.Fatalf("fold = %v\nwant   %v", got, want)
 	}
@@ -290,7 +292,7 @@ func TestCursorExpiredResync(t *testing.T) {
 		b, store, c := resyncFixture(t, e, "routes-resync")
 		var resyncs []slipstream.ResyncInfo
 		n := runNodeResync(t, b, store, c, &lateLister{b: b}, &resyncs)
-		eventually(t, 10*time.Second, "route.late re-created after the listing reaches the fold", func() bool {
+		poll.True(t, 10*time.Second, "route.late re-created after the listing reaches the fold", func() bool {
 			en, ok, _ := store.Get("route.late")
 			return ok && string(en.Value) == "reborn-after-listing"
 		})
@@ -326,7 +328,7 @@ func TestCursorExpiredResync(t *testing.T) {
 	})
 	t.Run("short_listing_never_deletes_live_keys", func(t *testing.T) {
 		b, store, c := resyncFixture(t, e, "routes-short")
-		before := store.Snapshot()
+		before := store.Values()
 		// The listing loses route.keep.0: without the cross-check the
 		// resync would delete a live key from the fold.
 		natskv.SetDropListed(b, func(key string) bool { return key == "route.keep.0" })
@@ -357,7 +359,7 @@ func TestCursorExpiredResync(t *testing.T) {
 	})
 }
 
-func runNodeResync(t *testing.T, b *natskv.Bucket, store *natskv.MemStore, c uint64, lister slipstream.KeyLister, resyncs *[]slipstream.ResyncInfo) *node {
+func runNodeResync(t *testing.T, b *natskv.Bucket, store *memstore.Store, c uint64, lister slipstream.KeyLister, resyncs *[]slipstream.ResyncInfo) *node {
 	t.Helper()
 	n := runNodeWith(t, b, nodeConfig{resume: slipstream.CursorFromUint64(c), store: store, lister: lister}, func(f *slipstream.Follower) {
 		f.OnResync = func(info slipstream.ResyncInfo) { *resyncs = append(*resyncs, info) }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -20,7 +21,7 @@ func pausedWatch(t *testing.T, e *env, b *natskv.Bucket, scope slipstream.Scope,
 	stream := "KV_" + b.Name()
 	w := startWatch(t, b, scope, slipstream.CursorFromUint64(after))
 	var consumer string
-	eventually(t, 5*time.Second, "the watch's consumer exists", func() bool {
+	poll.True(t, 5*time.Second, "the watch's consumer exists", func() bool {
 		names := e.stream(t, b.Name()).ConsumerNames(t.Context())
 		for name := range names.Name() {
 			consumer = name

@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/audit"
+	"github.com/slipstream-kv/slipstream/internal/poll"
+	"github.com/slipstream-kv/slipstream/memstore"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -141,7 +143,7 @@ func TestPurgeDeletesHoleIsRepaired(t *testing.T) {
 	for i := range 8 {
 		cursor = put(t, b, keyN("x", i), "1")
 	}
-	store := natskv.NewMemStore()
+	store := memstore.New()
 	n := runNode(t, b, nodeConfig{store: store, lister: b})
 	n.waitApplied(t, cursor, 10*time.Second)
 	if _, err := n.stop(); err != nil {
@@ -167,7 +169,7 @@ func TestPurgeDeletesHoleIsRepaired(t *testing.T) {
 
 	n = runNode(t, b, nodeConfig{store: store, lister: b})
 	n.waitApplied(t, last, 10*time.Second)
-	if _, ok := store.Snapshot()["gone"]; !ok {
+	if _, ok := store.Values()["gone"]; !ok {
 		t.Fatal("premise: the resumed fold dropped gone without help")
 	}
 	auditAndRepair(t, b, store, n, "stale gone")
@@ -176,7 +178,7 @@ func TestPurgeDeletesHoleIsRepaired(t *testing.T) {
 // auditAndRepair audits store against b, requires exactly the findings
 // want ("class key"), repairs them through the running node, and requires
 // the fold to equal the bucket and a second audit to find nothing.
-func auditAndRepair(t *testing.T, b *natskv.Bucket, store *natskv.MemStore, n *node, want ...string) {
+func auditAndRepair(t *testing.T, b *natskv.Bucket, store *memstore.Store, n *node, want ...string) {
 	t.Helper()
 	a := &audit.Auditor{Bucket: b, Fold: store, Logger: quietLogger()}
 	rep, err := a.Run(t.Context())
@@ -207,7 +209,7 @@ func auditAndRepair(t *testing.T, b *natskv.Bucket, store *natskv.MemStore, n *n
 // waitRunning waits until f's Run serves requests.
 func waitRunning(t *testing.T, f *slipstream.Follower) {
 	t.Helper()
-	eventually(t, 5*time.Second, "follower running", func() bool {
+	poll.True(t, 5*time.Second, "follower running", func() bool {
 		_, err := f.Repair(t.Context(), nil, nil)
 		return err == nil
 	})
@@ -239,7 +241,7 @@ func TestServerPinsPerKeyTTLExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "TTL expiry writes a marker", func() bool {
+	poll.True(t, 10*time.Second, "TTL expiry writes a marker", func() bool {
 		info := e.streamInfo(t, "ttl")
 		return info.State.LastSeq > cursor
 	})
@@ -262,7 +264,7 @@ func TestServerPinsPerKeyTTLExpiry(t *testing.T) {
 	// from the same cursor delivers nothing and reports nothing.
 	b2 := e.open(t, natskv.Config{Bucket: "ttl2", AllowTTL: true, LimitMarkerTTL: time.Second})
 	put(t, b2, "head", "1")
-	store := natskv.NewMemStore()
+	store := memstore.New()
 	n := runNode(t, b2, nodeConfig{store: store, lister: b2})
 	cursor2, err := b2.PutTTL(ctx, "k", []byte("short-lived"), 2*time.Second)
 	if err != nil {
@@ -272,7 +274,7 @@ func TestServerPinsPerKeyTTLExpiry(t *testing.T) {
 	if _, err := n.stop(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "TTL marker expires", func() bool {
+	poll.True(t, 15*time.Second, "TTL marker expires", func() bool {
 		info := e.streamInfo(t, "ttl2")
 		return info.State.LastSeq > cursor2 && info.State.Msgs == 1
 	})
@@ -285,7 +287,7 @@ func TestServerPinsPerKeyTTLExpiry(t *testing.T) {
 
 	n = runNode(t, b2, nodeConfig{store: store, lister: b2})
 	waitRunning(t, n.f)
-	if _, ok := store.Snapshot()["k"]; !ok {
+	if _, ok := store.Values()["k"]; !ok {
 		t.Fatal("premise: the resumed fold dropped k without help")
 	}
 	auditAndRepair(t, b2, store, n, "stale k")

@@ -187,18 +187,6 @@ func waitClosed(t testing.TB, ch <-chan struct{}, what string) {
 	}
 }
 
-// eventually polls cond every 20 ms until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func isErr(err, target error) bool { return errors.Is(err, target) }
 
 func keyN(prefix string, i int) string { return prefix + strconv.Itoa(i) }

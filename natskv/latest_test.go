@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -90,7 +91,7 @@ func TestLatestTTLMarker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "TTL marker written", func() bool {
+	poll.True(t, 10*time.Second, "TTL marker written", func() bool {
 		return e.streamInfo(t, "latestttl").State.LastSeq > r
 	})
 	got, _, _ := latest(t, b, "")

@@ -1,7 +1,9 @@
 package natskv_test
 
 import (
+	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -9,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/churn"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -71,33 +74,22 @@ func TestListingUnderChurn(t *testing.T) {
 	const n = 2000
 	fillKeys(t, e, "churn-list", "stable.", 0, n, 16)
 	fillKeys(t, e, "churn-list", "hot.", 0, 200, 16)
-	stop := make(chan struct{})
+	ctx, stop := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var err error
-			switch i % 3 {
-			case 0:
-				_, err = b.Put(t.Context(), keyN("hot.", i%200), []byte("v"))
-			case 1:
-				_, err = b.Put(t.Context(), keyN("fresh.", i), []byte("v"))
-			case 2:
-				_, err = b.Delete(t.Context(), keyN("hot.", (i+100)%200))
-			}
-			if err != nil {
-				t.Error(err)
-				return
-			}
+	var churnErr error
+	gen := churn.Generator{Key: func(rng *rand.Rand) string {
+		if rng.IntN(2) == 0 {
+			return keyN("hot.", rng.IntN(200))
 		}
-	})
+		return keyN("fresh.", rng.IntN(1_000_000))
+	}}
+	wg.Go(func() { _, churnErr = gen.Run(ctx, b) })
 	defer func() {
-		close(stop)
+		stop()
 		wg.Wait()
+		if churnErr != nil {
+			t.Error(churnErr)
+		}
 	}()
 	for range 5 {
 		keys, err := b.Keys(t.Context(), "")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipstream-kv/slipstream/memstore"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -26,7 +27,8 @@ func TestRepairRacingLiveUpdates(t *testing.T) {
 		for _, k := range keys {
 			put(t, b, k, "0")
 		}
-		store := natskv.NewMemStore()
+		store := memstore.New()
+		store.RecordUpdates()
 		n := runNode(t, b, nodeConfig{store: store, lister: b})
 		n.waitApplied(t, uint64(len(keys)), 10*time.Second)
 

@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
+	"github.com/slipstream-kv/slipstream/memstore"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -23,14 +25,14 @@ type supervised struct {
 	revs     []uint64
 	restarts int
 	errs     []error
-	store    *natskv.MemStore
+	store    *memstore.Store
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
 
 func supervise(t *testing.T, b *natskv.Bucket) *supervised {
 	t.Helper()
-	s := &supervised{store: natskv.NewMemStore(), done: make(chan struct{})}
+	s := &supervised{store: memstore.New(), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(t.Context())
 	s.cancel = cancel
 	go func() {
@@ -93,7 +95,7 @@ func (s *supervised) check(t *testing.T, b *natskv.Bucket, last uint64) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got := s.store.Snapshot()
+	got := s.store.Values()
 	if len(got) != len(want) {
 		t.Fatalf("fold has %d keys, bucket %d", len(got), len(want))
 	}
@@ -145,7 +147,7 @@ func waitWriter(t *testing.T, done <-chan error) {
 
 func waitCursor(t *testing.T, s *supervised, rev uint64, d time.Duration) {
 	t.Helper()
-	eventually(t, d, fmt.Sprintf("fold cursor reaches %d", rev), func() bool { return s.cursor() >= rev })
+	poll.True(t, d, fmt.Sprintf("fold cursor reaches %d", rev), func() bool { return s.cursor() >= rev })
 }
 
 // TestServerRestartMidWatch restarts the server (same store and port) while
@@ -193,7 +195,7 @@ func TestClusterFailoverMidWatch(t *testing.T) {
 	nc := natstest.Connect(t, url, nats.DontRandomize())
 	writerNC := natstest.Connect(t, url)
 	var b *natskv.Bucket
-	eventually(t, 20*time.Second, "R3 bucket created", func() bool {
+	poll.True(t, 20*time.Second, "R3 bucket created", func() bool {
 		var err error
 		b, err = natskv.Open(t.Context(), nc, natskv.Config{Bucket: "r3", Replicas: 3, Timeout: 5 * time.Second, Logger: quietLogger()})
 		return err == nil
@@ -221,7 +223,7 @@ func TestClusterFailoverMidWatch(t *testing.T) {
 	}
 	victim.Shutdown()
 	// The client notices the closed connection asynchronously.
-	eventually(t, 20*time.Second, "client reconnected to another server", func() bool {
+	poll.True(t, 20*time.Second, "client reconnected to another server", func() bool {
 		now := nc.ConnectedServerName()
 		return now != connected && now != ""
 	})
@@ -275,7 +277,7 @@ func TestReconnectDetectsHistoryLostWhileDisconnected(t *testing.T) {
 	w := startWatch(t, b, slipstream.Prefix("p."), slipstream.CursorFromUint64(cursor))
 	waitClosed(t, started, "the resumed watch's initial values") // its resume checks passed
 	srv.Restart(t)
-	eventually(t, 5*time.Second, "admin client reconnected", func() bool { return admin.nc.IsConnected() })
+	poll.True(t, 5*time.Second, "admin client reconnected", func() bool { return admin.nc.IsConnected() })
 	if watchNC.IsConnected() {
 		t.Fatal("premise: the watch's client reconnected before the eviction")
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -193,7 +194,7 @@ func TestWatch(t *testing.T) {
 		go func() { result <- b.Watch(wctx, slipstream.AllKeys(), slipstream.Cursor{}, out) }()
 		// The watch is blocked on its first send once its consumer exists
 		// and has delivered (nobody reads out).
-		eventually(t, 5*time.Second, "the watch's consumer delivered", func() bool {
+		poll.True(t, 5*time.Second, "the watch's consumer delivered", func() bool {
 			info := e.streamInfo(t, b.Name())
 			if info.State.Consumers != 1 {
 				return false
@@ -214,7 +215,7 @@ func TestWatch(t *testing.T) {
 		}
 		_ = done
 		// The consumer goes with it.
-		eventually(t, 5*time.Second, "consumer removed", func() bool {
+		poll.True(t, 5*time.Second, "consumer removed", func() bool {
 			return e.streamInfo(t, b.Name()).State.Consumers == 0
 		})
 	})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -105,7 +106,7 @@ func artifactScenario(t *testing.T, backend string) {
 			writes.Add(1)
 		}
 	})
-	waitFor(t, 30*time.Second, func() (bool, string) { return writes.Load() > 300, "churn has not started" })
+	poll.Until(t, 30*time.Second, func() (bool, string) { return writes.Load() > 300, "churn has not started" })
 
 	art := filepath.Join(t.TempDir(), "artifact")
 	exported := parseSummary(t, mustBin(t, "", "export", "-from", baseA, "-out", art, "-json"))
@@ -128,7 +129,7 @@ func artifactScenario(t *testing.T, backend string) {
 	}
 
 	// Keep churning after the export, then stop.
-	waitFor(t, 30*time.Second, func() (bool, string) { return writes.Load() > atExport+300, "churn stalled" })
+	poll.Until(t, 30*time.Second, func() (bool, string) { return writes.Load() > atExport+300, "churn stalled" })
 	stopChurn()
 	wg.Wait()
 	st, err := bucket.Status(ctx)

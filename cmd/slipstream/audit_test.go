@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -134,7 +135,7 @@ func (e *auditEnv) sync(t *testing.T) uint64 {
 	}
 	m := startProc(t, args...)
 	base := m.httpBase(t)
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		st, ok := getStatus(base)
 		if !ok || st.State != stateSynced {
 			return false, fmt.Sprintf("status %+v", st)
@@ -155,7 +156,7 @@ func (e *auditEnv) mirrorRepairs(t *testing.T, want [3]int) {
 		"-http", "127.0.0.1:0", "-batch-window", "1ms")
 	base := m.httpBase(t)
 	var st statusDoc
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		var ok bool
 		st, ok = getStatus(base)
 		if !ok || !st.Verified || st.LastAudit == nil {
@@ -287,7 +288,7 @@ var histories = []history{
 			}
 		},
 		diverge: func(t *testing.T, e *auditEnv, cursor uint64) []string {
-			waitFor(t, 20*time.Second, func() (bool, string) {
+			poll.Until(t, 20*time.Second, func() (bool, string) {
 				st, err := e.b.Status(t.Context())
 				return err == nil && st.Values == 1 && st.LastSeq > cursor,
 					fmt.Sprintf("waiting for the TTLs and their markers to expire: %+v %v", st, err)
@@ -447,7 +448,7 @@ func TestMirrorConvergesOnBucketRecreatedUnderIt(t *testing.T) {
 	e.b = e.reopen()
 	putAll(t, e.b, keysN("new.", 0, 8), "2") // past the mirror's cursor 5
 	var st statusDoc
-	waitFor(t, 60*time.Second, func() (bool, string) {
+	poll.Until(t, 60*time.Second, func() (bool, string) {
 		var ok bool
 		st, ok = getStatus(base)
 		if !ok || st.State != stateSynced || st.Resyncs < 1 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipstream-kv/slipstream/internal/churn"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
@@ -28,36 +28,6 @@ func crashIterations(t *testing.T) int {
 		n = v
 	}
 	return n
-}
-
-// churn writes random puts, deletes and purges over a small key space until
-// stopped; it returns the number of operations.
-func churn(ctx context.Context, b *natskv.Bucket, rng *rand.Rand) (int, error) {
-	ops := 0
-	for ctx.Err() == nil {
-		key := fmt.Sprintf("k.%03d", rng.IntN(200))
-		var err error
-		switch r := rng.IntN(10); {
-		case r < 7:
-			val := make([]byte, 1+rng.IntN(64))
-			for i := range val {
-				val[i] = byte('a' + rng.IntN(26))
-			}
-			_, err = b.Put(ctx, key, val)
-		case r < 9:
-			_, err = b.Delete(ctx, key)
-		default:
-			_, err = b.Purge(ctx, key)
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ops, nil
-			}
-			return ops, fmt.Errorf("churn op %d on %s: %w", ops, key, err)
-		}
-		ops++
-	}
-	return ops, nil
 }
 
 // TestCrash kills the mirror process with SIGKILL at random moments while
@@ -86,7 +56,7 @@ func TestCrash(t *testing.T) {
 				var churnErr error
 				var ops int
 				churnRNG := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
-				wg.Go(func() { ops, churnErr = churn(ctx, b, churnRNG) })
+				wg.Go(func() { ops, churnErr = churn.Generator{Rand: churnRNG}.Run(ctx, b) })
 
 				for range 1 + rng.IntN(3) {
 					m := startProc(t, args...)

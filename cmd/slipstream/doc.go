@@ -18,6 +18,8 @@
 //	    [--batch-max N] [--batch-window DUR] [--listen ADDR] [--nats-store DIR]
 //	    [--history N] [--max-bytes N] [--max-age DUR] [--replicas N]
 //	    [--audit-every DUR] [-json]
+//	    [--export-to URL --export-every DUR [--export-key KEY] [--node-id ID]]
+//	    [--bootstrap-from URL [--bootstrap-key KEY]]
 //
 // Mirrors the bucket (or the keys under the -prefix flags, all on one
 // consumer) into the fold at DIR and keeps it in sync until SIGINT or
@@ -54,6 +56,17 @@
 // unlimited), -max-age (none) and -replicas (1); an existing bucket is used
 // as it is.
 //
+// With -export-to, the mirror takes part in the fleet's export rounds: every
+// -export-every (jittered ±25%), the node that wins the export lease (a key
+// of the KV bucket slipstream-leases on the mirrored server) exports its
+// fold between two flushes and publishes it under -export-key (default: the
+// bucket name) at the store URL (s3://BUCKET/PREFIX, nats-object://BUCKET/PREFIX,
+// file:///DIR). With -bootstrap-from, a fold that is missing, empty or whose
+// cursor expired starts from the latest artifact there and replays only the
+// updates after its cursor; without a usable artifact (none, another
+// backend, older than the bucket's retained history) it syncs or resyncs as
+// usual and logs why. docs/FLEET.md has the details.
+//
 // While catching up, progress is shown as a bar when stderr is a terminal,
 // else as a log line every 5 s (keys done, pending, rate, ETA; from the watch
 // consumer's pending count).
@@ -72,7 +85,9 @@
 //	                      audit since the last resume found the fold equal or
 //	                      repaired it), audits, last_audit (the summary
 //	                      object of 'slipstream audit', with error when it
-//	                      failed)
+//	                      failed), and with the fleet flags a fleet object
+//	                      (last export round, last bootstrap, the newest
+//	                      artifact's age and revisions behind the head)
 //	GET /healthz          200 while the process serves
 //	GET /readyz           200 once the first sync or resume has caught up
 //	                      (latched), 503 before
@@ -92,7 +107,8 @@
 // TOKEN" (the file's content, trimmed) on every route except /healthz and
 // /readyz, which probes reach without credentials (401 otherwise).
 //
-// The states of /v1/status are starting, syncing (first copy into an empty
+// The states of /v1/status are starting, bootstrapping (replacing the fold
+// with the fleet's artifact), syncing (first copy into an empty
 // fold), resuming (catching up on the delta after the fold's cursor),
 // resyncing (the cursor expired), synced, retrying (the watch failed; a
 // restart is pending) and stopped. Lag is the stream's last sequence minus

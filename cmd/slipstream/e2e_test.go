@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 )
 
 // runBin runs the built binary to completion.
@@ -61,7 +62,7 @@ func httpGet(t testing.TB, url string) (int, string, http.Header) {
 // `get` and `stat`.
 func e2eScenario(t *testing.T, m *proc, natsURL, bucket, fold string) {
 	base := m.httpBase(t)
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		code, body, _ := httpGet(t, base+"/readyz")
 		return code == 200, fmt.Sprintf("readyz %d %s", code, body)
 	})
@@ -84,11 +85,11 @@ func e2eScenario(t *testing.T, m *proc, natsURL, bucket, fold string) {
 		t.Fatalf("kv get of a deleted key: exit %d %q", code, stderr)
 	}
 
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		code, body, _ := httpGet(t, base+"/v1/kv/piped")
 		return code == 200 && body == "value from stdin", fmt.Sprintf("GET piped: %d %q", code, body)
 	})
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		code, _, _ := httpGet(t, base+"/v1/kv/purged")
 		return code == 404, fmt.Sprintf("GET purged: %d", code)
 	})
@@ -154,12 +155,12 @@ func TestE2E_EmbeddedServer(t *testing.T) {
 		t.Errorf("embedded store %s, want %s", store, fold+".nats")
 	}
 	base := m.httpBase(t)
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		st, ok := getStatus(base)
 		return ok && st.Ready && st.Cursor == 6 && st.ServerHead == 6, fmt.Sprintf("status %+v", st)
 	})
 	mustBin(t, "", "kv", "put", "-bucket", "demo", "-nats", natsURL, "later", "v")
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		code, body, _ := httpGet(t, base+"/v1/kv/later")
 		return code == 200 && body == "v", fmt.Sprintf("GET later: %d", code)
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -67,7 +68,7 @@ func TestExpiry(t *testing.T) {
 				"-http", "127.0.0.1:0", "-backend", backend, "-batch-window", "1ms"}
 			m := startProc(t, args...)
 			base := m.httpBase(t)
-			waitFor(t, 30*time.Second, func() (bool, string) {
+			poll.Until(t, 30*time.Second, func() (bool, string) {
 				keys := foldKeys(t, base)
 				return slices.Equal(keys, append(slices.Clone(gone), live...)), fmt.Sprintf("fold keys %v", keys)
 			})
@@ -84,7 +85,7 @@ func TestExpiry(t *testing.T) {
 				t.Fatal(err)
 			}
 			lastDelete = bs.LastSeq // at least the last delete marker
-			waitFor(t, 10*maxAge, func() (bool, string) {
+			poll.Until(t, 10*maxAge, func() (bool, string) {
 				bs, err := b.Status(t.Context())
 				return err == nil && bs.FirstSeq > lastDelete,
 					fmt.Sprintf("first seq %d, waiting for the delete markers (≤ %d) to expire (%v)", bs.FirstSeq, lastDelete, err)
@@ -96,7 +97,7 @@ func TestExpiry(t *testing.T) {
 			m = startProc(t, args...)
 			base = m.httpBase(t)
 			var st statusDoc
-			waitFor(t, 30*time.Second, func() (bool, string) {
+			poll.Until(t, 30*time.Second, func() (bool, string) {
 				var ok bool
 				st, ok = getStatus(base)
 				return ok && st.State == stateSynced && st.Resyncs >= 1, fmt.Sprintf("status %+v", st)

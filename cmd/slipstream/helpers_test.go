@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -175,7 +176,7 @@ func (p *proc) logValue(t testing.TB, msg, key string) string {
 	t.Helper()
 	re := regexp.MustCompile(`msg="?` + regexp.QuoteMeta(msg) + `"?\s.*\b` + regexp.QuoteMeta(key) + `=(\S+)`)
 	var v string
-	waitFor(t, 60*time.Second, func() (bool, string) {
+	poll.Until(t, 60*time.Second, func() (bool, string) {
 		if m := re.FindStringSubmatch(p.stderr.String()); m != nil {
 			v = m[1]
 			return true, ""
@@ -194,24 +195,6 @@ func (p *proc) logValue(t testing.TB, msg, key string) string {
 func (p *proc) httpBase(t testing.TB) string {
 	t.Helper()
 	return "http://" + p.logValue(t, "serving http", "addr")
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	delay := 5 * time.Millisecond
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %s", timeout, why)
-		}
-		time.Sleep(delay)
-		delay = min(delay*2, 200*time.Millisecond)
-	}
 }
 
 // getStatus fetches /v1/status; false when the mirror does not answer.
@@ -233,7 +216,7 @@ func getStatus(base string) (statusDoc, bool) {
 func waitCaughtUp(t testing.TB, base string, b *natskv.Bucket) statusDoc {
 	t.Helper()
 	var st statusDoc
-	waitFor(t, 60*time.Second, func() (bool, string) {
+	poll.Until(t, 60*time.Second, func() (bool, string) {
 		bs, err := b.Status(t.Context())
 		if err != nil {
 			return false, err.Error()

@@ -42,6 +42,8 @@ type statusDoc struct {
 	Connected  bool     `json:"nats_connected"`
 	LastError  string   `json:"last_error,omitempty"`
 	auditStatus
+	// Fleet is set with -export-to or -bootstrap-from (fleet.go).
+	Fleet *fleetStatus `json:"fleet,omitempty"`
 }
 
 // httpAPI serves a fold and its mirror's state over HTTP, read-only.

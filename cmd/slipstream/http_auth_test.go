@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 )
 
 // apiRoutes are every route the API serves.
@@ -184,7 +185,7 @@ func TestMirrorHTTPTLSAndToken(t *testing.T) {
 		"-http", "127.0.0.1:0", "-http-tls-cert", pki.ServerCert, "-http-tls-key", pki.ServerKey, "-http-token-file", tokenFile)
 	base := strings.Replace(mp.httpBase(t), "http://", "https://", 1)
 	c := tlsClient(t, pki.CA)
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		resp, body := do(t, c, http.MethodGet, base+"/readyz", "")
 		return resp.StatusCode == 200, resp.Status + " " + body
 	})

@@ -10,8 +10,8 @@ import (
 
 // newMetricsHandler returns the /metrics handler of a mirror: its own
 // registry (never the global one) with the tracker's figures, the Go runtime
-// and the process collectors.
-func newMetricsHandler(t *tracker) http.Handler {
+// and the process collectors, and extra (the fleet's).
+func newMetricsHandler(t *tracker, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
@@ -51,5 +51,6 @@ func newMetricsHandler(t *tracker) http.Handler {
 		t.flushLatency,
 	)
 	registerAuditMetrics(reg, &t.audit)
+	reg.MustRegister(extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }

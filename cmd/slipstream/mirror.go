@@ -60,6 +60,7 @@ type MirrorCommand struct {
 	replicas    int
 	auditEvery  time.Duration
 	asJSON      bool
+	fleet       fleetFlags
 	logs        logFlags
 }
 
@@ -84,6 +85,7 @@ func (c *MirrorCommand) flagSet() *flag.FlagSet {
 	fs.IntVar(&c.replicas, "replicas", 1, "new bucket: stream replicas")
 	fs.DurationVar(&c.auditEvery, "audit-every", DefaultAuditEvery, "audit the fold against the bucket every `duration` (0: only after each resume has caught up)")
 	fs.BoolVar(&c.asJSON, "json", false, "print the final cursor as a JSON object")
+	c.fleet.register(fs)
 	c.logs.register(fs)
 	return fs
 }
@@ -137,7 +139,7 @@ func (c *MirrorCommand) validate(set map[string]bool) error {
 	if err := scopeOf(c.prefixes).Validate(); err != nil {
 		return usageErrorf("mirror", "%v", err)
 	}
-	return nil
+	return c.fleet.validate(c.bucket, scopeOf(c.prefixes), set)
 }
 
 // Run executes the command.
@@ -168,6 +170,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
+	fd = c.fleet.wrapFold(fd)
 	defer func() {
 		if cerr := fd.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close fold: %w", cerr)
@@ -215,6 +218,11 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
 	}
+	fl, err := startFleet(ctx, c.fleet, c.backend != "", nc, c.bucket, bucket, fd, t, term, logger)
+	if err != nil {
+		return err
+	}
+	defer fl.close()
 
 	mr := &mirror{
 		bucket:      bucket,
@@ -227,6 +235,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		connected:   nc.IsConnected,
 		audits:      true,
 		auditEvery:  c.auditEvery,
+		fleet:       fl,
 	}
 
 	// The HTTP server outlives the follower (it is stopped after the last
@@ -261,7 +270,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			store:   fd,
 			status:  func(ctx context.Context) (statusDoc, error) { return mr.status(ctx, c.bucket) },
 			ready:   t.ready.Load,
-			metrics: newMetricsHandler(t),
+			metrics: newMetricsHandler(t, fl.collectors()...),
 			artifacts: &artifactHandler{
 				export:  mr.exportArtifact,
 				scratch: filepath.Dir(filepath.Clean(c.foldDir)),
@@ -297,7 +306,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			Bucket  string `json:"bucket"`
 			Fold    string `json:"fold"`
 			Backend string `json:"backend"`
-		}{final, c.bucket, c.foldDir, fd.Backend})
+		}{final, c.bucket, c.foldDir, fd.backendName()})
 	}
 	_, err = fmt.Fprintln(c.m.Stdout, final)
 	return err
@@ -331,6 +340,11 @@ keys (stale, missed, backwards: see 'slipstream audit -h') are re-read and
 repaired through the follower. /v1/status reports the last audit and whether
 the fold has been verified since the last resume.
 
+With -export-to URL -export-every DUR, the node takes part in the fleet's
+export rounds: each period, the node that wins the export lease publishes its
+fold there. With -bootstrap-from URL, a missing, empty or expired fold starts
+from the latest artifact there instead of the whole bucket (docs/FLEET.md).
+
 Usage:
 
 	slipstream mirror --bucket NAME --fold DIR [flags]
@@ -363,6 +377,7 @@ type mirror struct {
 	auditEvery  time.Duration // 0: only after each catch-up
 
 	current atomic.Pointer[slipstream.Follower] // the running follower, nil between runs
+	fleet   *fleetNode                          // nil without -export-to and -bootstrap-from
 }
 
 // exportArtifact takes an artifact of the fold through the running
@@ -396,6 +411,8 @@ func (m *mirror) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	wg.Go(func() { m.pollHead(pollCtx) })
+	wg.Go(func() { m.fleet.runExporter(pollCtx) })
+	wg.Go(func() { m.fleet.watchPointer(pollCtx) })
 	if m.audits {
 		wg.Go(func() { m.auditLoop(pollCtx) })
 	}
@@ -407,9 +424,12 @@ func (m *mirror) run(ctx context.Context) error {
 
 	backoff := restartBackoffMin
 	for {
+		if err := m.fleet.beforeRun(ctx); err != nil {
+			return err
+		}
 		resume := m.fold.Cursor()
 		m.t.runStarting(resume)
-		f := slipstream.NewFollower(observedWatcher{bucket: m.bucket, t: m.t, resume: resume}, noApply)
+		f := slipstream.NewFollower(m.fleet.watcher(observedWatcher{bucket: m.bucket, t: m.t, resume: resume}), noApply)
 		f.Scope = m.scope
 		f.Resume = resume
 		f.Store = m.fold
@@ -427,7 +447,9 @@ func (m *mirror) run(ctx context.Context) error {
 
 		started := time.Now()
 		m.current.Store(f)
+		m.fleet.setLoop(f)
 		_, err := f.Run(ctx)
+		m.fleet.setLoop(nil)
 		m.current.Store(nil)
 		if ctx.Err() != nil {
 			if err != nil {
@@ -437,6 +459,9 @@ func (m *mirror) run(ctx context.Context) error {
 		}
 		if err == nil {
 			err = errors.New("watch ended")
+		}
+		if m.fleet.runEnded(err) {
+			continue
 		}
 		if fatalRunError(err) {
 			return err
@@ -498,7 +523,7 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 	return statusDoc{
 		Bucket:      bucket,
 		Fold:        m.fold.Dir,
-		Backend:     m.fold.Backend,
+		Backend:     m.fold.backendName(),
 		Scope:       m.scope.List(),
 		State:       state,
 		Ready:       m.t.ready.Load(),
@@ -512,5 +537,6 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 		Connected:   m.connected == nil || m.connected(),
 		LastError:   lastErr,
 		auditStatus: m.t.audit.status(),
+		Fleet:       m.fleet.status(),
 	}, nil
 }

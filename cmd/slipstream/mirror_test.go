@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -45,7 +46,7 @@ var httpAddrRE = regexp.MustCompile(`msg="serving http" addr=(\S+)`)
 func (mp *inProcessMirror) httpBase(t *testing.T) string {
 	t.Helper()
 	var base string
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		select {
 		case err := <-mp.done:
 			t.Fatalf("mirror exited early: %v\n%s", err, mp.stderr.String())
@@ -179,14 +180,14 @@ func TestMirror_Prefixes(t *testing.T) {
 	mp := startInProcess(t, "-bucket", "prefixes", "-fold", fold, "-nats", srv.URL(), "-http", "127.0.0.1:0",
 		"-prefix", "a.", "-prefix", "b.", "-batch-window", "1ms")
 	base := mp.httpBase(t)
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		st, ok := getStatus(base)
 		return ok && st.Ready, fmt.Sprintf("status %+v", st)
 	})
 	put(t, b, "c.2", "v")
 	put(t, b, "b.2", "v")
 	var keys string
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		var ks []string
 		for _, l := range httpRange(t, base, "") {
 			ks = append(ks, l.Key)

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 	"github.com/slipstream-kv/slipstream/objstore/objstoretest"
 )
@@ -230,7 +231,7 @@ func TestMirrorEnvURLSkipsEmbedded(t *testing.T) {
 	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, []string{"mirror", "-bucket", "conn", "-fold", fold}) }()
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		select {
 		case err := <-done:
 			t.Fatalf("mirror exited: %v\n%s", err, errOut.String())

@@ -21,7 +21,9 @@ import (
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/applog"
+	"github.com/slipstream-kv/slipstream/internal/churn"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
@@ -115,13 +117,26 @@ func TestInvariantSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	child := startChild(t, srv.URL(), dir)
-	waitFor(t, 20*time.Second, func() bool { return foldCursor(t, dir) > 0 })
+	poll.True(t, 20*time.Second, "the first run persists a cursor", func() bool { return foldCursor(t, dir) > 0 })
 	kill(t, child)
 
 	churnCtx, stopChurn := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var churnErr error
-	wg.Go(func() { churnErr = churn(churnCtx, b) })
+	// Inside and outside the scope, each key well under the bucket's
+	// history so that nothing is evicted.
+	gen := churn.Generator{
+		Key: func(rng *rand.Rand) string {
+			pfx := scopePfx
+			if rng.IntN(3) == 0 {
+				pfx = "out."
+			}
+			return fmt.Sprintf("%sk%02d", pfx, rng.IntN(40))
+		},
+		PerKey: 50,
+		Pace:   3 * time.Millisecond,
+	}
+	wg.Go(func() { _, churnErr = gen.Run(churnCtx, b) })
 
 	for i := range kills {
 		child := startChild(t, srv.URL(), dir)
@@ -140,45 +155,9 @@ func TestInvariantSurvivesSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() bool { return foldCursor(t, dir) >= lastInScope(t, ctx, nc, st.LastSeq) })
+	poll.True(t, 30*time.Second, "the fold catches up with the scope", func() bool { return foldCursor(t, dir) >= lastInScope(t, ctx, nc, st.LastSeq) })
 	kill(t, child)
 	checkInvariant(t, ctx, nc, dir, kills)
-}
-
-// churn writes random puts, deletes and purges inside and outside the scope,
-// keeping each key well under the bucket's history so nothing is evicted.
-func churn(ctx context.Context, b *natskv.Bucket) error {
-	counts := map[string]int{}
-	for i := 0; ; i++ {
-		if ctx.Err() != nil {
-			return nil
-		}
-		pfx := scopePfx
-		if rand.IntN(3) == 0 {
-			pfx = "out."
-		}
-		key := fmt.Sprintf("%sk%02d", pfx, rand.IntN(40))
-		if counts[key] >= 50 {
-			continue
-		}
-		counts[key]++
-		var err error
-		switch r := rand.IntN(10); {
-		case r < 7:
-			_, err = b.Put(ctx, key, []byte(strconv.Itoa(i)))
-		case r < 9:
-			_, err = b.Delete(ctx, key)
-		default:
-			_, err = b.Purge(ctx, key)
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
-	}
 }
 
 func startChild(t *testing.T, url, dir string) *exec.Cmd {
@@ -313,15 +292,4 @@ func checkInvariant(t *testing.T, ctx context.Context, nc *nats.Conn, dir string
 		t.Fatalf("round %d: persisted cursor %d claims in-scope revisions the consumer never applied: %v", round, cursor, missing)
 	}
 	t.Logf("round %d: cursor %d, %d in-scope revisions ≤ cursor all journaled (%d journal lines)", round, cursor, len(revs), len(journal))
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
