@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -112,11 +114,25 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	if err != nil {
 		return nil, err
 	}
+	// Refuse an occupied -out before the request: the request alone makes
+	// the mirror flush and export its whole fold.
+	if err := outAvailable(c.out); err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", u, err)
 	}
+	var term io.Writer
+	if c.m.stderrIsTerminal() && c.logs.format == "text" {
+		term = c.m.Stderr
+		// Nothing arrives until the mirror has exported: say why.
+		fmt.Fprintf(term, "\r\033[Kwaiting for %s to flush and export its fold…", c.from)
+	}
 	resp, err := http.DefaultClient.Do(req)
+	if term != nil {
+		fmt.Fprint(term, "\r\033[K")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", u, err)
 	}
@@ -124,10 +140,6 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return nil, fmt.Errorf("download %s: %s: %s", u, resp.Status, strings.TrimSpace(string(body)))
-	}
-	var term io.Writer
-	if c.m.stderrIsTerminal() && c.logs.format == "text" {
-		term = c.m.Stderr
 	}
 	p := newByteProgress(term, logger, resp.ContentLength)
 	body := &countingReader{r: resp.Body, progress: p.update}
@@ -137,6 +149,28 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 		return nil, fmt.Errorf("download %s: %w", u, err)
 	}
 	return m, nil
+}
+
+// outAvailable refuses a destination that exists and is not an empty
+// directory, with the error artifact.ReadTar would give after the transfer.
+func outAvailable(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check -out: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: destination %s already exists", slipstream.ErrArtifactInvalid, dir)
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("check -out: %w", err)
+	}
+	if len(des) > 0 {
+		return fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dir)
+	}
+	return nil
 }
 
 // Usage prints the command's help.

@@ -93,7 +93,7 @@ func openFold(dir, backend string, logger *slog.Logger) (*fold, error) {
 	}
 	switch {
 	case found != "" && backend != "" && found != backend:
-		return nil, fmt.Errorf("%w: %s holds a %s fold, not %s", errBackendMismatch, dir, found, backend)
+		return nil, fmt.Errorf("%w: fold %s uses the %s backend, not %s (-backend applies only to a new fold)", errBackendMismatch, dir, found, backend)
 	case found != "":
 		backend = found
 	case backend == "":
