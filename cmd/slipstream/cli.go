@@ -154,16 +154,17 @@ func exitCode(err error) int {
 }
 
 // errorLine renders err as the one line main prints, prefixed with
-// "slipstream: " once; it is empty for nil and -h.
+// "slipstream: " once; it is empty for nil and -h. The sentinels' own
+// "slipstream: " prefixes inside a wrapped chain ("publish X: slipstream:
+// operation failed: …") are dropped: the line names the program once.
 func errorLine(err error) string {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return ""
 	}
 	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
-	if !strings.HasPrefix(msg, "slipstream:") {
-		msg = "slipstream: " + msg
-	}
-	return msg
+	msg = strings.TrimPrefix(msg, "slipstream: ")
+	msg = strings.ReplaceAll(msg, ": slipstream: ", ": ")
+	return "slipstream: " + msg
 }
 
 // newFlagSet returns a silent flag set: parse errors are returned (and

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -85,7 +86,7 @@ func (c *ExportCommand) exportFold(logger *slog.Logger) (*artifact.Manifest, err
 		return nil, err
 	}
 	if backend == "" {
-		return nil, fmt.Errorf("no fold at %s", c.foldDir)
+		return nil, fmt.Errorf("%w at %s", errNoFold, c.foldDir)
 	}
 	f, err := openBackend(c.foldDir, backend, logger)
 	if errors.Is(err, slipstream.ErrLocked) {
@@ -121,10 +122,16 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	if err != nil {
 		return nil, err
 	}
+	// Refuse an occupied -out before the request: the request alone makes
+	// the mirror flush and export its whole fold.
+	if err := outAvailable(c.out); err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", u, err)
 	}
+<<<<<<< HEAD
 	client, err := c.httpClient()
 	if err != nil {
 		return nil, err
@@ -137,6 +144,18 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 		req.Header.Set("Authorization", "Bearer "+string(token))
 	}
 	resp, err := client.Do(req)
+=======
+	var term io.Writer
+	if c.m.stderrIsTerminal() && c.logs.format == "text" {
+		term = c.m.Stderr
+		// Nothing arrives until the mirror has exported: say why.
+		fmt.Fprintf(term, "\r\033[Kwaiting for %s to flush and export its fold…", c.from)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if term != nil {
+		fmt.Fprint(term, "\r\033[K")
+	}
+>>>>>>> main
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", u, err)
 	}
@@ -144,10 +163,6 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return nil, fmt.Errorf("download %s: %s: %s", u, resp.Status, strings.TrimSpace(string(body)))
-	}
-	var term io.Writer
-	if c.m.stderrIsTerminal() && c.logs.format == "text" {
-		term = c.m.Stderr
 	}
 	p := newByteProgress(term, logger, resp.ContentLength)
 	body := &countingReader{r: resp.Body, progress: p.update}
@@ -159,6 +174,7 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	return m, nil
 }
 
+<<<<<<< HEAD
 // httpClient returns the download's client: the default one, or one that
 // trusts -cacert's certificates.
 func (c *ExportCommand) httpClient() (*http.Client, error) {
@@ -176,6 +192,28 @@ func (c *ExportCommand) httpClient() (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return &http.Client{Transport: tr}, nil
+=======
+// outAvailable refuses a destination that exists and is not an empty
+// directory, with the error artifact.ReadTar would give after the transfer.
+func outAvailable(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check -out: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: destination %s already exists", slipstream.ErrArtifactInvalid, dir)
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("check -out: %w", err)
+	}
+	if len(des) > 0 {
+		return fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dir)
+	}
+	return nil
+>>>>>>> main
 }
 
 // Usage prints the command's help.
