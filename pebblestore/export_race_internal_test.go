@@ -64,7 +64,7 @@ func TestExportToDestinationRace(t *testing.T) {
 				}
 				return os.WriteFile(intruder, []byte("not yours"), 0o644)
 			}}
-			s, err := open(t.TempDir(), &Options{Logger: quiet}, ifs)
+			s, err := open(t.TempDir(), &Options{Logger: quiet}, ifs, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

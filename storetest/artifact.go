@@ -18,13 +18,8 @@ import (
 	"github.com/slipstream-kv/slipstream/artifact"
 )
 
-<<<<<<< HEAD
-// RunArtifact runs the artifact checks of the conformance suite
-// (export_import_round_trip … export_empty_store) against the backend that
-=======
 // RunArtifact runs the artifact checks (export_import_round_trip …
 // export_empty_store; docs/ARTIFACTS.md) against the backend that
->>>>>>> main
 // open opens, whose payloads be describes: export through
 // [artifact.ExportStore], [artifact.Verify], [artifact.Import] into a new
 // fold, and every refusal of the ArtifactInvalid catalogue that a doctored

@@ -131,7 +131,6 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", u, err)
 	}
-<<<<<<< HEAD
 	client, err := c.httpClient()
 	if err != nil {
 		return nil, err
@@ -143,19 +142,16 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 		}
 		req.Header.Set("Authorization", "Bearer "+string(token))
 	}
-	resp, err := client.Do(req)
-=======
 	var term io.Writer
 	if c.m.stderrIsTerminal() && c.logs.format == "text" {
 		term = c.m.Stderr
 		// Nothing arrives until the mirror has exported: say why.
 		fmt.Fprintf(term, "\r\033[Kwaiting for %s to flush and export its fold…", c.from)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if term != nil {
 		fmt.Fprint(term, "\r\033[K")
 	}
->>>>>>> main
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", u, err)
 	}
@@ -174,7 +170,6 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	return m, nil
 }
 
-<<<<<<< HEAD
 // httpClient returns the download's client: the default one, or one that
 // trusts -cacert's certificates.
 func (c *ExportCommand) httpClient() (*http.Client, error) {
@@ -192,7 +187,8 @@ func (c *ExportCommand) httpClient() (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return &http.Client{Transport: tr}, nil
-=======
+}
+
 // outAvailable refuses a destination that exists and is not an empty
 // directory, with the error artifact.ReadTar would give after the transfer.
 func outAvailable(dir string) error {
@@ -213,7 +209,6 @@ func outAvailable(dir string) error {
 		return fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dir)
 	}
 	return nil
->>>>>>> main
 }
 
 // Usage prints the command's help.
