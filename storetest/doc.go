@@ -22,11 +22,9 @@
 // exports (round trip, into an empty directory, refused into a non-empty
 // one, of an empty store), use after Close, values handed out that are not
 // the fold's memory, and reads concurrent with Apply; [RunLocking] checks
-// the single-writer lock and [RunArtifact] the artifact layer (export,
-// verify, import, and every refusal of a doctored artifact, given the
-// backend's artifact.Backend). The suite closes every store it opens before
-// opening the same directory again, because backends hold single-writer
-// locks.
+// the single-writer lock and [RunArtifact] the artifact layer. The
+// suite closes every store it opens before opening the same directory
+// again, because backends hold single-writer locks.
 //
 // [Bench], [BenchApply] and [BenchRead] run one workload on every backend
 // ([Workload]'s keys, 256-byte values): Apply

@@ -170,25 +170,6 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	return m, nil
 }
 
-// httpClient returns the download's client: the default one, or one that
-// trusts -cacert's certificates.
-func (c *ExportCommand) httpClient() (*http.Client, error) {
-	if c.caFile == "" {
-		return http.DefaultClient, nil
-	}
-	pem, err := os.ReadFile(c.caFile)
-	if err != nil {
-		return nil, fmt.Errorf("read -cacert: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("-cacert %s holds no PEM certificate", c.caFile)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Transport: tr}, nil
-}
-
 // outAvailable refuses a destination that exists and is not an empty
 // directory, with the error artifact.ReadTar would give after the transfer.
 func outAvailable(dir string) error {
@@ -209,6 +190,25 @@ func outAvailable(dir string) error {
 		return fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dir)
 	}
 	return nil
+}
+
+// httpClient returns the download's client: the default one, or one that
+// trusts -cacert's certificates.
+func (c *ExportCommand) httpClient() (*http.Client, error) {
+	if c.caFile == "" {
+		return http.DefaultClient, nil
+	}
+	pem, err := os.ReadFile(c.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("read -cacert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("-cacert %s holds no PEM certificate", c.caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
 }
 
 // Usage prints the command's help.
