@@ -2,8 +2,8 @@ package slipstream_test
 
 import "testing"
 
-// Model of cursor authority under store failures and crashes (spec core.md
-// §6.1, reference tests/model_applied.rs). Claim: the store's persisted
+// Model of cursor authority under store failures and crashes (docs/LOOP.md,
+// "Model checks"). Claim: the store's persisted
 // cursor never advances past data that is not in the store — a violation is
 // a restart-surviving hole, i.e. silent data loss.
 //

@@ -49,8 +49,7 @@ func TestCRCIsIEEE(t *testing.T) {
 	}
 }
 
-// TestGoldenVectors pins the reference implementation's hex vectors
-// (storage.md §4.1) literally.
+// TestGoldenVectors pins the golden records of docs/FORMAT.md literally.
 func TestGoldenVectors(t *testing.T) {
 	tests := []struct {
 		name string

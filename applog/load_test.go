@@ -421,7 +421,7 @@ func TestCompactPreservesUncheckpointedWrites(t *testing.T) {
 	}
 }
 
-// The four crash/bitrot contracts of core.md §6.6 / storage.md §4.8.
+// The four crash/bitrot contracts of docs/FORMAT.md ("Replay").
 
 func TestMidFileLengthBitrotIsNotASilentTail(t *testing.T) {
 	path := logFile(t, threeValues()...)

@@ -37,7 +37,7 @@ type replayResult struct {
 }
 
 // replay parses a whole log file (header included) into s, following the
-// rules of storage.md §4.3. A returned error is a *FormatError without Path.
+// rules of docs/FORMAT.md, "Replay". A returned error is a *FormatError without Path.
 func replay(data []byte, s sink) (replayResult, error) {
 	return replayWindow(&window{buf: data, n: len(data)}, s)
 }

@@ -76,7 +76,7 @@ func (c *ExportCommand) exportFold(logger *slog.Logger) (*artifact.Manifest, err
 		return nil, err
 	}
 	if backend == "" {
-		return nil, fmt.Errorf("no fold at %s", c.foldDir)
+		return nil, fmt.Errorf("%w at %s", errNoFold, c.foldDir)
 	}
 	f, err := openBackend(c.foldDir, backend, logger)
 	if errors.Is(err, slipstream.ErrLocked) {
