@@ -99,7 +99,7 @@ func TestModelAppliedShippedFlushSemanticsPreserveCursorAuthority(t *testing.T) 
 	})
 	wantTrace(t, "in-memory cursor ahead", tr, "Churn", "Deliver", "FlushFail")
 
-	// The stronger witness the spec asks for (§8.13): a failed flush
+	// The stronger witness the model asks for (docs/LOOP.md, model checks): a failed flush
 	// followed — without a crash in between — by a cumulative commit that
 	// lands the failed range. Phase 1: a failed range is queued; phase 2:
 	// it was committed by a later FlushOk.

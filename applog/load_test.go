@@ -149,7 +149,7 @@ func TestEmptyLogReturnsNone(t *testing.T) {
 	}
 }
 
-// threeValues is the §10.2 corrupted_mid_file layout: three 20-byte values,
+// threeValues is the corrupted-mid-file layout: three 20-byte values,
 // each followed by a checkpoint.
 func threeValues() [][]byte {
 	v := strings.Repeat("v", 20)

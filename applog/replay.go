@@ -186,7 +186,7 @@ func replayWindow(w *window, s sink) (replayResult, error) {
 				if vlen > MaxValueLen {
 					// A bit-flipped length would otherwise look like a record
 					// running past EOF and silently drop every later record:
-					// treat it as a checksum mismatch (§4.3 rule 4).
+					// treat it as a checksum mismatch (docs/FORMAT.md, replay rules).
 					if tornCRC(n, pos, p+4-pos) {
 						torn = true
 						break

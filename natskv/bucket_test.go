@@ -326,7 +326,7 @@ func TestReadsAndWrites(t *testing.T) {
 	})
 }
 
-// TestCreationConfig covers §6.5 item 45 and the other creation fields.
+// TestCreationConfig covers the bucket's creation fields.
 func TestCreationConfig(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()

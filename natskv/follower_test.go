@@ -259,7 +259,7 @@ func wantFold(t *testing.T, store *memstore.Store, want map[string]string) {
 
 // lateLister re-creates route.late right after the listing it returns was
 // taken: the synthetic delete for it must still come before the re-list's
-// put (the ack barrier, model §6.2), or the new value would be erased.
+// put (the ack barrier, docs/LOOP.md), or the new value would be erased.
 type lateLister struct {
 	b    *natskv.Bucket
 	once sync.Once

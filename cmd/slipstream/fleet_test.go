@@ -95,7 +95,7 @@ func lastSeq(t testing.TB, b *natskv.Bucket) uint64 {
 	return st.LastSeq
 }
 
-// §10.7 through the binary, on both backends: node A exports; node B,
+// Bootstrap (docs/FLEET.md) through the binary, on both backends: node A exports; node B,
 // started on an empty fold with -bootstrap-from, imports A's artifact and
 // folds exactly the 7 updates after its cursor, ending equal to the bucket
 // without the key deleted after the export.
