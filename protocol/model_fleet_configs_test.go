@@ -160,7 +160,7 @@ func TestModelFleetFingerprintsMatchExact(t *testing.T) {
 
 // The deep tier (SLIPSTREAM_MODEL_DEEP=1): N=2 maxRev=5 for the five base
 // configurations, and N=3 maxRev=3 for both layouts. Select one with -run,
-// e.g. -run 'TestModelFleetDeep/N=3_maxRev=3/shipped_FailStop'.
+// e.g. -run 'TestModelFleetDeep/N=3_maxRev=3_shipped_FailStop'.
 func TestModelFleetDeep(t *testing.T) {
 	if os.Getenv("SLIPSTREAM_MODEL_DEEP") != "1" {
 		t.Skip("deep model tier: set SLIPSTREAM_MODEL_DEEP=1 (hours of CPU, several GiB; docs/MODEL.md)")
@@ -173,7 +173,7 @@ func TestModelFleetDeep(t *testing.T) {
 		cases = append(cases, fleetCase{cfg: c})
 	}
 	for _, fc := range cases {
-		name := fmt.Sprintf("N=%d_maxRev=%d/%s", fc.cfg.n, fc.cfg.maxRev, strings.ReplaceAll(fc.cfg.name, "+", "_"))
+		name := fmt.Sprintf("N=%d_maxRev=%d_%s", fc.cfg.n, fc.cfg.maxRev, strings.ReplaceAll(fc.cfg.name, "+", "_"))
 		t.Run(name, func(t *testing.T) {
 			m := fc.cfg.spec(false)
 			seen := newFPSet(150_000_000) // 4 GiB: no growth up to ~188 M states

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,11 +26,13 @@ import (
 type ExportCommand struct {
 	m *Main
 
-	foldDir string
-	from    string
-	out     string
-	asJSON  bool
-	logs    logFlags
+	foldDir   string
+	from      string
+	out       string
+	tokenFile string
+	caFile    string
+	asJSON    bool
+	logs      logFlags
 }
 
 func (c *ExportCommand) flagSet() *flag.FlagSet {
@@ -36,6 +40,8 @@ func (c *ExportCommand) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.foldDir, "fold", "", "export the closed fold in `directory`")
 	fs.StringVar(&c.from, "from", "", "download a fresh artifact from the running mirror at `URL` (its -http address)")
 	fs.StringVar(&c.out, "out", "", "artifact `directory` to create (required; absent or empty)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "with -from: send 'Authorization: Bearer <token>', the token being this `file`'s content (the mirror's -http-token-file)")
+	fs.StringVar(&c.caFile, "cacert", "", "with an https -from: trust the PEM certificates in `file` (e.g. the mirror's self-signed -http-tls-cert)")
 	fs.BoolVar(&c.asJSON, "json", false, "print a JSON object")
 	c.logs.register(fs)
 	return fs
@@ -54,6 +60,8 @@ func (c *ExportCommand) Run(ctx context.Context, args []string) error {
 		return usageErrorf("export", "-out is required")
 	case (c.foldDir == "") == (c.from == ""):
 		return usageErrorf("export", "give exactly one of -fold and -from")
+	case c.from == "" && (c.tokenFile != "" || c.caFile != ""):
+		return usageErrorf("export", "-token-file and -cacert go with -from")
 	}
 	logger, err := c.m.logger("export", c.logs)
 	if err != nil {
@@ -78,7 +86,7 @@ func (c *ExportCommand) exportFold(logger *slog.Logger) (*artifact.Manifest, err
 		return nil, err
 	}
 	if backend == "" {
-		return nil, fmt.Errorf("no fold at %s", c.foldDir)
+		return nil, fmt.Errorf("%w at %s", errNoFold, c.foldDir)
 	}
 	f, err := openBackend(c.foldDir, backend, logger)
 	if errors.Is(err, slipstream.ErrLocked) {
@@ -123,13 +131,24 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", u, err)
 	}
+	client, err := c.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	if c.tokenFile != "" {
+		token, err := readTokenFile(c.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+string(token))
+	}
 	var term io.Writer
 	if c.m.stderrIsTerminal() && c.logs.format == "text" {
 		term = c.m.Stderr
 		// Nothing arrives until the mirror has exported: say why.
 		fmt.Fprintf(term, "\r\033[Kwaiting for %s to flush and export its fold…", c.from)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if term != nil {
 		fmt.Fprint(term, "\r\033[K")
 	}
@@ -173,6 +192,25 @@ func outAvailable(dir string) error {
 	return nil
 }
 
+// httpClient returns the download's client: the default one, or one that
+// trusts -cacert's certificates.
+func (c *ExportCommand) httpClient() (*http.Client, error) {
+	if c.caFile == "" {
+		return http.DefaultClient, nil
+	}
+	pem, err := os.ReadFile(c.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("read -cacert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("-cacert %s holds no PEM certificate", c.caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
+}
+
 // Usage prints the command's help.
 func (c *ExportCommand) Usage() {
 	printUsage(c.m.Stdout, `
@@ -182,7 +220,8 @@ verified and imported anywhere ('slipstream verify', 'slipstream import').
 
 With -fold, export a fold no mirror is running on. With -from, download a
 fresh artifact from a running mirror's -http address (GET /v1/artifact: the
-mirror flushes and exports between two batches); the archive is unpacked
+mirror flushes and exports between two batches; -token-file and -cacert
+for a mirror with -http-token-file and -http-tls-cert); the archive is unpacked
 safely (regular files and directories only, nothing outside -out) and
 verified before it is moved into place. Progress is shown on a terminal.
 
@@ -193,7 +232,7 @@ failure or interruption -out is left as it was.
 Usage:
 
 	slipstream export --fold DIR --out ARTIFACT [-json]
-	slipstream export --from http://HOST:PORT --out ARTIFACT [-json]
+	slipstream export --from http://HOST:PORT --out ARTIFACT [-token-file FILE] [-cacert FILE] [-json]
 `, c.flagSet())
 }
 

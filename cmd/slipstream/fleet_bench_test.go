@@ -60,7 +60,7 @@ func BenchmarkFleetBootstrap(b *testing.B) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := natstest.Start(b)
 	c := &BenchCommand{keys: keys, valueSize: 256, window: 4096, batchMax: DefaultBatchMax, batchWindow: slipstream.DefaultMaxBatchDelay}
-	fill, err := c.fill(ctx, srv.URL(), logger)
+	fill, err := c.fill(ctx, natskv.DialConfig{URL: srv.URL()}, logger)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func BenchmarkFleetBootstrap(b *testing.B) {
 				dir := b.TempDir()
 				// The exporting node: hydrate, then export its fold.
 				foldA := filepath.Join(dir, "a")
-				if _, _, err := c.hydrate(ctx, srv.URL(), foldA, be, logger); err != nil {
+				if _, _, err := benchHydrate(ctx, c, srv.URL(), foldA, be, logger); err != nil {
 					b.Fatal(err)
 				}
 				fa, err := openFold(foldA, be, logger)
@@ -123,7 +123,7 @@ func BenchmarkFleetBootstrap(b *testing.B) {
 				head := st.LastSeq
 
 				// A new node by full hydration.
-				n, full, err := c.hydrate(ctx, srv.URL(), filepath.Join(dir, "full"), be, logger)
+				n, full, err := benchHydrate(ctx, c, srv.URL(), filepath.Join(dir, "full"), be, logger)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -259,4 +259,18 @@ func publishTail(ctx context.Context, nc *nats.Conn, keys, n int) error {
 		}
 	}
 	return wait()
+}
+
+// benchHydrate runs the bench's mirror path into foldDir until it has
+// caught up and returns the fold's key count and the time from the dial.
+func benchHydrate(ctx context.Context, c *BenchCommand, url, foldDir, backend string, logger *slog.Logger) (int, time.Duration, error) {
+	h, took, err := c.startMirror(ctx, natskv.DialConfig{URL: url}, foldDir, backend, logger, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	n, lerr := h.fd.Keys()
+	if err := h.close(); err != nil {
+		return 0, 0, err
+	}
+	return n, took, lerr
 }
