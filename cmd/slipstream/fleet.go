@@ -106,6 +106,12 @@ func (ff *fleetFlags) validate(bucket string, scope slipstream.Scope, set map[st
 			return usageErrorf("mirror", "%s", err.Error())
 		}
 	}
+	// Every round after a local directory's first would fail: it cannot
+	// replace the pointer conditionally. Say so before the first round.
+	if loc, err := storeurl.Parse(ff.exportTo); err == nil && loc.Scheme == storeurl.SchemeFile && !ff.nonAtomic {
+		return usageErrorf("mirror", "-export-to file:// needs -non-atomic-pointer-fallback (with a single exporter): "+
+			"a local directory cannot replace the pointer atomically, so every round after the first would fail")
+	}
 	if !scope.IsAll() && ((ff.exportTo != "" && ff.exportKey == "") || (ff.bootstrapFrom != "" && ff.bootstrapKey == "" && ff.exportKey == "")) {
 		return usageErrorf("mirror", "with -prefix, name the artifact with -export-key or -bootstrap-key: an artifact holds only the keys of the scope it was exported from")
 	}

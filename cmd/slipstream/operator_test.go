@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
@@ -179,5 +180,25 @@ func TestExportFromTerminalSaysItWaits(t *testing.T) {
 	_ = m.Run(t.Context(), []string{"export", "-from", srv.URL, "-out", filepath.Join(t.TempDir(), "art")})
 	if stderr.Len() != 0 {
 		t.Fatalf("non-terminal output %q, want none", stderr.String())
+	}
+}
+
+// mirror -export-to file:// without -non-atomic-pointer-fallback published
+// once, then failed every later round (a local directory cannot replace the
+// pointer conditionally) with a message naming a library field. It is now a
+// usage error at start.
+func TestMirrorExportToFileNeedsTheFallback(t *testing.T) {
+	_, _, err := runMain(t, "", "mirror", "-bucket", "b", "-fold", t.TempDir(), "-export-to", "file:///srv/art", "-export-every", "1m")
+	if !errors.As(err, new(*usageError)) || !strings.Contains(errorLine(err), "-export-to file:// needs -non-atomic-pointer-fallback") {
+		t.Fatalf("err = %v, want a usage error naming the flag", err)
+	}
+	set := map[string]bool{"export-to": true, "export-every": true}
+	ok := fleetFlags{exportTo: "file:///srv/art", exportEvery: time.Minute, nonAtomic: true}
+	if err := ok.validate("b", slipstream.AllKeys(), set); err != nil {
+		t.Fatalf("with the fallback: %v", err)
+	}
+	s3 := fleetFlags{exportTo: "s3://b/p", exportEvery: time.Minute}
+	if err := s3.validate("b", slipstream.AllKeys(), set); err != nil {
+		t.Fatalf("s3:// needs no fallback: %v", err)
 	}
 }
