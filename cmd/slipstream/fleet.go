@@ -965,7 +965,13 @@ func (p *bootProgress) update(pr fleet.Progress) {
 			p.log.Info("bootstrap import: verifying and installing the fold", "bytes", pr.Total)
 			return
 		}
-		p.log.Info("bootstrap import done", "bytes", pr.Done, "took", time.Since(p.mu.start).Round(time.Millisecond))
+		took := time.Since(p.mu.start).Round(time.Millisecond)
+		if p.term != nil {
+			// Close the "verifying and installing" line: at -log-level warn
+			// it was the last thing on screen, as if still importing.
+			fmt.Fprintf(p.term, "import done: %s in %s\n", sizeText(float64(pr.Done)), took)
+		}
+		p.log.Info("bootstrap import done", "bytes", pr.Done, "took", took)
 	}
 }
 
