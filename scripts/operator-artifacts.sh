@@ -5,7 +5,8 @@
 #
 #  1. export --from a running mirror → verify → import → a mirror on the
 #     imported fold resumes and receives exactly the updates after the
-#     artifact's cursor, and ends equal to the bucket;
+#     artifact's cursor, and ends equal to the bucket; export --from a
+#     mirror behind HTTPS and a bearer token (-cacert, -token-file);
 #  2. every refusal of a damaged artifact (flipped byte, truncated file,
 #     extra file, symlink, edited cursor, trailing manifest data, no
 #     manifest): verify and import exit 1 with one clear line, nothing at
@@ -67,6 +68,26 @@ check "fold B equals the bucket (nats kv ls -v)" same_as_bucket "$WORK/foldB" $B
 run_expect 0 "export --fold of the closed fold B" slipstream export --fold "$WORK/foldB" --out "$WORK/art2" -json
 C2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cursor"])' "$WORK/out")
 check "closed-fold export at cursor $C2 = $L2" [ "$C2" = "$L2" ]
+
+# export --from a mirror served over HTTPS with a bearer token (loopback,
+# a self-signed certificate made here).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/tls.key" -out "$WORK/tls.crt" \
+  -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
+printf 'operator-token' >"$WORK/token"
+printf 'wrong-token' >"$WORK/badtoken"
+HS=$(port)
+start_mirror secure --bucket $B --fold "$WORK/foldS" --http "127.0.0.1:$HS" --http-tls-cert "$WORK/tls.crt" --http-tls-key "$WORK/tls.key" --http-token-file "$WORK/token"
+S=$MIRROR_PID
+waitfor 30 curl -fsS --cacert "$WORK/tls.crt" "https://127.0.0.1:$HS/readyz" || fail "the HTTPS mirror did not become ready"
+run_expect 1 "export --from https without -cacert" slipstream export --from "https://127.0.0.1:$HS" --out "$WORK/artS"
+check "  … says the certificate is not trusted" err_mentions "certificate signed by unknown authority"
+run_expect 1 "export --from https without -token-file" slipstream export --from "https://127.0.0.1:$HS" --out "$WORK/artS" -cacert "$WORK/tls.crt"
+check "  … names -token-file" err_mentions "-token-file"
+run_expect 1 "export --from https with a wrong token" slipstream export --from "https://127.0.0.1:$HS" --out "$WORK/artS" -cacert "$WORK/tls.crt" -token-file "$WORK/badtoken"
+check "  … says the token was refused" err_mentions "refused the token"
+run_expect 0 "export --from https with -cacert and -token-file" slipstream export --from "https://127.0.0.1:$HS" --out "$WORK/artS" -cacert "$WORK/tls.crt" -token-file "$WORK/token"
+run_expect 0 "verify it" slipstream verify "$WORK/artS"
+stop_mirror "$S" && pass "the HTTPS mirror stops with exit 0" || fail "HTTPS mirror exit status"
 
 # --- 2. damaged artifacts --------------------------------------------------
 damage() { # damage NAME HOW EXPECTED-TEXT

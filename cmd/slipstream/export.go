@@ -158,7 +158,14 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("download %s: %s: %s", u, resp.Status, strings.TrimSpace(string(body)))
+		hint := ""
+		if resp.StatusCode == http.StatusUnauthorized {
+			hint = " (the mirror requires a bearer token: give its -http-token-file as -token-file)"
+			if c.tokenFile != "" {
+				hint = fmt.Sprintf(" (the mirror refused the token in %s)", c.tokenFile)
+			}
+		}
+		return nil, fmt.Errorf("download %s: %s: %s%s", u, resp.Status, strings.TrimSpace(string(body)), hint)
 	}
 	p := newByteProgress(term, logger, resp.ContentLength)
 	body := &countingReader{r: resp.Body, progress: p.update}

@@ -228,3 +228,24 @@ func TestDashDashVersion(t *testing.T) {
 		}
 	}
 }
+
+// A 401 from a mirror with -http-token-file said only "401 Unauthorized:
+// unauthorized": the operator had to find -token-file in the help.
+func TestExportFromUnauthorizedNamesTheFlag(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	_, _, err := runMain(t, "", "export", "-from", srv.URL, "-out", filepath.Join(t.TempDir(), "a"))
+	if exitCode(err) != 1 || !strings.Contains(errorLine(err), "give its -http-token-file as -token-file") {
+		t.Fatalf("without a token: %v", err)
+	}
+	tok := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(tok, []byte("wrong"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = runMain(t, "", "export", "-from", srv.URL, "-out", filepath.Join(t.TempDir(), "a"), "-token-file", tok)
+	if exitCode(err) != 1 || !strings.Contains(errorLine(err), "refused the token in "+tok) {
+		t.Fatalf("with a refused token: %v", err)
+	}
+}
