@@ -33,7 +33,7 @@ for i in $(seq 1 30); do nats kv put $B "k.$i" "seed-$i" >/dev/null; done
 HA=$(port)
 start_mirror a --bucket $B --fold "$WORK/foldA" --http "127.0.0.1:$HA"
 A=$MIRROR_PID
-check "mirror A caught up with the bucket" wait_cursor "$HA" "$(bucket_last $B)" 300
+check "mirror A caught up with the bucket" wait_cursor "$HA" "$(bucket_last $B)" 60
 
 run_expect 0 "export --from the running mirror" slipstream export --from "http://127.0.0.1:$HA" --out "$WORK/art1" -json
 C1=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cursor"])' "$WORK/out")
@@ -57,7 +57,7 @@ run_expect 1 "import again onto the now non-empty fold" slipstream import --arti
 HB=$(port)
 start_mirror b --bucket $B --fold "$WORK/foldB" --http "127.0.0.1:$HB"
 MB=$MIRROR_PID
-check "mirror B on the imported fold reaches the bucket's last revision $L2" wait_cursor "$HB" "$L2" 300
+check "mirror B on the imported fold reaches the bucket's last revision $L2" wait_cursor "$HB" "$L2" 60
 stop_mirror "$MB" && pass "mirror B stops with exit 0 on SIGTERM" || fail "mirror B exit status"
 delivered=$(grep 'msg="caught up"' "$WORK/b.log" | head -1 | sed -n 's/.*delivered=\([0-9]*\).*/\1/p')
 check "mirror B resumed from cursor $C1 and received exactly the $((L2 - C1)) later updates (got ${delivered:-?})" \

@@ -79,7 +79,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&AuditCommand{m: m}).Run(ctx, args)
 	case "bench":
 		return (&BenchCommand{m: m}).Run(ctx, args)
-	case "version":
+	case "version", "-version", "--version": // natscli and most tools answer --version
 		return (&VersionCommand{m: m}).Run(ctx, args)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 0 && args[0] != "help" && !strings.HasPrefix(args[0], "-") {

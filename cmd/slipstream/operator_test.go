@@ -15,9 +15,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/fleet"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
 	"github.com/slipstream-kv/slipstream/objstore/objstoretest"
 )
@@ -179,5 +181,50 @@ func TestExportFromTerminalSaysItWaits(t *testing.T) {
 	_ = m.Run(t.Context(), []string{"export", "-from", srv.URL, "-out", filepath.Join(t.TempDir(), "art")})
 	if stderr.Len() != 0 {
 		t.Fatalf("non-terminal output %q, want none", stderr.String())
+	}
+}
+
+// mirror -export-to file:// without -non-atomic-pointer-fallback published
+// once, then failed every later round (a local directory cannot replace the
+// pointer conditionally) with a message naming a library field. It is now a
+// usage error at start.
+func TestMirrorExportToFileNeedsTheFallback(t *testing.T) {
+	_, _, err := runMain(t, "", "mirror", "-bucket", "b", "-fold", t.TempDir(), "-export-to", "file:///srv/art", "-export-every", "1m")
+	if !errors.As(err, new(*usageError)) || !strings.Contains(errorLine(err), "-export-to file:// needs -non-atomic-pointer-fallback") {
+		t.Fatalf("err = %v, want a usage error naming the flag", err)
+	}
+	set := map[string]bool{"export-to": true, "export-every": true}
+	ok := fleetFlags{exportTo: "file:///srv/art", exportEvery: time.Minute, nonAtomic: true}
+	if err := ok.validate("b", slipstream.AllKeys(), set); err != nil {
+		t.Fatalf("with the fallback: %v", err)
+	}
+	s3 := fleetFlags{exportTo: "s3://b/p", exportEvery: time.Minute}
+	if err := s3.validate("b", slipstream.AllKeys(), set); err != nil {
+		t.Fatalf("s3:// needs no fallback: %v", err)
+	}
+}
+
+// On a terminal the bootstrap announced "import    verifying and installing
+// … …" and never closed it: at -log-level warn that stayed the last line on
+// screen while the mirror ran, as if the import had hung.
+func TestBootProgressClosesTheImportLine(t *testing.T) {
+	var term bytes.Buffer
+	p := newBootProgress(&term, discardLogger())
+	p.update(fleet.Progress{Phase: fleet.PhaseImport, Total: 3 << 20})
+	p.update(fleet.Progress{Phase: fleet.PhaseImport, Done: 3 << 20, Total: 3 << 20, Finished: true})
+	lines := strings.Split(strings.TrimSuffix(term.String(), "\n"), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "import    verifying and installing 3.0 MiB") ||
+		!strings.HasPrefix(lines[1], "import done: 3.0 MiB in ") {
+		t.Fatalf("terminal output %q", term.String())
+	}
+}
+
+// `slipstream --version` was an unknown command (exit 2).
+func TestDashDashVersion(t *testing.T) {
+	for _, arg := range []string{"--version", "-version"} {
+		out, _, err := runMain(t, "", arg)
+		if err != nil || !strings.HasPrefix(out, "slipstream ") {
+			t.Fatalf("%s: %q, %v", arg, out, err)
+		}
 	}
 }

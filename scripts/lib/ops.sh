@@ -64,11 +64,13 @@ ops_cleanup() {
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# waitfor TRIES CMD...: runs CMD every 0.1 s until it succeeds; fails after TRIES.
+# waitfor SECONDS CMD...: runs CMD every 0.1 s until it succeeds; fails
+# once SECONDS have passed (a deadline, not a count: on a loaded machine one
+# try can take seconds).
 waitfor() {
-  local tries=$1
+  local end=$((SECONDS + $1))
   shift
-  for _ in $(seq "$tries"); do
+  while [ $SECONDS -lt $end ]; do
     "$@" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
@@ -91,7 +93,8 @@ ops_summary() {
 
 # run_expect CODE LABEL CMD...: runs CMD (bounded to 120 s), stdout in
 # $WORK/out, stderr in $WORK/err; passes when it exits with CODE and, for a
-# non-zero CODE, stderr is exactly one line starting "slipstream: ".
+# non-zero CODE, stderr is exactly one line starting "slipstream: " (with
+# ALLOW_LOGS=1, log lines "time=… level=…" may precede it).
 run_expect() {
   local want=$1 label=$2
   shift 2
@@ -102,7 +105,12 @@ run_expect() {
     return 1
   fi
   if [ "$want" != 0 ]; then
-    if [ "$(wc -l <"$WORK/err")" != 1 ] || ! head -1 "$WORK/err" | grep -q '^slipstream: '; then
+    local errlines=$WORK/err
+    if [ "${ALLOW_LOGS:-0}" = 1 ]; then
+      grep -v '^time=[^ ]* level=' "$WORK/err" >"$WORK/err.nolog" || true
+      errlines=$WORK/err.nolog
+    fi
+    if [ "$(wc -l <"$errlines")" != 1 ] || ! head -1 "$errlines" | grep -q '^slipstream: '; then
       fail "$label: stderr is not one 'slipstream: ' line: $(head -c 400 "$WORK/err")"
       return 1
     fi
@@ -124,7 +132,7 @@ start_nats() {
   NATS_PID=$!
   PIDS+=("$NATS_PID")
   export NATS_URL=nats://127.0.0.1:$NATS_PORT
-  waitfor 100 nats account info || { echo "nats-server did not start"; cat "$WORK/$name.server.log"; exit 1; }
+  waitfor 20 nats account info || { echo "nats-server did not start"; cat "$WORK/$name.server.log"; exit 1; }
 }
 
 # stop_nats: graceful stop of the server started last (its store is
@@ -146,7 +154,7 @@ start_s3() {
   gofakes3 -backend memory -host "127.0.0.1:$sport" -initialbucket "$1" -quiet >>"$WORK/s3.log" 2>&1 &
   PIDS+=($!)
   S3_ENDPOINT=http://127.0.0.1:$sport
-  waitfor 100 curl -fsS -o /dev/null "$S3_ENDPOINT/$1" || { echo "gofakes3 did not start"; cat "$WORK/s3.log"; exit 1; }
+  waitfor 20 curl -fsS -o /dev/null "$S3_ENDPOINT/$1" || { echo "gofakes3 did not start"; cat "$WORK/s3.log"; exit 1; }
   local b
   for b in "${@:2}"; do curl -fsS -o /dev/null -X PUT "$S3_ENDPOINT/$b"; done
   local u=$S3_ENDPOINT/$1/.conditional-write-probe c1 c2 etag c3 c4
@@ -187,14 +195,15 @@ stop_mirror() {
 }
 
 # status HTTPPORT EXPR: evaluates the Python expression EXPR on /v1/status
-# (as d); prints it, or nothing when the status cannot be read.
+# (as d); prints it, or nothing when the status cannot be read (it always
+# succeeds: safe in assignments under set -e).
 status() {
   curl -fsS --max-time 5 "127.0.0.1:$1/v1/status" 2>/dev/null |
     python3 -c "import json,sys
 try:
     d=json.load(sys.stdin); print($2)
 except Exception:
-    pass" 2>/dev/null
+    pass" 2>/dev/null || true
 }
 
 # bucket_last BUCKET: the bucket stream's last sequence, from the nats CLI.
@@ -202,15 +211,26 @@ bucket_last() {
   nats stream info "KV_$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"]["last_seq"])'
 }
 
-# wait_cursor HTTPPORT CURSOR TRIES: until the mirror reports the cursor.
+# wait_cursor HTTPPORT CURSOR SECONDS: until the mirror reports the cursor.
 wait_cursor() {
-  local cur
-  for _ in $(seq "$3"); do
+  local cur end=$((SECONDS + $3))
+  while [ $SECONDS -lt $end ]; do
     cur=$(status "$1" 'd.get("cursor") or 0')
     [ "$cur" = "$2" ] && return 0
     sleep 0.1
   done
   echo "mirror on :$1 at cursor ${cur:-?}, want $2" >&2
+  return 1
+}
+
+# wait_status HTTPPORT EXPR SECONDS: until EXPR (Python, on /v1/status as d)
+# prints True.
+wait_status() {
+  local end=$((SECONDS + $3))
+  while [ $SECONDS -lt $end ]; do
+    [ "$(status "$1" "$2")" = True ] && return 0
+    sleep 0.1
+  done
   return 1
 }
 
