@@ -152,9 +152,10 @@ func artifactScenario(t *testing.T, backend string) {
 	baseB := mB.httpBase(t)
 	waitCaughtUp(t, baseB, bucket)
 	if got, want := uint64(metricValue(t, baseB, "slipstream_updates_total")), last-exported.Cursor; got != want {
-		t.Fatalf("second mirror folded %d updates, want exactly the %d after the artifact's cursor %d (store failures %v, restarts %v, resyncs %v)\n%s",
+		t.Fatalf("second mirror folded %d updates, want exactly the %d after the artifact's cursor %d (store failures %v, restarts %v, resyncs %v, repaired %v)\n%s",
 			got, want, exported.Cursor, metricValue(t, baseB, "slipstream_store_failures_total"),
-			metricValue(t, baseB, "slipstream_follower_restarts_total"), metricValue(t, baseB, "slipstream_resyncs_total"), mB.stderr.String())
+			metricValue(t, baseB, "slipstream_follower_restarts_total"), metricValue(t, baseB, "slipstream_resyncs_total"),
+			metricValue(t, baseB, "slipstream_audit_repaired_keys_total"), mB.stderr.String())
 	}
 	t.Logf("%s: artifact at cursor %d (%d files, %d bytes), bucket last %d; the second mirror folded %d updates",
 		backend, exported.Cursor, exported.Files, exported.Bytes, last, last-exported.Cursor)
