@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every operator check in turn (each bounded in time, loopback only,
-# cleaning up after itself) and exits 1 if any failed. About 8 minutes on a
-# quiet 2-core machine, once the pinned tools are installed.
+# cleaning up after itself) and exits 1 if any failed. About 5 minutes on a
+# 2-core machine (215 checks), once the pinned tools are installed.
 set -uo pipefail
 cd "$(dirname "$0")"
 rc=0
