@@ -95,8 +95,7 @@ func ExampleFollower_Run_resume() {
 		ctx, cancel := context.WithCancel(bg)
 		defer cancel()
 		f := slipstream.NewFollower(kv, printer(label))
-		f.Store = fold
-		f.Resume = fold.Cursor() // never a cursor remembered from OnApplied
+		f.Store = fold // Run resumes from the fold's own cursor
 		f.OnApplied = stopAt(until, cancel)
 		f.Logger = quiet
 		if _, err := f.Run(ctx); err != nil {
@@ -163,7 +162,6 @@ func ExampleFollower_Run_resync() {
 
 	f := slipstream.NewFollower(kv, printer("apply"))
 	f.Store, f.Lister = fold, kv
-	f.Resume = fold.Cursor()
 	f.OnApplied = stopAt(4, cancel)
 	f.OnResync = func(ri slipstream.ResyncInfo) { fmt.Println("resync: stale keys", ri.StaleKeys) }
 	f.Logger = quiet

@@ -37,7 +37,7 @@ func rank(t testing.TB, c slipstream.Cursor) uint64 {
 	return r
 }
 
-// keepPuts is the reference's default parse: keep puts, reject the rest.
+// keepPuts is the tests' default Filter: keep puts, reject the rest.
 func keepPuts(u slipstream.Update) bool { return u.Op == slipstream.OpPut }
 
 // watchCall records one Watch invocation.
@@ -97,7 +97,7 @@ func (w *scriptedWatcher) Calls() []watchCall {
 	return append([]watchCall(nil), w.calls...)
 }
 
-// errorWatcher fails every watch, like the reference's ErrorWatcher.
+// errorWatcher fails every watch.
 type errorWatcher struct{}
 
 func (errorWatcher) Watch(context.Context, slipstream.Scope, slipstream.Cursor, chan<- slipstream.Update) error {

@@ -11,7 +11,7 @@ import (
 	"github.com/slipstream-kv/slipstream/applog"
 )
 
-// The reference's append-log scenarios (#13, #21, #26, #27) on the real
+// The acceptance list's append-log scenarios (#13, #21, #26, #27) on the real
 // applog store, each checked by reopening the files from disk.
 
 func openAppLog(t *testing.T, dir string, opts *applog.Options) *applog.Store {
@@ -76,8 +76,8 @@ func TestExportRequestFlushesPendingBatchFirstAppLog(t *testing.T) {
 }
 
 // #26: max 1 and the smallest compaction threshold, so flushes compact.
-// (The reference's threshold 0 means "compact every checkpoint"; in
-// applog.Options 0 means the default, and 1 is the smallest threshold.)
+// (In applog.Options a threshold of 0 means the default, and 1 is the
+// smallest.)
 func TestSnapshotCompactionFiresAndStaysConsistentAppLog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dir := t.TempDir()

@@ -33,10 +33,9 @@ func (w sliceWatcher) Watch(ctx context.Context, _ slipstream.Scope, _ slipstrea
 	return nil
 }
 
-// BenchmarkFollowerBatch1000 measures the loop's own per-update overhead
-// (spec core.md §7.1): one complete Run over 1,000 puts delivered by an
-// in-memory watcher that then closes the stream — receive, cursor tracking,
-// Filter, batching (window 10 ms, max 100, buffer 256), flush — with a no-op
+// BenchmarkFollowerBatch1000 measures the loop's own per-update overhead:
+// one complete Run over 1,000 puts delivered by an in-memory watcher that
+// then closes the stream — receive, cursor tracking, Filter, batching (window 10 ms, max 100, buffer 256), flush — with a no-op
 // Apply, no Store, no Lister and no exports.
 func BenchmarkFollowerBatch1000(b *testing.B) {
 	const n = 1000

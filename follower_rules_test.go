@@ -18,8 +18,8 @@ import (
 	"github.com/slipstream-kv/slipstream"
 )
 
-// Rules of core.md §4 that the reference's unit tests do not cover (the
-// "Go additions" of §4.13), plus the Go-specific API surface.
+// Rules of docs/LOOP.md beyond the acceptance list of follower_test.go,
+// plus the Go-specific API surface.
 
 func TestStoreFailStopAfterConsecutiveFailures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -15,14 +15,14 @@ import (
 	"github.com/slipstream-kv/slipstream"
 )
 
-// The reference's acceptance list (spec core.md §4.13), one Go test per
+// The loop's acceptance list (docs/LOOP.md), one Go test per
 // scenario. Every test runs in a synctest bubble: time is virtual, and a
 // goroutine leaked past Run makes synctest.Test fail.
 
 var discard = slog.New(slog.DiscardHandler)
 
 // newFollower returns a Follower over w that records into rec, with the
-// reference's default batching and parse (keep puts).
+// default batching and a Filter that keeps puts.
 func newFollower(w slipstream.Watcher, rec *recorder) *slipstream.Follower {
 	return &slipstream.Follower{
 		Watcher:       w,
@@ -657,9 +657,8 @@ func TestExportErrorDoesNotKillWatch(t *testing.T) {
 	})
 }
 
-// #25. The reference closes the export sender; in Go an Export request is a
-// method call, so the equivalent is an Export abandoned while queued (its
-// ctx cancelled) and an Export after Run returned. Neither disturbs the
+// #25. An Export abandoned while queued (its ctx cancelled) and an Export
+// after Run returned. Neither disturbs the
 // loop, which keeps flushing and shuts down cleanly.
 func TestExportSenderDroppedDisarmsChannel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

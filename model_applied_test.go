@@ -2,8 +2,8 @@ package slipstream_test
 
 import "testing"
 
-// Model of cursor authority under store failures and crashes (spec core.md
-// §6.1, reference tests/model_applied.rs). Claim: the store's persisted
+// Model of cursor authority under store failures and crashes (docs/LOOP.md,
+// "Model checks"). Claim: the store's persisted
 // cursor never advances past data that is not in the store — a violation is
 // a restart-surviving hole, i.e. silent data loss.
 //
@@ -99,7 +99,7 @@ func TestModelAppliedShippedFlushSemanticsPreserveCursorAuthority(t *testing.T) 
 	})
 	wantTrace(t, "in-memory cursor ahead", tr, "Churn", "Deliver", "FlushFail")
 
-	// The stronger witness the spec asks for (§8.13): a failed flush
+	// The stronger witness the model asks for (docs/LOOP.md, model checks): a failed flush
 	// followed — without a crash in between — by a cumulative commit that
 	// lands the failed range. Phase 1: a failed range is queued; phase 2:
 	// it was committed by a later FlushOk.

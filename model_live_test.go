@@ -6,8 +6,8 @@ import (
 	"github.com/slipstream-kv/slipstream/protocol"
 )
 
-// Model of the live retention floor guard (spec core.md §6.3, reference
-// tests/model_live_watch.rs). Claim: with the guard every maximal run ends
+// Model of the live retention floor guard (docs/LOOP.md, "Model checks").
+// Claim: with the guard every maximal run ends
 // with the fold equal to the bucket; without it permanent silent divergence
 // is reachable. In both, divergence is only ever "stale" (no phantom
 // deletes). The guard is protocol.ResumeWindowOK — the function natskv and

@@ -2,8 +2,8 @@ package slipstream_test
 
 import "testing"
 
-// Model of the cursor-expired resync ack barrier (spec core.md §6.2,
-// reference tests/model_resync_order.rs). Claim: the synthetic deletes are
+// Model of the cursor-expired resync ack barrier (docs/LOOP.md, "Model
+// checks"). Claim: the synthetic deletes are
 // folded strictly before the first re-list put, so a key deleted and
 // re-created during the gap converges.
 //

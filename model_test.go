@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// A small explicit-state model checker (spec core.md §6.0): breadth-first
+// A small explicit-state model checker (docs/LOOP.md, "Model checks"): breadth-first
 // exploration of every interleaving of a model's actions over a comparable
 // state struct. "Always" properties are invariants over every reachable
 // state; "sometimes" properties need one reachable witness; liveness is a

@@ -10,8 +10,7 @@ import (
 // ArtifactBackend describes append-log payloads to the artifact layer
 // (package artifact's Backend): backend "append-log", format generation
 // "2", exactly one payload file, data/fold.snap, in the log format of this
-// package — the reference implementation's interchange format, so
-// artifacts move both ways. The zero value is ready to use.
+// package (docs/FORMAT.md), which any implementation of that format reads. The zero value is ready to use.
 type ArtifactBackend struct{}
 
 // Name returns [Backend].

@@ -2,9 +2,8 @@
 // [slipstream.Store]: an append-only log of CRC-checked records, replayed at
 // open into an in-RAM keydir (every live key, its version and where its
 // value is in the log) and periodically rewritten compactly; values are
-// read back from the log. The file format (version 2) is
-// byte-compatible with the reference implementation's: a fold written by
-// either loads in the other.
+// read back from the log. The file format (version 2) is specified in
+// docs/FORMAT.md, with golden files in testdata.
 //
 // # Format
 //
@@ -129,13 +128,13 @@
 // with [slipstream.ErrLocked]. [OpenReadOnly] takes no lock and never writes,
 // for offline queries on a fold a running process holds.
 //
-// # Decisions on the reference's latent issues
+// # Decisions on the format's edge cases
 //
 //   - Values larger than 16 MiB ([MaxValueLen]), keys longer than 65535
 //     bytes or not UTF-8 are refused at write time with
 //     [slipstream.ErrInvalidFormat]; Apply refuses the whole batch before
-//     writing anything. The reference accepted values up to 4 GiB that its
-//     own reader then rejected as corruption.
+//     writing anything: the format's length field would take up to 4 GiB,
+//     but readers take a value length over 16 MiB for corruption.
 //   - A file shorter than the header that is a prefix of it (including an
 //     empty file) was torn at creation: it counts as an empty log and is
 //     given its full header. Any other file shorter than the header is

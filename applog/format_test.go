@@ -49,8 +49,7 @@ func TestCRCIsIEEE(t *testing.T) {
 	}
 }
 
-// TestGoldenVectors pins the reference implementation's hex vectors
-// (storage.md §4.1) literally.
+// TestGoldenVectors pins the golden records of docs/FORMAT.md literally.
 func TestGoldenVectors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -110,7 +109,7 @@ func goldenFiles(t testing.TB) map[string][]byte {
 	}
 	compactFixture = appendCursor(compactFixture, cur(7))
 	return map[string][]byte{
-		// §4.1's vectors, in order, as one log: it replays to nothing.
+		// docs/FORMAT.md's vectors, in order, as one log: it replays to nothing.
 		"vectors.snap": bytes.Join([][]byte{appendHeader(nil), put, c1, appendDelete(nil, "a", rev(2)), appendCursor(nil, slipstream.Cursor{})}, nil),
 		// The 42-byte compacted file for {a: x@1} at cursor 1.
 		"compacted.snap":         bytes.Join([][]byte{appendHeader(nil), put, c1}, nil),

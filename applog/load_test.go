@@ -149,7 +149,7 @@ func TestEmptyLogReturnsNone(t *testing.T) {
 	}
 }
 
-// threeValues is the §10.2 corrupted_mid_file layout: three 20-byte values,
+// threeValues is the corrupted-mid-file layout: three 20-byte values,
 // each followed by a checkpoint.
 func threeValues() [][]byte {
 	v := strings.Repeat("v", 20)
@@ -421,7 +421,7 @@ func TestCompactPreservesUncheckpointedWrites(t *testing.T) {
 	}
 }
 
-// The four crash/bitrot contracts of core.md §6.6 / storage.md §4.8.
+// The four crash/bitrot contracts of docs/FORMAT.md ("Replay").
 
 func TestMidFileLengthBitrotIsNotASilentTail(t *testing.T) {
 	path := logFile(t, threeValues()...)

@@ -37,7 +37,7 @@ type replayResult struct {
 }
 
 // replay parses a whole log file (header included) into s, following the
-// rules of storage.md §4.3. A returned error is a *FormatError without Path.
+// rules of docs/FORMAT.md, "Replay". A returned error is a *FormatError without Path.
 func replay(data []byte, s sink) (replayResult, error) {
 	return replayWindow(&window{buf: data, n: len(data)}, s)
 }
@@ -186,7 +186,7 @@ func replayWindow(w *window, s sink) (replayResult, error) {
 				if vlen > MaxValueLen {
 					// A bit-flipped length would otherwise look like a record
 					// running past EOF and silently drop every later record:
-					// treat it as a checksum mismatch (§4.3 rule 4).
+					// treat it as a checksum mismatch (docs/FORMAT.md, replay rules).
 					if tornCRC(n, pos, p+4-pos) {
 						torn = true
 						break

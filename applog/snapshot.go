@@ -72,7 +72,7 @@ func (m snapshotSink) del(key []byte) { delete(m, string(key)) }
 // cursor (a cursor-only file is a snapshot with zero entries, so the resume
 // position survives).
 //
-// Load repairs the file as storage.md §4.4 prescribes, and only then: a log
+// Load repairs the file as docs/FORMAT.md ("Load") says, and only then: a log
 // with a torn tail or redundant records (overwrites, deletes, repeated
 // cursors) is rewritten compactly through a temp file, fsync and rename; an
 // empty log with bytes past the header (junk, a none cursor, a torn first

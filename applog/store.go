@@ -15,8 +15,8 @@ import (
 	"github.com/slipstream-kv/slipstream/internal/movedir"
 )
 
-// Backend and BackendVersion identify append-log exports; the files are
-// byte-compatible with the reference implementation's.
+// Backend and BackendVersion identify append-log exports: the log format
+// of docs/FORMAT.md, version 2.
 const (
 	Backend        = "append-log"
 	BackendVersion = "2"

@@ -12,8 +12,8 @@ import (
 // writeBufSize is the size at which WriteUpdate flushes its buffer early.
 const writeBufSize = 1 << 20
 
-// Writer appends records to a log file: the raw append API of storage.md
-// §4.2, for callers that keep their own state. [Store] is built on it.
+// Writer appends records to a log file (docs/FORMAT.md): the raw append
+// API, for callers that keep their own state. [Store] is built on it.
 //
 // Records are buffered in memory. Checkpoint and Flush hand them to the
 // operating system with one write(2) and no fsync: they survive a process

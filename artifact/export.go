@@ -72,7 +72,7 @@ type abandonedError struct {
 func (e *abandonedError) Error() string { return e.err.Error() }
 func (e *abandonedError) Unwrap() error { return e.err }
 
-// export is storage.md §6.3: check dest, stage beside it, let write put the
+// export is docs/ARTIFACTS.md "Export": check dest, stage beside it, let write put the
 // backend's payload in stage/data (the backend verifies its copy by
 // reopening it), seal, and move the stage onto dest.
 func export(fsys fsys, dest string, now func() time.Time, write func(dir string) (slipstream.Export, error)) (m *Manifest, err error) {

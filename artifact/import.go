@@ -17,10 +17,11 @@ import (
 const maxManifestSize = 64 << 20
 
 // Import verifies the artifact at artifactDir and installs its payload as a
-// fold at dest, which must be absent or an empty directory (storage.md
-// §6.4). backends are the backends accepted; the manifest's backend field
-// picks one. Open the fold at dest with that backend afterwards; its cursor
-// is the manifest's, from which a follower resumes.
+// fold at dest, which must be absent or an empty directory
+// (docs/ARTIFACTS.md, "Import and Verify"). backends are the backends
+// accepted; the manifest's backend field picks one. Open the fold at dest
+// with that backend afterwards; its cursor is the manifest's, from which a
+// follower resumes.
 //
 // Verification, in order: the manifest is read and parsed strictly; its
 // backend must be one of backends and accept the backend_version and the
@@ -44,16 +45,14 @@ func Import(artifactDir, dest string, backends ...Backend) (*Manifest, error) {
 	return importTo(osFS{}, artifactDir, dest, backends)
 }
 
-func importTo(fsys fsys, artifactDir, dest string, backends []Backend) (m *Manifest, err error) {
+func importTo(fsys fsys, artifactDir, dest string, backends []Backend) (*Manifest, error) {
 	m, be, stage, err := verifyAndStage(fsys, artifactDir, dest, backends)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if rerr := fsys.RemoveAll(stage); rerr != nil && err == nil {
-			err = fmt.Errorf("artifact: remove stage %s: %w", stage, rerr)
-		}
-	}()
+	// Once the fold is in place the import has succeeded: a stage that
+	// cannot be removed is only a hidden, empty leftover.
+	defer func() { _ = fsys.RemoveAll(stage) }()
 	staged := filepath.Join(stage, DataDir)
 	if err := checkCursor(be, staged, m); err != nil {
 		return nil, err
@@ -77,7 +76,7 @@ func checkCursor(be Backend, dir string, m *Manifest) error {
 	return nil
 }
 
-// verifyAndStage is storage.md §6.4's common half: everything but the
+// verifyAndStage is the common half of an import: everything but the
 // backend's cursor gate and the final rename. It returns the stage, whose
 // data/ holds the verified copy; on error there is no stage.
 func verifyAndStage(fsys fsys, artifactDir, dest string, backends []Backend) (m *Manifest, be Backend, stage string, err error) {

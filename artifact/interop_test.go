@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/applog"

@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 
 	"github.com/slipstream-kv/slipstream"
 )
@@ -190,7 +190,7 @@ func hashFile(fsys fsys, path string, buf []byte, sync bool) (size uint64, diges
 	if err := checkRegular(f, path); err != nil {
 		return 0, "", err
 	}
-	h := blake3.New()
+	h := blake3.New(32, nil)
 	n, err := io.CopyBuffer(h, onlyReader{f}, buf)
 	if err != nil {
 		return 0, "", fmt.Errorf("artifact: read %s: %w", path, err)
@@ -219,7 +219,7 @@ func copyFile(fsys fsys, src, dst string, buf []byte) (size uint64, digest strin
 		return 0, "", fmt.Errorf("artifact: create %s: %w", dst, err)
 	}
 	defer out.Close()
-	h := blake3.New()
+	h := blake3.New(32, nil)
 	n, err := io.CopyBuffer(io.MultiWriter(out, h), onlyReader{in}, buf)
 	if err != nil {
 		return 0, "", fmt.Errorf("artifact: copy %s to %s: %w", src, dst, err)
@@ -251,7 +251,7 @@ func checkRegular(f *os.File, path string) error {
 }
 
 // seal turns a stage whose data/ the backend has written into a complete
-// artifact (storage.md §6.3 step 5-6): every payload entry must be a regular
+// artifact (docs/ARTIFACTS.md, "Export", step 4): every payload entry must be a regular
 // file or a directory; each file is hashed (1 MiB buffer), measured and
 // fsynced; every directory under data/ is fsynced; then the manifest is
 // written as a temp file, fsynced, renamed to MANIFEST.json, and the stage

@@ -70,7 +70,7 @@ func TestDestAvailable(t *testing.T) {
 	}
 }
 
-// §10.3: cursor hex round trip.
+// Cursor hex round trip.
 func TestCursorHex(t *testing.T) {
 	for _, s := range []string{"", "00", "deadbeef", "0000000000000007", "0102030405060708090a"} {
 		c, err := decodeCursorHex(s)
@@ -143,7 +143,7 @@ func TestSealRefusesUnreportedFile(t *testing.T) {
 	assertEmpty(t, parent)
 }
 
-// §10.3: a destination that appears, non-empty, between the stage's creation
+// A destination that appears, non-empty, between the stage's creation
 // and the seal is refused, and the intruder is left untouched.
 func TestExportDestinationAppearsDuringExport(t *testing.T) {
 	for _, kind := range []string{"dir", "file"} {

@@ -93,7 +93,7 @@ func (fx *natsFixture) scan(t testing.TB) map[string]string {
 	return out
 }
 
-// §10.7: node B starts from node A's artifact and receives exactly the
+// Bootstrap: node B starts from node A's artifact and receives exactly the
 // updates after the artifact's cursor: 6 puts and 1 delete, the lowest at
 // the cursor + 1. It ends equal to the bucket, without the deleted key.
 func TestBootstrapReceivesExactlyTheTail(t *testing.T) {

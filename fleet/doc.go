@@ -5,7 +5,7 @@
 //
 // # Export round
 //
-// [ExportRound.Run] is storage.md §8.6, step by step:
+// [ExportRound.Run] follows docs/FLEET.md, step by step:
 //
 //  1. take the lease for TTL (not won: return, nothing else runs);
 //  2. make a round directory under ScratchDir;
@@ -29,7 +29,7 @@
 //
 // # Bootstrap
 //
-// [Import.Run] (and [ImportRemote]) is storage.md §8.7: download the
+// [Import.Run] (and [ImportRemote]) follows docs/FLEET.md: download the
 // artifact the key's pointer names into a scratch directory, verify it and
 // install it as a fold at the destination (verified in place and moved, or
 // imported by copy across filesystems), and remove the scratch directory, on

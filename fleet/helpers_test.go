@@ -17,6 +17,7 @@ import (
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/applog"
 	"github.com/slipstream-kv/slipstream/artifact"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/lease"
 	"github.com/slipstream-kv/slipstream/objstore"
 	"github.com/slipstream-kv/slipstream/pebblestore"
@@ -133,28 +134,10 @@ func (n *node) deliveries() []slipstream.Update {
 // waitCursor waits (real time) until the node's fold reaches rev.
 func (n *node) waitCursor(t testing.TB, rev uint64) {
 	t.Helper()
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	poll.Until(t, 30*time.Second, func() (bool, string) {
 		c := n.store.Cursor().Rank()
 		return c >= rev, fmt.Sprintf("fold cursor %d, want %d", c, rev)
 	})
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	delay := time.Millisecond
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %s", timeout, why)
-		}
-		time.Sleep(delay)
-		delay = min(delay*2, 100*time.Millisecond)
-	}
 }
 
 // dump returns a store's live entries as key → value.

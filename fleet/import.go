@@ -43,7 +43,7 @@ type Progress struct {
 }
 
 // Import fetches the artifact a key's pointer names and installs it as a
-// fold (storage.md §8.7). Configure it through its fields and call
+// fold (docs/FLEET.md). Configure it through its fields and call
 // [Import.Run]; [ImportRemote] is the one-call form.
 type Import struct {
 	// Transport fetches the artifact. Required.
@@ -234,7 +234,7 @@ func syncDir(dir string) error {
 
 // ImportRemote downloads the artifact key's pointer names from t into a
 // scratch directory under scratchDir, imports it into dest with the given
-// backends and removes the scratch directory (storage.md §8.7). It is
+// backends and removes the scratch directory (docs/FLEET.md). It is
 // [Import.Run] without progress reports.
 func ImportRemote(ctx context.Context, t *objstore.Transport, key, scratchDir, dest string, backends ...artifact.Backend) (*artifact.Manifest, error) {
 	im := &Import{Transport: t, Key: key, ScratchDir: scratchDir, Backends: backends}

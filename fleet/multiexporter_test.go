@@ -15,11 +15,11 @@ import (
 	"github.com/slipstream-kv/slipstream/pebblestore"
 )
 
-// §10.8 on live NATS with the LSM backend (pebble).
+// Multi-exporter prevention on live NATS with the LSM backend (pebble).
 
 var pebbleBackend = backends[1]
 
-// §10.8.1: a slow exporter cannot clobber a newer artifact. A wins a ttl-2 s
+// A slow exporter cannot clobber a newer artifact. A wins a ttl-2 s
 // round and parks inside its upload; B takes the lease over once it expires
 // and publishes a newer fold; A, released, lands its payload at its own
 // address but its pointer swap is refused. A new node bootstraps from B's
@@ -146,7 +146,7 @@ func TestSlowExporterCannotClobberNewerArtifact(t *testing.T) {
 	}
 }
 
-// §10.8.2: a crash between payload and pointer keeps bootstrap available.
+// A crash between payload and pointer keeps bootstrap available.
 // The new round's pointer write fails: the round fails and abandons the
 // lease, the pointer still names the old artifact, which downloads and
 // imports; the next round publishes the new state.
@@ -229,7 +229,7 @@ func forceExpireNATS(t testing.TB, fx *natsFixture) {
 	}
 }
 
-// §10.8.3: a compacted multi-file pebble artifact survives source churn.
+// A compacted multi-file pebble artifact survives source churn.
 // The export hard-links the fold's tables; churn and a settle then unlink
 // the sources; the upload still ships exactly the at-export state.
 func TestCompactedMultiFileArtifactSurvivesChurn(t *testing.T) {

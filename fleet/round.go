@@ -76,7 +76,7 @@ type Result struct {
 	Pruned int
 }
 
-// ExportRound is one export round of a node (storage.md §8.6): configure it
+// ExportRound is one export round of a node (docs/FLEET.md): configure it
 // through its fields and call [ExportRound.Run]. A round may be run again;
 // concurrent Runs are independent rounds (the lease picks at most one).
 type ExportRound struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/artifact"
 	"github.com/slipstream-kv/slipstream/fleet"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/memkv"
 	"github.com/slipstream-kv/slipstream/objstore"
 	"github.com/slipstream-kv/slipstream/objstore/mem"
@@ -328,7 +329,7 @@ func TestRoundCancelledDuringExport(t *testing.T) {
 		errc <- err
 	}()
 	// The round holds the lease while it waits for the loop.
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	poll.Until(t, 10*time.Second, func() (bool, string) {
 		rec, _ := completed(t, r.Lease)
 		return rec != nil, "round has not taken the lease"
 	})
@@ -340,7 +341,7 @@ func TestRoundCancelledDuringExport(t *testing.T) {
 		t.Fatalf("lease not abandoned: %+v", rec)
 	}
 	unblock()
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	poll.Until(t, 10*time.Second, func() (bool, string) {
 		return isEmpty(scratch), "scratch directory not emptied after the loop answered"
 	})
 }

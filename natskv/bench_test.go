@@ -190,7 +190,8 @@ func BenchmarkKeys(b *testing.B) {
 	reportPair(b, n, ours, raw, iters)
 }
 
-// BenchmarkHydrationPrefixes measures what nats-hazards.md warns about: the
+// BenchmarkHydrationPrefixes measures the cost of one consumer per watch
+// (docs/ARCHITECTURE.md, invariant 7): the
 // state sync of a several-prefix scope on ONE multi-filter consumer (what
 // Watch does) against one single-filter consumer per prefix run one after
 // the other. The bucket holds keys under a., b. and c., written interleaved

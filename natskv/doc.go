@@ -64,7 +64,7 @@
 // or forwarded twice. [Dial] reconnects without limit; a connection that
 // closes for good ends the watch with slipstream.ErrWatchClosed.
 //
-// # Deviations from the reference implementation
+// # Beyond a plain nats.go client
 //
 //   - A cursor ahead of the stream's last sequence is reported as
 //     slipstream.ErrCursorAhead (an ErrCursorExpired). The bucket was deleted and recreated, or
@@ -80,7 +80,7 @@
 //     when its subscription closes: deleted (it waits for it), recreated
 //     (creation time changed) or restored below what it delivered ends the
 //     watch with slipstream.ErrWatch and ErrStreamRecreated, so the restart
-//     resyncs; the reference stalled silently.
+//     resyncs instead of stalling silently.
 //   - Keys and Scan cross-check their listing against the stream's own
 //     state, read before and after the drain. When the stream did not change
 //     meanwhile, the distinct keys delivered (markers included) must number
@@ -91,8 +91,7 @@
 //     the listing mask a dropped one). A short listing is retried by Keys
 //     and finally fails with ErrShortListing instead of being returned: a
 //     resync deletes every fold key missing from the listing, so a short
-//     list would delete live keys. The reference returned partial listings
-//     silently.
+//     list would delete live keys.
 //   - Keys and Scan return an error, not a partial result, when the drain
 //     times out or its subscription ends early.
 //   - Get hides markers and empty values; Entry shows empty-value CAS
@@ -130,4 +129,8 @@
 // repair (slipstream.Follower.Repair) to fix them; keeping LimitMarkerTTL and
 // the delete-marker purge age longer than any follower's downtime still
 // avoids the divergence in the first place.
+//
+// An embedded server may resurrect a file-backed bucket that was deleted and
+// at once recreated (the old stream's files come back); tests that recreate
+// a bucket use memory storage.
 package natskv

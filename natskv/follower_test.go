@@ -102,7 +102,8 @@ func (n *node) appliedKeys() []string {
 	return keys
 }
 
-// TestFollowerApplied covers core.md §6.5 items 37–40.
+// TestFollowerApplied runs the Follower on a real bucket: cursor after
+// apply, resume from the store's cursor, rejected updates, expired resume.
 func TestFollowerApplied(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
@@ -198,7 +199,7 @@ func TestFollowerApplied(t *testing.T) {
 	_ = ctx
 }
 
-// resyncFixture builds the gap of core.md §6.4 on bucket name: node A
+// resyncFixture builds a cursor-expired gap on bucket name: node A
 // folds route.seed, route.gone, route.late and route.keep.0..4, stops at
 // cursor C; offline, route.gone and route.late are deleted and their
 // subjects purged (the markers are gone), route.seed and every keeper are
@@ -258,7 +259,7 @@ func wantFold(t *testing.T, store *memstore.Store, want map[string]string) {
 
 // lateLister re-creates route.late right after the listing it returns was
 // taken: the synthetic delete for it must still come before the re-list's
-// put (the ack barrier, model §6.2), or the new value would be erased.
+// put (the ack barrier, docs/LOOP.md), or the new value would be erased.
 type lateLister struct {
 	b    *natskv.Bucket
 	once sync.Once
@@ -274,7 +275,8 @@ func (l *lateLister) Keys(ctx context.Context, prefix string) ([]string, error) 
 	return keys, err
 }
 
-// TestCursorExpiredResync is core.md §6.4, end to end with the Follower.
+// TestCursorExpiredResync is the expiry barrier (docs/LOOP.md) end to end
+// with the Follower.
 func TestCursorExpiredResync(t *testing.T) {
 	e := newEnv(t)
 	converged := map[string]string{

@@ -14,7 +14,7 @@ import (
 )
 
 // guardBucket opens bucket "guard" (history 1) with k1..k5 at revisions
-// 1..5, as in core.md §3.11.
+// 1..5.
 func guardBucket(t *testing.T) (*Bucket, jetstream.KeyValue) {
 	t.Helper()
 	srv := natstest.Start(t)

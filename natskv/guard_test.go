@@ -12,14 +12,19 @@ import (
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
-// pausedWatch starts an all-keys watch resuming after the bucket's last
-// revision and pauses its consumer on the server, so that the test can
-// evict revisions the watch has not been sent yet. It returns the watch and
-// a func that resumes the consumer.
-func pausedWatch(t *testing.T, e *env, b *natskv.Bucket, scope slipstream.Scope, after uint64) (*watchRun, func()) {
+// pausedWatch starts a watch of scope resuming after the bucket's last
+// revision, waits until it has delivered a put of ready (its setup, resume
+// checks included, is over), and pauses its consumer on the server, so that
+// the test can evict revisions the watch has not been sent yet. It returns
+// the watch and a func that resumes the consumer.
+func pausedWatch(t *testing.T, e *env, b *natskv.Bucket, scope slipstream.Scope, after uint64, ready string) (*watchRun, func()) {
 	t.Helper()
 	stream := "KV_" + b.Name()
 	w := startWatch(t, b, scope, slipstream.CursorFromUint64(after))
+	r := put(t, b, ready, "v")
+	if u := w.next(t); u.Key != ready || rev(u) != r {
+		t.Fatalf("first update %s@%d, want %s@%d", u.Key, rev(u), ready, r)
+	}
 	var consumer string
 	poll.True(t, 5*time.Second, "the watch's consumer exists", func() bool {
 		names := e.stream(t, b.Name()).ConsumerNames(t.Context())
@@ -50,7 +55,7 @@ func TestWatchFloorGuardTripsOnEvictedRevisions(t *testing.T) {
 	for _, k := range []string{"k1", "k2", "k3"} {
 		last = put(t, b, k, "v")
 	}
-	w, resume := pausedWatch(t, e, b, slipstream.AllKeys(), last)
+	w, resume := pausedWatch(t, e, b, slipstream.AllKeys(), last, "ready")
 	put(t, b, "gone", "v")                                   // last+1: its delete below is evicted too
 	if _, err := b.Delete(t.Context(), "gone"); err != nil { // last+2
 		t.Fatal(err)
@@ -94,7 +99,7 @@ func TestWatchFloorGuardPassesABenignGap(t *testing.T) {
 	for _, k := range []string{"k1", "k2", "k3"} {
 		last = put(t, b, k, "v")
 	}
-	w, resume := pausedWatch(t, e, b, slipstream.AllKeys(), last)
+	w, resume := pausedWatch(t, e, b, slipstream.AllKeys(), last, "ready")
 	put(t, b, "k", "1") // last+1, overwritten below (history 1)
 	r2 := put(t, b, "k", "2")
 	resume()
@@ -121,7 +126,7 @@ func TestWatchPrefixResumeHasNoFloorGuard(t *testing.T) {
 	for _, k := range []string{"p.k1", "p.k2"} {
 		last = put(t, b, k, "v")
 	}
-	w, resume := pausedWatch(t, e, b, slipstream.Prefix("p."), last)
+	w, resume := pausedWatch(t, e, b, slipstream.Prefix("p."), last, "p.ready")
 	put(t, b, "p.gone", "v")
 	survivor := put(t, b, "p.k3", "v")
 	if err := e.stream(t, b.Name()).Purge(context.Background(), jetstream.WithPurgeSequence(survivor)); err != nil {

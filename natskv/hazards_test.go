@@ -15,7 +15,8 @@ import (
 )
 
 // These tests pin the nats-server and nats.go behaviours the package relies
-// on or defends against (nats-hazards.md). The "raw" halves use nats.go
+// on or defends against (package documentation, "Server behaviours this
+// package depends on"). The "raw" halves use nats.go
 // directly: if a future release changes the behaviour, they fail and the
 // defence can be re-evaluated; the natskv halves must keep passing.
 
@@ -93,8 +94,8 @@ func TestServerPinsNilDoneMarker(t *testing.T) {
 	}
 }
 
-// TestServerPinsSilentClampBelowFirstSeq is core.md §6.4
-// nats_silently_clamps_resume_below_first_seq.
+// TestServerPinsSilentClampBelowFirstSeq: the server silently clamps a
+// resume below its first sequence up to it.
 func TestServerPinsSilentClampBelowFirstSeq(t *testing.T) {
 	e := newEnv(t)
 	b := e.open(t, natskv.Config{Bucket: "clamp"})
@@ -316,7 +317,7 @@ func TestPutTTLUnsupported(t *testing.T) {
 // recreated, an old cursor is ahead of the new stream and the server waits
 // silently; natskv reports the cursor expired. Memory storage avoids the
 // embedded server's occasional resurrection of a file-backed bucket
-// recreated at once (nats-hazards.md).
+// recreated at once (package documentation).
 func TestServerPinsRecreatedBucketCursorAhead(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()

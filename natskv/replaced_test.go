@@ -69,7 +69,7 @@ func TestRunningWatchNoticesRecreatedStream(t *testing.T) {
 			}
 			t.Run(bucket, func(t *testing.T) {
 				// Memory storage: an embedded server may resurrect a
-				// file-backed bucket recreated at once (nats-hazards.md).
+				// file-backed bucket recreated at once (package documentation).
 				cfg := natskv.Config{Bucket: bucket, Storage: natskv.MemoryStorage}
 				b := e.open(t, cfg)
 				natskv.SetStreamCheckInterval(b, checkEvery)

@@ -258,7 +258,7 @@ func TestSplitUserInfo(t *testing.T) {
 	}
 }
 
-// TestResumeStartNotComputedByHand is the source-text guard of core.md §3.11:
+// TestResumeStartNotComputedByHand is a source-text guard:
 // every resume start and every gap check goes through protocol, so
 // the package's code must not add one to a revision itself.
 func TestResumeStartNotComputedByHand(t *testing.T) {

@@ -277,8 +277,7 @@ func (b *Bucket) checkStream(ctx context.Context, created time.Time, frontier ui
 			return nil
 		case err == nil:
 			if err := streamReplaced(info, created, frontier); err != nil {
-				b.log.Warn("the bucket's stream was replaced under a running watch; resyncing", "err", err)
-				return err
+				return err // the caller's restart resyncs; it reports the error
 			}
 			return nil
 		case !errors.Is(err, jetstream.ErrStreamNotFound):

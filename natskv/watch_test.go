@@ -14,8 +14,8 @@ import (
 	"github.com/slipstream-kv/slipstream/natskv"
 )
 
-// TestWatch covers core.md §6.5 items 17–24 and 31 plus the watch rules of
-// §3.6–3.7, on one server with one bucket per case.
+// TestWatch covers the watch rules of the package documentation (state
+// sync, resume, expiry, scopes), on one server with one bucket per case.
 func TestWatch(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()

@@ -36,7 +36,7 @@ func putValue(dst []byte, v slipstream.Version, value []byte) {
 	copy(dst[1+n:], value)
 }
 
-// appendValue appends the value record of storage.md §5.2:
+// appendValue appends the value record of docs/FORMAT.md ("Pebble"):
 // ver_len:u8 ‖ version ‖ value (the value runs to the end). Versions hold at
 // most 10 bytes, so the 255-byte limit of the length byte cannot be reached.
 func appendValue(dst []byte, v slipstream.Version, value []byte) []byte {

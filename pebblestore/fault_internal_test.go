@@ -91,7 +91,7 @@ func TestFailedDataWriteLeavesTheCursor(t *testing.T) {
 		faults := &walFaults{n: n}
 		dir := filepath.Join(t.TempDir(), "fold")
 		opts := &Options{Sync: true, Logger: slog.New(slog.DiscardHandler)}
-		s, err := open(dir, opts, errorfs.Wrap(mem, faults))
+		s, err := open(dir, opts, errorfs.Wrap(mem, faults), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +111,7 @@ func TestFailedDataWriteLeavesTheCursor(t *testing.T) {
 		failures++
 		// The crash: what survives is what was synced. The failed store is
 		// abandoned (pebble treats the failure as fatal).
-		s, err = open(dir, opts, mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}))
+		s, err = open(dir, opts, mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}), nil)
 		if err != nil {
 			t.Fatalf("WAL write %d failed: reopen: %v", n, err)
 		}

@@ -1,11 +1,17 @@
 package pebblestore
 
 import (
+	"fmt"
 	"io/fs"
 	"math"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/slipstream-kv/slipstream"
 )
 
 func TestAutoCacheSize(t *testing.T) {
@@ -70,5 +76,41 @@ func TestOpenSizesFromTheMachine(t *testing.T) {
 	defer s.Close()
 	if s.cacheSize != 8<<20 || s.compactions != 3 {
 		t.Fatalf("explicit options: cache %d, compactions %d", s.cacheSize, s.compactions)
+	}
+}
+
+// TestCloseFlushesSoARestartReplaysNothing writes a fold smaller than a
+// memtable, closes it and reopens it: the reopen must find no write-ahead
+// log data to replay and flush (Close flushed the memtables), so a clean
+// restart costs the open, not the fold's recent writes.
+func TestCloseFlushesSoARestartReplaysNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "fold")
+	s, err := Open(dir, &Options{CacheSize: 256 << 20}) // 64 MiB memtables
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []slipstream.Update
+	for i := range 5000 {
+		batch = append(batch, slipstream.Put(fmt.Sprintf("k.%05d", i), make([]byte, 200), slipstream.VersionFromUint64(uint64(i+1))))
+	}
+	if err := s.Apply(batch, slipstream.CursorFromUint64(5000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var flushed atomic.Uint64
+	s, err = open(dir, &Options{CacheSize: 256 << 20}, vfs.Default, func(o *pebble.Options) {
+		o.EventListener = &pebble.EventListener{FlushEnd: func(fi pebble.FlushInfo) { flushed.Add(fi.InputBytes) }}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n := flushed.Load(); n > 64<<10 {
+		t.Fatalf("the reopen flushed %d bytes replayed from the write-ahead log", n)
+	}
+	if e, ok, err := s.Get("k.04999"); err != nil || !ok || len(e.Value) != 200 {
+		t.Fatalf("Get after reopen: %v %v", ok, err)
 	}
 }

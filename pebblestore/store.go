@@ -108,11 +108,12 @@ var _ slipstream.Store = (*Store)(nil)
 // that is not a pebble database (left as it was); pebble's own errors
 // otherwise.
 func Open(dir string, opts *Options) (*Store, error) {
-	return open(dir, opts, vfs.Default)
+	return open(dir, opts, vfs.Default, nil)
 }
 
-// open is Open on filesystem fs (tests inject faults through it).
-func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
+// open is Open on filesystem fs (tests inject faults through it); tune, if
+// set, adjusts pebble's options last (tests observe events through it).
+func open(dir string, opts *Options, fs vfs.FS, tune func(*pebble.Options)) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -159,6 +160,9 @@ func open(dir string, opts *Options, fs vfs.FS) (*Store, error) {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced })
+	if tune != nil {
+		tune(popts)
+	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		_ = lock.Close()
@@ -574,8 +578,10 @@ func listFiles(dir string) ([]string, error) {
 	return files, nil
 }
 
-// Close waits for reads in flight, closes the database (a clean close
-// writes out the buffered WAL) and releases the lock. Further calls return
+// Close waits for reads in flight, flushes the memtables (so the next open
+// replays no write-ahead log: a clean restart costs the open, not the
+// fold's recent writes), closes the database and releases the lock. A
+// failed flush is returned, the data stays in the WAL. Further calls return
 // [slipstream.ErrClosed]; Cursor keeps answering.
 func (s *Store) Close() error {
 	s.wmu.Lock()
@@ -588,7 +594,13 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.readers.Wait()
-	err := s.db.Close()
+	// Flush the memtables, so the next open replays no WAL: a clean
+	// restart then costs the open, not the fold's recent writes (up to four
+	// memtables of them). A crash leaves the WAL to replay, as ever.
+	err := s.db.Flush()
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
 	if lerr := s.lock.Close(); err == nil {
 		err = lerr
 	}

@@ -18,8 +18,8 @@ import (
 	"github.com/slipstream-kv/slipstream/artifact"
 )
 
-// RunArtifact runs the artifact checks of storage.md §10.1
-// (export_import_round_trip … export_empty_store) against the backend that
+// RunArtifact runs the artifact checks (export_import_round_trip …
+// export_empty_store; docs/ARTIFACTS.md) against the backend that
 // open opens, whose payloads be describes: export through
 // [artifact.ExportStore], [artifact.Verify], [artifact.Import] into a new
 // fold, and every refusal of the ArtifactInvalid catalogue that a doctored

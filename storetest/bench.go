@@ -33,7 +33,7 @@ func BenchKeys() int {
 	return DefaultBenchKeys
 }
 
-// Workload is the key and value generator of storage.md §11.2: keys
+// Workload is the key and value generator of the benchmarks: keys
 // route.svc-NNNNNN.NNNNNNNN with 1,000 routes per service, values sliced
 // from a 1 MiB xorshift64* pool.
 type Workload struct {

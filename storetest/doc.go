@@ -15,13 +15,19 @@
 //		})
 //	}
 //
-// The checks follow storage.md §10.1 (those that do not need the artifact
-// layer) plus crash-and-reopen, locking and concurrent-read checks. The
+// The checks: a conformance stream folded and reopened, point and prefix
+// reads, byte-wise key order, the cursor across reopen, the fold as a pure
+// function of the log, purges, empty batches and empty values, version
+// tokens of every length, a long random history closed and reopened,
+// exports (round trip, into an empty directory, refused into a non-empty
+// one, of an empty store), use after Close, values handed out that are not
+// the fold's memory, and reads concurrent with Apply; [RunLocking] checks
+// the single-writer lock and [RunArtifact] the artifact layer. The
 // suite closes every store it opens before opening the same directory
 // again, because backends hold single-writer locks.
 //
 // [Bench], [BenchApply] and [BenchRead] run one workload on every backend
-// (storage.md §11.2's key and value generator, 256-byte values): Apply
+// ([Workload]'s keys, 256-byte values): Apply
 // throughput at batches of 100 and 1,000, point reads of present and absent
 // keys, and 1,000-entry prefix scans. The key space defaults to
 // [DefaultBenchKeys]; set SLIPSTREAM_BENCH_KEYS (e.g. 1000000) for larger

@@ -24,7 +24,7 @@ type Opener func(t *testing.T, dir string) slipstream.Store
 func rev(n uint64) slipstream.Version { return slipstream.VersionFromUint64(n) }
 func cur(n uint64) slipstream.Cursor  { return slipstream.CursorFromUint64(n) }
 
-// Fixture returns the conformance stream of storage.md §10.1, revisions 1..7.
+// Fixture returns the conformance stream, revisions 1..7.
 // Folded, it leaves node.a=v1b@4, node.c=v3@6, svc.x=sx@3, svc.y=sy@7 at
 // cursor 7.
 func Fixture() []slipstream.Update {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -78,5 +80,62 @@ func TestArtifactHandler(t *testing.T) {
 				t.Fatalf("scratch holds %v after the request", des)
 			}
 		})
+	}
+}
+
+// export -from reaches a mirror served over HTTPS with a bearer token, given
+// -cacert and -token-file; without the token it fails with the 401.
+func TestExportFromTLSWithToken(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := applog.Open(filepath.Join(t.TempDir(), "fold"), &applog.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Apply([]slipstream.Update{slipstream.Put("a", []byte("1"), slipstream.VersionFromUint64(1))}, slipstream.CursorFromUint64(7)); err != nil {
+		t.Fatal(err)
+	}
+	api := &httpAPI{
+		artifacts: &artifactHandler{
+			export: func(_ context.Context, dir string) (*artifact.Manifest, error) {
+				return artifact.ExportStore(store, dir)
+			},
+			scratch: t.TempDir(),
+			log:     quiet,
+		},
+		token: []byte("s3cret"),
+		log:   quiet,
+	}
+	srv := httptest.NewTLSServer(api.handler())
+	defer srv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok := filepath.Join(dir, "token")
+	if err := os.WriteFile(tok, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	out := filepath.Join(dir, "art")
+	if _, _, err := runMain(t, "", "export", "-from", srv.URL, "-out", out, "-cacert", ca); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("export without the token = %v, want the 401", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a refused download left %s: %v", out, err)
+	}
+	if _, _, err := runMain(t, "", "export", "-from", srv.URL, "-out", out, "-token-file", tok); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("export without -cacert = %v, want a certificate error", err)
+	}
+	stdout, _, err := runMain(t, "", "export", "-from", srv.URL, "-out", out, "-cacert", ca, "-token-file", tok, "-json")
+	if err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	if s := parseSummary(t, stdout); s.Cursor != 7 || s.Backend != applog.Backend {
+		t.Fatalf("summary %+v", s)
+	}
+	if _, err := artifact.Verify(out, applog.ArtifactBackend{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -140,7 +140,7 @@ func (c *AuditCommand) Run(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	if backend == "" {
-		return fmt.Errorf("no fold at %s", c.foldDir)
+		return fmt.Errorf("%w at %s", errNoFold, c.foldDir)
 	}
 	fd, err := openBackend(c.foldDir, backend, logger)
 	if errors.Is(err, slipstream.ErrLocked) {

@@ -299,7 +299,7 @@ var histories = []history{
 	},
 	{
 		// Memory storage: the embedded server may resurrect a file-backed
-		// bucket deleted and recreated at once (nats-hazards.md).
+		// bucket deleted and recreated at once (natskv documentation).
 		name: "bucket recreated past the cursor",
 		cfg:  natskv.Config{Bucket: "recreated", Storage: natskv.MemoryStorage},
 		before: func(t *testing.T, e *auditEnv) {
@@ -490,7 +490,7 @@ func TestAuditCommandRefusals(t *testing.T) {
 			t.Errorf("%v: %v (exit %d), want a usage error", args, err, exitCode(err))
 		}
 	}
-	if _, _, err := runMain(t, "", "audit", "-fold", filepath.Join(t.TempDir(), "none"), "-bucket", "b", "-nats", srv.URL()); err == nil || !strings.Contains(err.Error(), "no fold") {
+	if _, _, err := runMain(t, "", "audit", "-fold", filepath.Join(t.TempDir(), "none"), "-bucket", "b", "-nats", srv.URL()); !errors.Is(err, errNoFold) {
 		t.Errorf("missing fold: %v", err)
 	}
 	_, _, err := runMain(t, "", "audit", "-fold", fold, "-bucket", "absent", "-nats", srv.URL())

@@ -79,7 +79,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&AuditCommand{m: m}).Run(ctx, args)
 	case "bench":
 		return (&BenchCommand{m: m}).Run(ctx, args)
-	case "version":
+	case "version", "-version", "--version": // natscli and most tools answer --version
 		return (&VersionCommand{m: m}).Run(ctx, args)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 0 && args[0] != "help" && !strings.HasPrefix(args[0], "-") {
@@ -154,16 +154,17 @@ func exitCode(err error) int {
 }
 
 // errorLine renders err as the one line main prints, prefixed with
-// "slipstream: " once; it is empty for nil and -h.
+// "slipstream: " once; it is empty for nil and -h. The sentinels' own
+// "slipstream: " prefixes inside a wrapped chain ("publish X: slipstream:
+// operation failed: …") are dropped: the line names the program once.
 func errorLine(err error) string {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return ""
 	}
 	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
-	if !strings.HasPrefix(msg, "slipstream:") {
-		msg = "slipstream: " + msg
-	}
-	return msg
+	msg = strings.TrimPrefix(msg, "slipstream: ")
+	msg = strings.ReplaceAll(msg, ": slipstream: ", ": ")
+	return "slipstream: " + msg
 }
 
 // newFlagSet returns a silent flag set: parse errors are returned (and

@@ -100,6 +100,12 @@
 //	                      slipstream_audit_divergences_total{class},
 //	                      slipstream_audit_repaired_keys_total,
 //	                      slipstream_verified, …)
+//	GET /v1/artifact      a fresh artifact of the fold as a tar, taken
+//	                      through the follower between two flushes
+//	                      (Content-Length exact, cursor in the
+//	                      Slipstream-Cursor header); 503 while the follower
+//	                      restarts. The temporary copy beside the fold is
+//	                      removed on every path.
 //
 // The API has no authentication of its own: bind it to loopback
 // (127.0.0.1:8080), or protect it. -http-tls-cert and -http-tls-key serve
@@ -126,6 +132,26 @@
 // size on disk. On a fold a running mirror holds, an applog fold is read
 // through a read-only view (said on stderr) and a pebble fold is refused:
 // query the mirror's -http instead.
+//
+// # export, import, verify
+//
+//	slipstream export --fold DIR --out ARTIFACT [-json]
+//	slipstream export --from http://HOST:PORT --out ARTIFACT [-json]
+//	slipstream import --artifact ARTIFACT --fold DIR [-json]
+//	slipstream verify [-json] ARTIFACT
+//
+// An artifact is a directory: MANIFEST.json (backend, cursor, size and
+// BLAKE3 of every file) and the fold's payload under data/
+// (docs/ARTIFACTS.md). export writes one from a fold no mirror runs on
+// (-fold; a held fold is refused: use -from), or downloads a fresh one from a
+// running mirror's GET /v1/artifact (-from), unpacking the tar safely and
+// verifying it before it moves into place, with a progress bar on a
+// terminal. import verifies an artifact while copying it into a new fold
+// (the backend reopens the copy at the manifest's cursor); a mirror on that
+// fold then resumes from the artifact's cursor. verify checks an artifact in
+// place and prints its backend, cursor, files and bytes; an invalid one
+// exits 1 with the reason. -out and -fold must not exist or be empty; on
+// failure they are left as they were.
 //
 // # audit
 //

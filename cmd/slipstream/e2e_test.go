@@ -172,19 +172,28 @@ func TestE2E_EmbeddedServer(t *testing.T) {
 // Usage errors and failures reach the process's exit status with one line.
 func TestE2E_ExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	tests := []struct {
-		args []string
-		code int
-		want string
-	}{
+	checkExitCodes(t, []exitCase{
 		{[]string{"version"}, 0, ""},
 		{[]string{"mirror", "-h"}, 0, ""},
 		{[]string{"mirror", "-nope"}, 2, "flag provided but not defined: -nope"},
 		{[]string{"get", "-fold", dir}, 2, "want exactly one KEY"},
 		{[]string{"kv", "get", "-bucket", "b", "-nats", "nats://127.0.0.1:1", "k"}, 1, "connection failed"},
 		{[]string{"get", "-fold", filepath.Join(dir, "none"), "k"}, 1, "no fold at"},
-	}
-	for _, tt := range tests {
+	})
+}
+
+// exitCase is a command line and the exit status and stderr line it must
+// give ("" for no stderr at all).
+type exitCase struct {
+	args []string
+	code int
+	want string
+}
+
+// checkExitCodes runs each case through the built binary.
+func checkExitCodes(t *testing.T, cases []exitCase) {
+	t.Helper()
+	for _, tt := range cases {
 		_, stderr, code := runBin(t, "", tt.args...)
 		if code != tt.code {
 			t.Errorf("%v: exit %d, want %d (%q)", tt.args, code, tt.code, stderr)

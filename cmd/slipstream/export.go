@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -22,11 +26,13 @@ import (
 type ExportCommand struct {
 	m *Main
 
-	foldDir string
-	from    string
-	out     string
-	asJSON  bool
-	logs    logFlags
+	foldDir   string
+	from      string
+	out       string
+	tokenFile string
+	caFile    string
+	asJSON    bool
+	logs      logFlags
 }
 
 func (c *ExportCommand) flagSet() *flag.FlagSet {
@@ -34,6 +40,8 @@ func (c *ExportCommand) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.foldDir, "fold", "", "export the closed fold in `directory`")
 	fs.StringVar(&c.from, "from", "", "download a fresh artifact from the running mirror at `URL` (its -http address)")
 	fs.StringVar(&c.out, "out", "", "artifact `directory` to create (required; absent or empty)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "with -from: send 'Authorization: Bearer <token>', the token being this `file`'s content (the mirror's -http-token-file)")
+	fs.StringVar(&c.caFile, "cacert", "", "with an https -from: trust the PEM certificates in `file` (e.g. the mirror's self-signed -http-tls-cert)")
 	fs.BoolVar(&c.asJSON, "json", false, "print a JSON object")
 	c.logs.register(fs)
 	return fs
@@ -52,6 +60,8 @@ func (c *ExportCommand) Run(ctx context.Context, args []string) error {
 		return usageErrorf("export", "-out is required")
 	case (c.foldDir == "") == (c.from == ""):
 		return usageErrorf("export", "give exactly one of -fold and -from")
+	case c.from == "" && (c.tokenFile != "" || c.caFile != ""):
+		return usageErrorf("export", "-token-file and -cacert go with -from")
 	}
 	logger, err := c.m.logger("export", c.logs)
 	if err != nil {
@@ -76,7 +86,7 @@ func (c *ExportCommand) exportFold(logger *slog.Logger) (*artifact.Manifest, err
 		return nil, err
 	}
 	if backend == "" {
-		return nil, fmt.Errorf("no fold at %s", c.foldDir)
+		return nil, fmt.Errorf("%w at %s", errNoFold, c.foldDir)
 	}
 	f, err := openBackend(c.foldDir, backend, logger)
 	if errors.Is(err, slipstream.ErrLocked) {
@@ -112,11 +122,36 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	if err != nil {
 		return nil, err
 	}
+	// Refuse an occupied -out before the request: the request alone makes
+	// the mirror flush and export its whole fold.
+	if err := outAvailable(c.out); err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", u, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client, err := c.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	if c.tokenFile != "" {
+		token, err := readTokenFile(c.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+string(token))
+	}
+	var term io.Writer
+	if c.m.stderrIsTerminal() && c.logs.format == "text" {
+		term = c.m.Stderr
+		// Nothing arrives until the mirror has exported: say why.
+		fmt.Fprintf(term, "\r\033[Kwaiting for %s to flush and export its fold…", c.from)
+	}
+	resp, err := client.Do(req)
+	if term != nil {
+		fmt.Fprint(term, "\r\033[K")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", u, err)
 	}
@@ -124,10 +159,6 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return nil, fmt.Errorf("download %s: %s: %s", u, resp.Status, strings.TrimSpace(string(body)))
-	}
-	var term io.Writer
-	if c.m.stderrIsTerminal() && c.logs.format == "text" {
-		term = c.m.Stderr
 	}
 	p := newByteProgress(term, logger, resp.ContentLength)
 	body := &countingReader{r: resp.Body, progress: p.update}
@@ -139,6 +170,47 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 	return m, nil
 }
 
+// outAvailable refuses a destination that exists and is not an empty
+// directory, with the error artifact.ReadTar would give after the transfer.
+func outAvailable(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check -out: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: destination %s already exists", slipstream.ErrArtifactInvalid, dir)
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("check -out: %w", err)
+	}
+	if len(des) > 0 {
+		return fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dir)
+	}
+	return nil
+}
+
+// httpClient returns the download's client: the default one, or one that
+// trusts -cacert's certificates.
+func (c *ExportCommand) httpClient() (*http.Client, error) {
+	if c.caFile == "" {
+		return http.DefaultClient, nil
+	}
+	pem, err := os.ReadFile(c.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("read -cacert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("-cacert %s holds no PEM certificate", c.caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
+}
+
 // Usage prints the command's help.
 func (c *ExportCommand) Usage() {
 	printUsage(c.m.Stdout, `
@@ -148,7 +220,8 @@ verified and imported anywhere ('slipstream verify', 'slipstream import').
 
 With -fold, export a fold no mirror is running on. With -from, download a
 fresh artifact from a running mirror's -http address (GET /v1/artifact: the
-mirror flushes and exports between two batches); the archive is unpacked
+mirror flushes and exports between two batches; -token-file and -cacert
+for a mirror with -http-token-file and -http-tls-cert); the archive is unpacked
 safely (regular files and directories only, nothing outside -out) and
 verified before it is moved into place. Progress is shown on a terminal.
 
@@ -159,7 +232,7 @@ failure or interruption -out is left as it was.
 Usage:
 
 	slipstream export --fold DIR --out ARTIFACT [-json]
-	slipstream export --from http://HOST:PORT --out ARTIFACT [-json]
+	slipstream export --from http://HOST:PORT --out ARTIFACT [-token-file FILE] [-cacert FILE] [-json]
 `, c.flagSet())
 }
 

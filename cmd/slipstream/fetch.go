@@ -113,7 +113,7 @@ verified by 'slipstream import' (or 'verify'), not here.
 
 Usage:
 
-	slipstream fetch --from URL --key KEY --out DIR
-	slipstream fetch --from URL --key KEY -peek
+	slipstream fetch --from URL --key KEY --out DIR [-json]
+	slipstream fetch --from URL --key KEY -peek [-json]
 `+storeURLHelp, c.flagSet())
 }

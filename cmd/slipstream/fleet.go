@@ -106,6 +106,12 @@ func (ff *fleetFlags) validate(bucket string, scope slipstream.Scope, set map[st
 			return usageErrorf("mirror", "%s", err.Error())
 		}
 	}
+	// Every round after a local directory's first would fail: it cannot
+	// replace the pointer conditionally. Say so before the first round.
+	if loc, err := storeurl.Parse(ff.exportTo); err == nil && loc.Scheme == storeurl.SchemeFile && !ff.nonAtomic {
+		return usageErrorf("mirror", "-export-to file:// needs -non-atomic-pointer-fallback (with a single exporter): "+
+			"a local directory cannot replace the pointer atomically, so every round after the first would fail")
+	}
 	if !scope.IsAll() && ((ff.exportTo != "" && ff.exportKey == "") || (ff.bootstrapFrom != "" && ff.bootstrapKey == "" && ff.exportKey == "")) {
 		return usageErrorf("mirror", "with -prefix, name the artifact with -export-key or -bootstrap-key: an artifact holds only the keys of the scope it was exported from")
 	}
@@ -959,7 +965,13 @@ func (p *bootProgress) update(pr fleet.Progress) {
 			p.log.Info("bootstrap import: verifying and installing the fold", "bytes", pr.Total)
 			return
 		}
-		p.log.Info("bootstrap import done", "bytes", pr.Done, "took", time.Since(p.mu.start).Round(time.Millisecond))
+		took := time.Since(p.mu.start).Round(time.Millisecond)
+		if p.term != nil {
+			// Close the "verifying and installing" line: at -log-level warn
+			// it was the last thing on screen, as if still importing.
+			fmt.Fprintf(p.term, "import done: %s in %s\n", sizeText(float64(pr.Done)), took)
+		}
+		p.log.Info("bootstrap import done", "bytes", pr.Done, "took", took)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/slipstream-kv/slipstream/internal/poll"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/internal/poll"
 	"github.com/slipstream-kv/slipstream/natskv"
 	"github.com/slipstream-kv/slipstream/objstore"
 	"github.com/slipstream-kv/slipstream/objstore/natsobj"
@@ -95,7 +95,7 @@ func lastSeq(t testing.TB, b *natskv.Bucket) uint64 {
 	return st.LastSeq
 }
 
-// §10.7 through the binary, on both backends: node A exports; node B,
+// Bootstrap (docs/FLEET.md) through the binary, on both backends: node A exports; node B,
 // started on an empty fold with -bootstrap-from, imports A's artifact and
 // folds exactly the 7 updates after its cursor, ending equal to the bucket
 // without the key deleted after the export.
@@ -117,11 +117,18 @@ func TestFleet_BootstrapFromArtifact(t *testing.T) {
 				last = put(t, b, fmt.Sprintf("route.pre.%d", i), fmt.Sprintf("pre-%d", i))
 			}
 			cursor := ptr.waitPointer(t, bucketName, last)
-			st, _ := getStatus(baseA)
-			if st.Fleet == nil || st.Fleet.Export == nil || st.Fleet.Export.LastPublishedCursor != cursor ||
-				st.Fleet.Export.LastRound == nil || st.Fleet.Export.LastRound.Cursor != cursor {
-				t.Fatalf("exporter status %+v, want its last round published at %d", st.Fleet, cursor)
-			}
+			// The round reports once it has completed the lease and pruned,
+			// a moment after the pointer moved.
+			poll.Until(t, 30*time.Second, func() (bool, string) {
+				st, ok := getStatus(baseA)
+				if !ok || st.Fleet == nil || st.Fleet.Export == nil {
+					return false, "no fleet status"
+				}
+				e := st.Fleet.Export
+				return e.LastPublishedCursor == cursor && e.LastRound != nil && e.LastRound.Cursor == cursor &&
+						e.LastRound.Outcome == "published" && e.Rounds["published"] >= 1,
+					fmt.Sprintf("exporter status %+v, want its last round published at %d", e, cursor)
+			})
 			if v, _ := metric(t, baseA, "slipstream_export_last_published_cursor"); uint64(v) != cursor {
 				t.Fatalf("slipstream_export_last_published_cursor %v, want %d", v, cursor)
 			}
@@ -455,6 +462,55 @@ func TestFleet_ThreeExporters(t *testing.T) {
 	}
 	fourth.stop(t)
 	for _, n := range nodes {
+		n.logValue(t, "caught up", "cursor") // started up: a SIGTERM now is a clean stop
 		n.stop(t)
 	}
+}
+
+// Two mirrors in the test process (so the race detector sees the exporter,
+// the pointer check, the bootstrap swap and the HTTP readers together): one
+// exports while keys arrive and its status and metrics are read; the other
+// bootstraps from it while its own HTTP API is polled, then follows.
+func TestFleet_InProcess(t *testing.T) {
+	srv := natstest.Start(t)
+	b := openBucket(t, srv.URL(), natskv.Config{Bucket: "inproc_fleet"})
+	ptr := newFleetPointer(t, srv.URL())
+	dir := t.TempDir()
+	a := startInProcess(t, "-bucket", "inproc_fleet", "-fold", filepath.Join(dir, "a"), "-nats", srv.URL(),
+		"-http", "127.0.0.1:0", "-batch-window", "1ms", "-backend", "pebble",
+		"-export-to", fleetStoreURL, "-export-every", "1s", "-node-id", "in-a")
+	baseA := a.httpBase(t)
+	var last uint64
+	for i := range 50 {
+		last = put(t, b, fmt.Sprintf("k.%d", i), "v")
+		if i%10 == 0 {
+			getStatus(baseA)
+			metric(t, baseA, "slipstream_fleet_artifact_cursor")
+		}
+	}
+	cursor := ptr.waitPointer(t, "inproc_fleet", last)
+
+	bm := startInProcess(t, "-bucket", "inproc_fleet", "-fold", filepath.Join(dir, "b"), "-nats", srv.URL(),
+		"-http", "127.0.0.1:0", "-batch-window", "1ms", "-bootstrap-from", fleetStoreURL)
+	baseB := bm.httpBase(t)
+	var st statusDoc
+	poll.Until(t, 30*time.Second, func() (bool, string) {
+		httpRange(t, baseB, "k.")
+		var ok bool
+		st, ok = getStatus(baseB)
+		return ok && st.State == stateSynced && st.Fleet.Bootstrap.Last != nil, fmt.Sprintf("status %+v", st)
+	})
+	if l := st.Fleet.Bootstrap.Last; l.Outcome != bootImported || l.Cursor < cursor || st.Backend != backendPebble {
+		t.Fatalf("bootstrap %+v, backend %s", l, st.Backend)
+	}
+	put(t, b, "after", "v")
+	st = waitCaughtUp(t, baseB, b)
+	if d := diffLines(httpRange(t, baseB, ""), bucketLines(t, t.Context(), b)); d != "" {
+		t.Fatalf("node B ≠ bucket: %s", d)
+	}
+	if n := st.Fleet.Newest; n == nil || n.Cursor < cursor || n.Error != "" {
+		t.Fatalf("node B's view of the newest artifact: %+v", n)
+	}
+	bm.stop(t)
+	a.stop(t)
 }

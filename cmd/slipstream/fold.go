@@ -19,9 +19,16 @@ const (
 	backendPebble = "pebble"
 )
 
-// errFoldHeld is returned by offline commands on a fold that a running
-// mirror holds and whose backend cannot be read safely beside it.
-var errFoldHeld = errors.New("fold is held by a running mirror (use --http)")
+var (
+	// errFoldHeld is returned by offline commands on a fold that a running
+	// mirror holds and whose backend cannot be read safely beside it.
+	errFoldHeld = errors.New("fold is held by a running mirror (use --http)")
+	// errNoFold is returned by commands that need an existing fold.
+	errNoFold = errors.New("no fold")
+	// errBackendMismatch is returned when -backend names another backend
+	// than the fold's.
+	errBackendMismatch = errors.New("fold backend mismatch")
+)
 
 // store is what the command needs of a fold beyond slipstream.Store; both
 // backends have it.
@@ -86,7 +93,7 @@ func openFold(dir, backend string, logger *slog.Logger) (*fold, error) {
 	}
 	switch {
 	case found != "" && backend != "" && found != backend:
-		return nil, fmt.Errorf("fold %s holds a %s fold, not %s", dir, found, backend)
+		return nil, fmt.Errorf("%w: fold %s uses the %s backend, not %s (-backend applies only to a new fold)", errBackendMismatch, dir, found, backend)
 	case found != "":
 		backend = found
 	case backend == "":
@@ -137,7 +144,7 @@ func openFoldOffline(dir string, logger *slog.Logger, notice func(string)) (*fol
 		return nil, err
 	}
 	if backend == "" {
-		return nil, fmt.Errorf("no fold at %s", dir)
+		return nil, fmt.Errorf("%w at %s", errNoFold, dir)
 	}
 	f, err := openBackend(dir, backend, logger)
 	if !errors.Is(err, slipstream.ErrLocked) {

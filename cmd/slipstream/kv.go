@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/natskv"
 )
@@ -27,7 +30,7 @@ type KVCommand struct {
 
 func (c *KVCommand) flagSet() *flag.FlagSet {
 	fs := newFlagSet("kv")
-	fs.StringVar(&c.bucket, "bucket", "", "bucket `name` (required; created if missing)")
+	fs.StringVar(&c.bucket, "bucket", "", "bucket `name` (required; put creates it if missing)")
 	c.conn.register(fs, "NATS server `URL` (default "+DefaultNATSURL+", a local mirror's embedded server)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "bound on the whole operation")
 	fs.BoolVar(&c.asJSON, "json", false, "get: print a JSON object {key, value (base64), revision}; put: {revision}")
@@ -98,6 +101,13 @@ func (c *KVCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
+	if action != "put" {
+		// Only put creates the bucket: reading or deleting from a mistyped
+		// bucket name must not create it on the server.
+		if err := bucketExists(ctx, nc, c.bucket); err != nil {
+			return err
+		}
+	}
 	b, err := natskv.Open(ctx, nc, natskv.Config{Bucket: c.bucket, MaxBytes: DefaultBucketMaxBytes, Timeout: c.timeout, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
@@ -163,8 +173,8 @@ func (c *KVCommand) Usage() {
 A small NATS KV client, so scripts need nothing else installed. By default it
 talks to nats://127.0.0.1:4222, the embedded server of a mirror started
 without -nats. The connection flags are natscli's; each falls back to the
-environment variable shown, then to the -context. The bucket is created if
-missing.
+environment variable shown, then to the -context. put creates the bucket if
+it is missing; get, del, purge and ls on a missing bucket exit 1.
 
 Usage:
 
@@ -174,4 +184,21 @@ Usage:
 	slipstream kv purge --bucket NAME KEY           (removes the key and its history)
 	slipstream kv ls    --bucket NAME [PREFIX]      (prints live keys, sorted)
 `, c.flagSet())
+}
+
+// bucketExists returns an error naming bucket when it does not exist on nc's
+// server (or cannot be looked up); it never creates it.
+func bucketExists(ctx context.Context, nc *nats.Conn, bucket string) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	_, err = js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("bucket %s does not exist (%w)", bucket, err)
+	}
+	if err != nil {
+		return fmt.Errorf("look up bucket %s: %w", bucket, err)
+	}
+	return nil
 }

@@ -441,8 +441,13 @@ func (m *mirror) run(ctx context.Context) error {
 		// consumer's flow control stalls the server on every flush).
 		f.BufferSize = max(slipstream.DefaultBufferSize, 4*m.batchMax)
 		f.Logger = m.log
-		f.OnApplied = m.t.onApplied
-		f.OnFlush = m.t.onFlush
+		// Readers see the fold, so the applied cursor reported (and
+		// readiness) is the fold's: after a failed store write it lags
+		// the loop's until a later flush commits the re-queued batch.
+		f.OnFlush = func(fi slipstream.FlushInfo) {
+			m.t.onFlush(fi)
+			m.t.onApplied(m.fold.Cursor())
+		}
 		f.OnResync = m.t.onResync
 
 		started := time.Now()

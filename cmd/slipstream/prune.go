@@ -87,6 +87,6 @@ nothing.
 
 Usage:
 
-	slipstream prune --from URL --key KEY [--grace DURATION]
+	slipstream prune --from URL --key KEY [--grace DURATION] [-json]
 `+storeURLHelp, c.flagSet())
 }

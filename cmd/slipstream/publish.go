@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -74,10 +75,19 @@ func (c *PublishCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer target.Close()
+	// A damaged artifact must not become what the fleet's pointer names:
+	// every node bootstrapping from it would refuse it at import.
+	if _, err := verifyArtifact(c.artifact, logger); err != nil {
+		return fmt.Errorf("publish %s: not published: %w", c.artifact, err)
+	}
 	tr := target.Transport()
 	tr.NonAtomicPointerFallback = c.nonAtomic
 	tr.Logger = logger
 	res, err := tr.Upload(ctx, c.key, dir)
+	if errors.Is(err, objstore.ErrNotImplemented) {
+		return fmt.Errorf("publish %s to %s: the pointer of %s exists and this store cannot replace it atomically; "+
+			"if no other publisher writes this key, rerun with -non-atomic-pointer-fallback (%w)", c.artifact, c.to, c.key, objstore.ErrNotImplemented)
+	}
 	if err != nil {
 		return fmt.Errorf("publish %s to %s: %w", c.artifact, c.to, err)
 	}
@@ -106,14 +116,15 @@ func (c *PublishCommand) Run(ctx context.Context, args []string) error {
 // Usage prints the command's help.
 func (c *PublishCommand) Usage() {
 	printUsage(c.m.Stdout, `
-Publish an artifact (see 'slipstream export') under KEY: upload it as a payload
-object, then move KEY's pointer to it with a conditional write, unless the
+Publish an artifact (see 'slipstream export') under KEY: verify it as
+'slipstream verify' does (a damaged artifact is refused, exit 1), upload it as
+a payload object, then move KEY's pointer to it with a conditional write, unless the
 pointer already names a strictly newer cursor. Prints "published" or
 "superseded" with the artifact's and the remote cursor; both exit 0. The
 pointer never moves backwards and always names an uploaded payload.
 
 Usage:
 
-	slipstream publish --artifact DIR --to URL --key KEY
+	slipstream publish --artifact DIR --to URL --key KEY [-json]
 `+storeURLHelp, c.flagSet())
 }

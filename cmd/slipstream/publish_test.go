@@ -57,7 +57,7 @@ func TestPublishFetchPruneFile(t *testing.T) {
 	}
 	// A local directory cannot replace the pointer atomically: fail closed.
 	_, _, err = runMain(t, "", "publish", "-artifact", a5, "-to", store, "-key", "edge/latest")
-	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "NonAtomicPointerFallback") {
+	if err == nil || exitCode(err) != 1 || !strings.Contains(errorLine(err), "rerun with -non-atomic-pointer-fallback") {
 		t.Fatalf("publish 5 without the opt-in: %v (exit %d)", err, exitCode(err))
 	}
 	out, _, err = runMain(t, "", "publish", "-artifact", a5, "-to", store, "-key", "edge/latest", "-non-atomic-pointer-fallback", "-log-level", "error")

@@ -57,7 +57,7 @@ func TestDetectBackend(t *testing.T) {
 		if backend == backendPebble {
 			other = backendAppLog
 		}
-		if _, err := openFold(dir, other, discardLogger()); err == nil || !strings.Contains(err.Error(), "holds a "+backend+" fold") {
+		if _, err := openFold(dir, other, discardLogger()); !errors.Is(err, errBackendMismatch) {
 			t.Errorf("openFold(%s fold, %s) = %v, want a backend mismatch", backend, other, err)
 		}
 	}
@@ -102,7 +102,7 @@ func TestGet(t *testing.T) {
 		})
 	}
 	_, _, err := runMain(t, "", "get", "-fold", filepath.Join(t.TempDir(), "none"), "k")
-	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "no fold at") {
+	if !errors.Is(err, errNoFold) || exitCode(err) != 1 {
 		t.Errorf("get on a missing fold: %v", err)
 	}
 }

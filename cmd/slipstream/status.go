@@ -159,7 +159,9 @@ func (t *tracker) onApplied(c slipstream.Cursor) {
 // onFlush is the follower's OnFlush hook.
 func (t *tracker) onFlush(fi slipstream.FlushInfo) {
 	t.flushNanos.Add(int64(fi.Duration))
-	if fi.Updates > 0 {
+	// A failed store apply folded nothing: its batch stays queued and is
+	// counted once, by the flush that folds it.
+	if fi.Updates > 0 && fi.StoreErr == nil {
 		t.updates.Add(uint64(fi.Updates))
 		t.batchSizes.Observe(float64(fi.Updates))
 		t.flushLatency.Observe(fi.Duration.Seconds())

@@ -73,7 +73,7 @@ func CheckArtifact(t testing.TB, dir string) (slipstream.Cursor, map[string]stri
 	return fold.Cursor(), state
 }
 
-// MultipartWorkload returns storage.md §10.6's multipart workload: 2 500
+// MultipartWorkload returns the multipart round-trip workload: 2 500
 // puts of route.000000 … route.002499 at versions 1 … 2 500, each with a
 // 10 KiB pseudo-random value (per entry the state starts at i·M + C and each
 // byte steps state = state·M + C and takes the low 8 bits of state >> 33,

@@ -1,5 +1,5 @@
 // Package objstoretest implements the conformance suite every objstore.Store
-// runs, the transport suite (storage.md §10.5's transport rows) run on every
+// runs, the transport suite (docs/TRANSPORT.md) run on every
 // store, and helpers that build and check small append-log artifacts.
 //
 // A store's test file calls both suites with a factory that returns a fresh,

@@ -29,8 +29,8 @@ const Prefix = "fleet/prod"
 // Key is the logical key most transport tests publish under.
 const Key = "edge/us-east/latest"
 
-// RunTransport runs storage.md §10.5's transport rows (and the pointer-swap
-// sequence of §10.6) through an objstore.Transport on stores from newStore.
+// RunTransport runs the transport checks (and the pointer-swap
+// sequence on a CAS store) through an objstore.Transport on stores from newStore.
 func RunTransport(t *testing.T, newStore NewStore, opts Options) {
 	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, newStore(t)) })
 	t.Run("DoctoredPointer", func(t *testing.T) { testDoctoredPointer(t, newStore(t)) })
@@ -566,7 +566,7 @@ func FoldArtifacts(t testing.TB, dir string) map[uint64]string {
 	return out
 }
 
-// testSwapSequence is storage.md §10.6's pointer swap on a real CAS store:
+// testSwapSequence is the pointer swap on a real CAS store (docs/TRANSPORT.md):
 // 5 creates, 3 is superseded, 7 replaces, 9 fails at its pointer write
 // (pointer unchanged, the old artifact still downloads), 9 again publishes,
 // prune(0) deletes 3, 5 and 7, and 9 downloads with its 4 entries.

@@ -15,7 +15,7 @@ import (
 	"github.com/slipstream-kv/slipstream/objstore/s3"
 )
 
-// TestMultipartRoundTrip is storage.md §10.6's multipart round trip: 2 500
+// TestMultipartRoundTrip is the multipart round trip: 2 500
 // entries × 10 KiB, a payload over 20 MiB uploaded in several parts,
 // downloaded and verified entry by entry.
 func TestMultipartRoundTrip(t *testing.T) {
