@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -160,11 +159,7 @@ func (c *AuditCommand) Run(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	if !c.conn.remote() {
-		storeDir := c.natsStore
-		if storeDir == "" {
-			storeDir = filepath.Clean(c.foldDir) + embeddedStoreSuffix
-		}
-		emb, err := startEmbedded(ctx, embeddedConfig{Listen: "127.0.0.1:0", StoreDir: storeDir, Logger: logger})
+		emb, _, err := startFoldServer(ctx, "127.0.0.1:0", c.natsStore, c.foldDir, logger)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -158,3 +159,14 @@ func (l *serverLogger) Errorf(format string, v ...any) {
 func (l *serverLogger) Debugf(format string, v ...any) {}
 
 func (l *serverLogger) Tracef(format string, v ...any) {}
+
+// startFoldServer starts the embedded server of the fold in foldDir: its
+// JetStream data in storeDir, or <fold>.nats beside the fold when storeDir
+// is empty. It returns the server and the store directory used.
+func startFoldServer(ctx context.Context, listen, storeDir, foldDir string, logger *slog.Logger) (*embeddedServer, string, error) {
+	if storeDir == "" {
+		storeDir = filepath.Clean(foldDir) + embeddedStoreSuffix
+	}
+	emb, err := startEmbedded(ctx, embeddedConfig{Listen: listen, StoreDir: storeDir, Logger: logger})
+	return emb, storeDir, err
+}

@@ -182,11 +182,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	if !c.conn.remote() {
-		storeDir := c.natsStore
-		if storeDir == "" {
-			storeDir = filepath.Clean(c.foldDir) + embeddedStoreSuffix
-		}
-		emb, err := startEmbedded(ctx, embeddedConfig{Listen: c.listen, StoreDir: storeDir, Logger: logger})
+		emb, storeDir, err := startFoldServer(ctx, c.listen, c.natsStore, c.foldDir, logger)
 		if err != nil {
 			return err
 		}
