@@ -161,9 +161,9 @@ func (h *hashIndex) appendEntry(e entry) {
 }
 
 // placeAll rebuilds the slots for the entries, sized as insert would size
-// them for h.n keys, when fps holds the fingerprints of the last len(fps)
+// them for h.n keys, when fps holds the fingerprints of the last fps.n
 // entries (appended with appendEntry) and the earlier ones are in slots.
-func (h *hashIndex) placeAll(fps []uint32) {
+func (h *hashIndex) placeAll(fps *fpChunks) {
 	size := len(h.slots)
 	for h.n*10 > size*maxLoad {
 		size *= 2
@@ -174,13 +174,16 @@ func (h *hashIndex) placeAll(fps []uint32) {
 		h.place(old)
 	}
 	mask := len(h.slots) - 1
-	first := h.used - uint32(len(fps))
-	for i, fp := range fps {
-		j := int(fp) & mask
-		for h.slots[j] != 0 {
-			j = (j + 1) & mask
+	idx := h.used - uint32(fps.n)
+	for _, c := range fps.chunks {
+		for _, fp := range c {
+			idx++ // slots hold the entry index + 1
+			j := int(fp) & mask
+			for h.slots[j] != 0 {
+				j = (j + 1) & mask
+			}
+			h.slots[j] = uint64(fp)<<32 | uint64(idx)
 		}
-		h.slots[j] = uint64(fp)<<32 | uint64(first+uint32(i)+1)
 	}
 }
 

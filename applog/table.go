@@ -30,9 +30,13 @@ type table struct {
 	// for their exact number. The first record out of order, or a delete,
 	// ends the mode; so does the end of the replay. No estimate of the
 	// log's key count is ever made, so nothing is sized for keys that are
-	// not there.
+	// not there. Nothing grows by copying either: the fingerprints are kept
+	// in fixed-size chunks, like the entries, and the key index is built
+	// from the entries, in one exactly sized slice, when the mode ends (a
+	// slice grown by doubling would copy every element about twice, into
+	// fresh pages, which cost more than the copy on some machines).
 	sorted    bool
-	sortedFPs []uint32 // fingerprints of the entries appended in sorted mode
+	sortedFPs fpChunks // fingerprints of the entries appended in sorted mode
 	lastKey   string   // the last key appended in sorted mode
 
 	// live is the size of the PUT records a compaction would write for the
@@ -86,9 +90,8 @@ func (t *table) put(key, value []byte, v slipstream.Version, off int) bool {
 		if t.h.n == 0 || string(key) > t.lastKey {
 			k := string(key)
 			t.h.appendEntry(entry{key: k, off: int64(off), vlen: uint32(len(value)), ver: v})
-			t.sortedFPs = append(t.sortedFPs, t.h.fingerprintBytes(key))
+			t.sortedFPs.add(t.h.fingerprintBytes(key))
 			t.live += putLen(k, len(value), v)
-			t.idx.pending = append(t.idx.pending, k)
 			t.lastKey = k
 			return false
 		}
@@ -102,14 +105,45 @@ func (t *table) put(key, value []byte, v slipstream.Version, off int) bool {
 }
 
 // endSorted leaves sorted mode: it sizes the slots for the entries the
-// sorted run appended (the load factor insert keeps) and places them.
+// sorted run appended (the load factor insert keeps) and places them, and
+// makes their keys, which are in ascending order and without duplicates,
+// the key index's base.
 func (t *table) endSorted() {
 	if !t.sorted {
 		return
 	}
 	t.sorted = false
-	t.h.placeAll(t.sortedFPs)
-	t.sortedFPs, t.lastKey = nil, ""
+	t.h.placeAll(&t.sortedFPs)
+	// The run started on an empty table, so its entries are entries
+	// [0, n) and nothing else is indexed yet.
+	n := t.sortedFPs.n
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = t.h.at(uint32(i)).key
+	}
+	x := &t.idx
+	if len(x.base) == 0 && len(x.delta) == 0 && len(x.pending) == 0 && x.dead == 0 {
+		x.base = keys
+	} else {
+		x.pending = append(x.pending, keys...) // not reached: kept correct anyway
+	}
+	t.sortedFPs, t.lastKey = fpChunks{}, ""
+}
+
+// fpChunks is a list of key fingerprints stored in fixed-size chunks, so
+// that it grows without copying.
+type fpChunks struct {
+	chunks [][]uint32
+	n      int
+}
+
+func (c *fpChunks) add(fp uint32) {
+	if c.n&chunkMask == 0 {
+		c.chunks = append(c.chunks, make([]uint32, 0, chunkLen))
+	}
+	last := &c.chunks[len(c.chunks)-1]
+	*last = append(*last, fp)
+	c.n++
 }
 
 // finish ends a replay: pending PUTs are folded in and sorted mode ends, so
