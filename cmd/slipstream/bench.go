@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -36,6 +37,7 @@ type BenchCommand struct {
 	m *Main
 
 	keys        int
+	rounds      int
 	valueSize   int
 	backends    string
 	batchMax    int
@@ -62,17 +64,43 @@ const liveWorkers = 8
 
 // benchPhase is one measured hydration.
 type benchPhase struct {
-	Name       string  `json:"name"`
+	Name string `json:"name"`
+	// Round is the round (1..rounds) of a mirror hydration and of the raw
+	// run that opens it; the closing raw run has round rounds+1.
+	Round      int     `json:"round"`
 	Backend    string  `json:"backend,omitempty"`
 	Keys       int     `json:"keys"`
 	Seconds    float64 `json:"seconds"`
 	KeysPerSec float64 `json:"keys_per_sec"`
 	PeakRSS    int64   `json:"peak_rss_bytes"`
 	CPUSeconds float64 `json:"cpu_seconds"`
+	PageFaults int64   `json:"page_faults"`
+	GCCycles   uint64  `json:"gc_cycles"`
 	// FlushSeconds is the time the follower's loop spent flushing
 	// (Apply and the fold's write): the loop receives nothing meanwhile.
 	FlushSeconds float64 `json:"flush_seconds,omitempty"`
-	Ratio        float64 `json:"ratio_vs_raw,omitempty"`
+	// Ratio is a mirror's rate over the faster of the raw runs just before
+	// and just after its round (1 for raw runs themselves is not implied:
+	// a raw run's ratio is over the fastest raw run).
+	Ratio float64 `json:"ratio_vs_raw,omitempty"`
+}
+
+// benchSummary is one measure's hydrations over every round: medians, and
+// the spread of the ratio.
+type benchSummary struct {
+	Name           string  `json:"name"`
+	Backend        string  `json:"backend,omitempty"`
+	Runs           int     `json:"runs"`
+	MedianSeconds  float64 `json:"median_seconds"`
+	MedianPerSec   float64 `json:"median_keys_per_sec"`
+	MedianCPU      float64 `json:"median_cpu_seconds"`
+	MedianFlush    float64 `json:"median_flush_seconds,omitempty"`
+	MedianFaults   int64   `json:"median_page_faults"`
+	MedianGCCycles uint64  `json:"median_gc_cycles"`
+	MaxPeakRSS     int64   `json:"max_peak_rss_bytes"`
+	MedianRatio    float64 `json:"median_ratio_vs_raw,omitempty"`
+	MinRatio       float64 `json:"min_ratio_vs_raw,omitempty"`
+	MaxRatio       float64 `json:"max_ratio_vs_raw,omitempty"`
 }
 
 // benchRestart is one restart of a hydrated fold after a delta.
@@ -84,6 +112,7 @@ type benchRestart struct {
 	Ratio        float64 `json:"ratio_vs_fresh"`
 	PeakRSS      int64   `json:"peak_rss_bytes"`
 	CPUSeconds   float64 `json:"cpu_seconds"`
+	PageFaults   int64   `json:"page_faults"`
 }
 
 // benchLive is the live lag of one backend: for each put, the time from its
@@ -101,12 +130,14 @@ type benchLive struct {
 	BeforeAck  int     `json:"applied_before_ack"`
 	PeakRSS    int64   `json:"peak_rss_bytes"`
 	CPUSeconds float64 `json:"cpu_seconds"`
+	PageFaults int64   `json:"page_faults"`
 }
 
 // benchReport is the output of `slipstream bench -json`.
 type benchReport struct {
 	Server        string         `json:"server"`
 	Keys          int            `json:"keys"`
+	Rounds        int            `json:"rounds"`
 	ValueSize     int            `json:"value_size"`
 	RawBytes      int64          `json:"raw_bytes"`
 	BatchMax      int            `json:"batch_max"`
@@ -118,6 +149,7 @@ type benchReport struct {
 	FillPerSec    float64        `json:"fill_keys_per_sec"`
 	PhaseRSSReset bool           `json:"phase_rss_reset"`
 	Phases        []benchPhase   `json:"phases"`
+	Hydration     []benchSummary `json:"hydration"`
 	Live          []benchLive    `json:"live"`
 	Restarts      []benchRestart `json:"restarts"`
 }
@@ -125,6 +157,7 @@ type benchReport struct {
 func (c *BenchCommand) flagSet() *flag.FlagSet {
 	fs := newFlagSet("bench")
 	fs.IntVar(&c.keys, "keys", 200_000, "`number` of keys to hydrate")
+	fs.IntVar(&c.rounds, "rounds", 3, "hydration `rounds`: each runs raw WatchAll, then every backend; medians are reported")
 	fs.IntVar(&c.valueSize, "value-size", 256, "value size in `bytes`")
 	fs.StringVar(&c.backends, "backend", backendAppLog+","+backendPebble, "comma-separated `backends` to measure")
 	fs.IntVar(&c.batchMax, "batch-max", DefaultBatchMax, "mirror's -batch-max")
@@ -162,6 +195,8 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 	switch {
 	case c.keys <= 0:
 		return usageErrorf("bench", "-keys must be > 0")
+	case c.rounds <= 0:
+		return usageErrorf("bench", "-rounds must be > 0")
 	case c.valueSize <= 0:
 		return usageErrorf("bench", "-value-size must be > 0")
 	case c.batchMax <= 0:
@@ -187,7 +222,7 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 	defer os.RemoveAll(dir)
 
 	rep := benchReport{
-		Keys: c.keys, ValueSize: c.valueSize, RawBytes: int64(c.keys) * int64(len(benchKey(0))+c.valueSize),
+		Keys: c.keys, Rounds: c.rounds, ValueSize: c.valueSize, RawBytes: int64(c.keys) * int64(len(benchKey(0))+c.valueSize),
 		BatchMax: c.batchMax, BatchWindow: c.batchWindow.String(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), LoadAverage: loadAverage(),
 	}
@@ -223,10 +258,12 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 		defer pprof.StopCPUProfile()
 	}
 
-	// raw, each backend, raw again: the ratio is taken against the faster
-	// raw run, so a cold first read does not flatter the mirror.
+	// Rounds of raw then each backend, and a closing raw run: each mirror
+	// run is compared with the faster of the raw runs around it, so neither
+	// a cold first read nor a drift of the machine flatters the mirror.
+	// Only the last round keeps its mirrors for the live and restart phases.
 	rep.PhaseRSSReset = resetPeakRSS()
-	raw := func() error {
+	raw := func(round int) error {
 		var n int
 		var d time.Duration
 		m, err := c.measure(ctx, "raw WatchAll", func() error {
@@ -239,25 +276,25 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 		if n != c.keys {
 			return fmt.Errorf("bench raw WatchAll: %d keys, want %d", n, c.keys)
 		}
-		rep.Phases = append(rep.Phases, benchPhase{Name: "raw WatchAll", Keys: n, Seconds: d.Seconds(),
-			KeysPerSec: float64(n) / d.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds()})
+		rep.Phases = append(rep.Phases, benchPhase{Name: "raw WatchAll", Round: round, Keys: n, Seconds: d.Seconds(),
+			KeysPerSec: float64(n) / d.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds(),
+			PageFaults: m.faults, GCCycles: m.gcs})
 		return nil
 	}
-	if err := raw(); err != nil {
-		return err
-	}
-	for _, b := range backends {
-		if err := c.benchBackend(ctx, &rep, dial, filepath.Join(dir, "fold-"+b), b, logger); err != nil {
+	for round := 1; round <= c.rounds; round++ {
+		if err := raw(round); err != nil {
 			return err
 		}
+		for _, b := range backends {
+			if err := c.benchBackend(ctx, &rep, dial, filepath.Join(dir, "fold-"+b), b, logger, round); err != nil {
+				return err
+			}
+		}
 	}
-	if err := raw(); err != nil {
+	if err := raw(c.rounds + 1); err != nil {
 		return err
 	}
-	base := max(rep.Phases[0].KeysPerSec, rep.Phases[len(rep.Phases)-1].KeysPerSec)
-	for i := range rep.Phases {
-		rep.Phases[i].Ratio = rep.Phases[i].KeysPerSec / base
-	}
+	rep.summarize()
 	if c.asJSON {
 		enc := json.NewEncoder(c.m.Stdout)
 		enc.SetIndent("", "  ")
@@ -268,8 +305,10 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 
 // measured is what measure observed around a phase.
 type measured struct {
-	rss int64
-	cpu time.Duration
+	rss    int64
+	cpu    time.Duration
+	faults int64
+	gcs    uint64
 }
 
 // measure runs one phase labelled name (for pprof -tagfocus; goroutines it
@@ -278,19 +317,19 @@ func (c *BenchCommand) measure(ctx context.Context, name string, f func() error)
 	runtime.GC()
 	debug.FreeOSMemory()
 	resetPeakRSS()
-	cpu0 := cpuTime()
+	cpu0, faults0, gcs0 := cpuTime(), pageFaults(), gcCycles()
 	var err error
 	pprof.Do(ctx, pprof.Labels("phase", name), func(context.Context) { err = f() })
 	if err != nil {
 		return measured{}, fmt.Errorf("bench %s: %w", name, err)
 	}
-	return measured{rss: peakRSS(), cpu: cpuTime() - cpu0}, nil
+	return measured{rss: peakRSS(), cpu: cpuTime() - cpu0, faults: pageFaults() - faults0, gcs: gcCycles() - gcs0}, nil
 }
 
-// benchBackend measures one backend: a fresh hydration, the live lag while
-// that mirror runs, then a restart of its fold after a delta written while
-// it was closed.
-func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial natskv.DialConfig, foldDir, backend string, logger *slog.Logger) error {
+// benchBackend measures one backend: a fresh hydration and, in the last
+// round, the live lag while that mirror runs, then a restart of its fold
+// after a delta written while it was closed.
+func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial natskv.DialConfig, foldDir, backend string, logger *slog.Logger, round int) error {
 	defer os.RemoveAll(foldDir)
 	clock := &applyClock{}
 	var (
@@ -317,10 +356,15 @@ func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial 
 	if n != c.keys {
 		return fmt.Errorf("bench %s: hydrated %d keys, want %d", backend, n, c.keys)
 	}
-	rep.Phases = append(rep.Phases, benchPhase{Name: "mirror", Backend: backend, Keys: n, Seconds: fresh.Seconds(),
+	rep.Phases = append(rep.Phases, benchPhase{Name: "mirror", Round: round, Backend: backend, Keys: n, Seconds: fresh.Seconds(),
 		KeysPerSec: float64(n) / fresh.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds(),
-		FlushSeconds: time.Duration(mr.t.flushNanos.Load()).Seconds()})
-	c.progress(logger, backend+" hydration", "seconds", fresh.Seconds())
+		PageFaults: m.faults, GCCycles: m.gcs, FlushSeconds: time.Duration(mr.t.flushNanos.Load()).Seconds()})
+	c.progress(logger, backend+" hydration", "round", round, "seconds", fresh.Seconds())
+	if round < c.rounds {
+		err := mr.close()
+		mr = nil
+		return err
+	}
 
 	if c.liveRate > 0 {
 		var lv benchLive
@@ -332,7 +376,7 @@ func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial 
 		if err != nil {
 			return err
 		}
-		lv.Backend, lv.PeakRSS, lv.CPUSeconds = backend, m.rss, m.cpu.Seconds()
+		lv.Backend, lv.PeakRSS, lv.CPUSeconds, lv.PageFaults = backend, m.rss, m.cpu.Seconds(), m.faults
 		rep.Live = append(rep.Live, lv)
 		c.progress(logger, backend+" live", "p50_ms", lv.P50Millis, "p99_ms", lv.P99Millis)
 	}
@@ -356,10 +400,105 @@ func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial 
 	if err != nil {
 		return err
 	}
+	// FreshSeconds and Ratio are filled by summarize, against the median
+	// of this backend's fresh hydrations.
 	rep.Restarts = append(rep.Restarts, benchRestart{Backend: backend, Delta: c.delta, Seconds: restart.Seconds(),
-		FreshSeconds: fresh.Seconds(), Ratio: restart.Seconds() / fresh.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds()})
+		PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds(), PageFaults: m.faults})
 	c.progress(logger, backend+" restart", "seconds", restart.Seconds())
 	return nil
+}
+
+// summarize fills each phase's ratio, the per-measure medians, and each
+// restart's comparison with the median fresh hydration of its backend.
+func (rep *benchReport) summarize() {
+	rawRate := map[int]float64{} // round → raw rate
+	fastest := 0.0
+	for _, p := range rep.Phases {
+		if p.Backend == "" {
+			rawRate[p.Round] = p.KeysPerSec
+			fastest = max(fastest, p.KeysPerSec)
+		}
+	}
+	type group struct {
+		name, backend string
+		phases        []benchPhase
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	for i := range rep.Phases {
+		p := &rep.Phases[i]
+		if p.Backend == "" {
+			p.Ratio = p.KeysPerSec / fastest
+		} else {
+			p.Ratio = p.KeysPerSec / max(rawRate[p.Round], rawRate[p.Round+1])
+		}
+		g := byKey[p.Backend]
+		if g == nil {
+			g = &group{name: p.Name, backend: p.Backend}
+			byKey[p.Backend] = g
+			groups = append(groups, g)
+		}
+		g.phases = append(g.phases, *p)
+	}
+	rep.Hydration = rep.Hydration[:0]
+	for _, g := range groups {
+		ps := g.phases
+		ratios := sortedOf(ps, func(p benchPhase) float64 { return p.Ratio })
+		sum := benchSummary{
+			Name: g.name, Backend: g.backend, Runs: len(ps),
+			MedianSeconds:  median(ps, func(p benchPhase) float64 { return p.Seconds }),
+			MedianPerSec:   median(ps, func(p benchPhase) float64 { return p.KeysPerSec }),
+			MedianCPU:      median(ps, func(p benchPhase) float64 { return p.CPUSeconds }),
+			MedianFlush:    median(ps, func(p benchPhase) float64 { return p.FlushSeconds }),
+			MedianFaults:   int64(median(ps, func(p benchPhase) float64 { return float64(p.PageFaults) })),
+			MedianGCCycles: uint64(median(ps, func(p benchPhase) float64 { return float64(p.GCCycles) })),
+			MedianRatio:    ratios[len(ratios)/2], MinRatio: ratios[0], MaxRatio: ratios[len(ratios)-1],
+		}
+		if len(ratios)%2 == 0 {
+			sum.MedianRatio = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
+		}
+		for _, p := range ps {
+			sum.MaxPeakRSS = max(sum.MaxPeakRSS, p.PeakRSS)
+		}
+		rep.Hydration = append(rep.Hydration, sum)
+	}
+	for i := range rep.Restarts {
+		r := &rep.Restarts[i]
+		if g := byKey[r.Backend]; g != nil {
+			r.FreshSeconds = median(g.phases, func(p benchPhase) float64 { return p.Seconds })
+			r.Ratio = r.Seconds / r.FreshSeconds
+		}
+	}
+}
+
+// sortedOf returns f of every phase, sorted.
+func sortedOf(ps []benchPhase, f func(benchPhase) float64) []float64 {
+	v := make([]float64, len(ps))
+	for i, p := range ps {
+		v[i] = f(p)
+	}
+	slices.Sort(v)
+	return v
+}
+
+// median returns the median of f over the phases (the mean of the middle
+// two for an even count).
+func median(ps []benchPhase, f func(benchPhase) float64) float64 {
+	v := sortedOf(ps, f)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// gcCycles returns the number of completed GC cycles so far.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 func (c *BenchCommand) progress(logger *slog.Logger, phase string, args ...any) {
@@ -370,35 +509,38 @@ func (c *BenchCommand) print(rep benchReport) error {
 	w := c.m.Stdout
 	fmt.Fprintf(w, "slipstream bench: %d keys × %d B against %s; GOMAXPROCS=%d of %d CPUs; load average %s\n",
 		rep.Keys, rep.ValueSize, rep.Server, rep.GOMAXPROCS, rep.NumCPU, orNA(rep.LoadAverage))
-	fmt.Fprintf(w, "mirror: batch-max %d, batch-window %s. fill (PublishAsync, window %d): %.2fs, %s keys/s\n\n",
-		rep.BatchMax, rep.BatchWindow, c.window, rep.FillSeconds, humanCount(rep.FillPerSec))
+	fmt.Fprintf(w, "mirror: batch-max %d, batch-window %s. fill (PublishAsync, window %d): %.2fs, %s keys/s. %d rounds.\n\n",
+		rep.BatchMax, rep.BatchWindow, c.window, rep.FillSeconds, humanCount(rep.FillPerSec), rep.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "measure\tbackend\ttime\tin flush\trate\tCPU\tpeak RSS\tRSS/data\tratio\t")
+	fmt.Fprintln(tw, "measure\tbackend\ttime\tin flush\trate\tCPU\tfaults\tGCs\tpeak RSS\tRSS/data\tratio\t")
 	rssData := func(rss int64) string {
 		if rss <= 0 || rep.RawBytes <= 0 {
 			return "-"
 		}
 		return fmt.Sprintf("%.2f×", float64(rss)/float64(rep.RawBytes))
 	}
-	for _, p := range rep.Phases {
+	for _, h := range rep.Hydration {
 		flush, backend, name := "-", "-", "hydration, raw WatchAll"
-		if p.FlushSeconds > 0 {
-			flush = fmt.Sprintf("%.2fs", p.FlushSeconds)
+		if h.MedianFlush > 0 {
+			flush = fmt.Sprintf("%.2fs", h.MedianFlush)
 		}
-		if p.Backend != "" {
-			backend, name = p.Backend, "hydration, mirror"
+		ratio := "-"
+		if h.Backend != "" {
+			backend, name = h.Backend, "hydration, mirror"
+			ratio = fmt.Sprintf("%.2f× raw (%.2f–%.2f)", h.MedianRatio, h.MinRatio, h.MaxRatio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.2fs\t%s\t%s keys/s\t%.2fs\t%s\t%s\t%.2f× raw\t\n", name, backend, p.Seconds, flush,
-			humanCount(p.KeysPerSec), p.CPUSeconds, humanBytes(p.PeakRSS), rssData(p.PeakRSS), p.Ratio)
+		fmt.Fprintf(tw, "%s\t%s\t%.2fs\t%s\t%s keys/s\t%.2fs\t%s\t%d\t%s\t%s\t%s\t\n", name, backend, h.MedianSeconds, flush,
+			humanCount(h.MedianPerSec), h.MedianCPU, humanCount(float64(h.MedianFaults)), h.MedianGCCycles,
+			humanBytes(h.MaxPeakRSS), rssData(h.MaxPeakRSS), ratio)
 	}
 	for _, r := range rep.Restarts {
-		fmt.Fprintf(tw, "restart after a %d-key delta\t%s\t%.2fs\t-\t-\t%.2fs\t%s\t%s\t%.2f× fresh\t\n", r.Delta, r.Backend,
-			r.Seconds, r.CPUSeconds, humanBytes(r.PeakRSS), rssData(r.PeakRSS), r.Ratio)
+		fmt.Fprintf(tw, "restart after a %d-key delta\t%s\t%.2fs\t-\t-\t%.2fs\t%s\t-\t%s\t%s\t%.2f× fresh\t\n", r.Delta, r.Backend,
+			r.Seconds, r.CPUSeconds, humanCount(float64(r.PageFaults)), humanBytes(r.PeakRSS), rssData(r.PeakRSS), r.Ratio)
 	}
 	for _, l := range rep.Live {
-		fmt.Fprintf(tw, "live lag p50 / p99 (max)\t%s\t%.1f / %.1fms (%.0f)\t-\t%s puts/s\t%.2fs\t%s\t%s\tp99 %+.1fms vs window\t\n", l.Backend,
-			l.P50Millis, l.P99Millis, l.MaxMillis, humanCount(l.AchievedRate), l.CPUSeconds, humanBytes(l.PeakRSS), rssData(l.PeakRSS),
-			l.P99Millis-float64(c.batchWindow)/float64(time.Millisecond))
+		fmt.Fprintf(tw, "live lag p50 / p99 (max)\t%s\t%.1f / %.1fms (%.0f)\t-\t%s puts/s\t%.2fs\t%s\t-\t%s\t%s\tp99 %+.1fms vs window\t\n", l.Backend,
+			l.P50Millis, l.P99Millis, l.MaxMillis, humanCount(l.AchievedRate), l.CPUSeconds, humanCount(float64(l.PageFaults)),
+			humanBytes(l.PeakRSS), rssData(l.PeakRSS), l.P99Millis-float64(c.batchWindow)/float64(time.Millisecond))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -408,14 +550,17 @@ func (c *BenchCommand) print(rep benchReport) error {
 		rss = "peak RSS is the process's peak so far (no per-phase reset on this OS)"
 	}
 	_, err := fmt.Fprintf(w, `
-Hydration: from the dial to every key folded, against the faster of two raw
-WatchAll runs. Restart: from the dial (the fold's open included) to caught up,
-against that backend's fresh hydration. Live lag: from a put's acknowledgement
-at the publisher to the Apply holding it, puts paced at -live-rate from %d
-goroutines while the hydrated mirror runs. 'in flush' is the time the loop
-spent applying batches; CPU is the process's user+system time (an embedded
-server included); RSS/data divides by the keys and values; %s.
-`, liveWorkers, rss)
+Hydration: from the dial to every key folded; medians over %d rounds, each
+mirror run against the faster of the raw WatchAll runs just before and after
+its round (the ratio's range in brackets). Restart: from the dial (the fold's
+open included) to caught up, against that backend's median fresh hydration.
+Live lag: from a put's acknowledgement at the publisher to the Apply holding
+it, puts paced at -live-rate from %d goroutines while the last round's mirror
+runs. 'in flush' is the time the loop spent applying batches; CPU is the
+process's user+system time (an embedded server included); faults are the
+process's page faults (each costs microseconds on some virtual machines);
+GCs are completed GC cycles; RSS/data divides by the keys and values; %s.
+`, rep.Rounds, liveWorkers, rss)
 	return err
 }
 
