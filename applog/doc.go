@@ -101,7 +101,7 @@
 // (on a 2-CPU VM, about 2.2 µs of CPU per Get against 1.5 µs from RAM), and
 // a value not in the page cache is read from disk.
 //
-// Loading streams the log through a 4 MiB window, parsing each chunk right
+// Loading streams the log through a 1 MiB window, parsing each chunk right
 // after reading it, so the file is never held whole; verifying an export
 // and [Writer.Compact] read it whole. A record may straddle the window's
 // end at any byte. The load makes no estimate of the key count: while PUTs

@@ -317,7 +317,7 @@ func boundaryOffsets(n int) []int {
 // TestEveryRecordAtEveryWindowOffset places each record kind at every
 // offset around a window boundary (from wholly after it to wholly before
 // it) and opens the log through OpenReadOnly and Open, with small windows.
-// The code path is the same for every window size; the real one (4 MiB) is
+// The code path is the same for every window size; the real one (1 MiB) is
 // checked on a record of each type at the offsets where each of its
 // fields begins and ends, through Open.
 func TestEveryRecordAtEveryWindowOffset(t *testing.T) {
@@ -339,7 +339,7 @@ func TestEveryRecordAtEveryWindowOffset(t *testing.T) {
 		{"delete", appendDelete(nil, "key", v10)},
 		{"cursor", appendCursor(nil, slipstream.CursorAt(v10))},
 	} {
-		t.Run("window=4MiB/"+k.name, func(t *testing.T) {
+		t.Run("window=readWindow/"+k.name, func(t *testing.T) {
 			n := len(k.rec)
 			for _, d := range []int{-1, 0, 1, 4, 5, 6, 7, 8, 10, n - 11, n - 10, n - 2, n - 1, n, n + 1} {
 				data, _ := logAt(readWindow-d, k.rec, tail)

@@ -118,8 +118,10 @@ func (m snapshotSink) emit(rw *recordWriter) {
 	Snapshot{Entries: m}.emit(rw)
 }
 
-// readWindow is the buffer a load reads the log through.
-const readWindow = 4 << 20
+// readWindow is the buffer a load reads the log through. Reads of 1 MiB
+// cost no more per byte than larger ones, and a smaller buffer is fewer
+// fresh pages to fault in (which is most of a load's cost on some VMs).
+const readWindow = 1 << 20
 
 // loadSizes are the read sizes of a load: the window the replay reads
 // through. Production uses defaultSizes; tests shrink them so that small

@@ -3,6 +3,7 @@ package applog
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -162,5 +163,123 @@ func TestIndexMatchesModel(t *testing.T) {
 	tb.refresh()
 	if n := len(tb.idx.base) + len(tb.idx.delta) + len(tb.idx.pending); n > 2*tb.size()+2*4096 {
 		t.Fatalf("index holds %d keys for %d live", n, tb.size())
+	}
+}
+
+// TestIndexMatchesModelAscending is TestIndexMatchesModel for a fold
+// hydrating in key order (new keys arrive ascending, the path where the
+// index appends instead of merging), with re-puts, deletes and re-inserts
+// of older keys mixed in, and the same key repeated within a refresh.
+func TestIndexMatchesModelAscending(t *testing.T) {
+	tb := newTable()
+	live := map[string]bool{}
+	rng := rand.New(rand.NewPCG(3, 5))
+	next := 0
+	key := func(i int) string { return fmt.Sprintf("k.%07d", i) }
+	for step := range 40_000 {
+		var k string
+		switch r := rng.IntN(20); {
+		case r < 16 || next == 0:
+			k = key(next)
+			next++
+		case r < 18:
+			k = key(next - 1) // the newest key again: a duplicate in pending
+		default:
+			k = key(rng.IntN(next))
+		}
+		if rng.IntN(25) == 0 {
+			tb.apply(&slipstream.Update{Op: slipstream.OpDelete, Key: k}, 0)
+			delete(live, k)
+		} else {
+			tb.apply(&slipstream.Update{Op: slipstream.OpPut, Key: k, Value: []byte{1}}, int64(step))
+			live[k] = true
+		}
+		if tb.overdue() {
+			tb.refresh()
+		}
+		if rng.IntN(400) == 0 || step == 39_999 {
+			if tb.needsRefresh() {
+				tb.refresh()
+			}
+			var got []string
+			it := newKeyIter(tb.idx.base, tb.idx.delta, "")
+			for k, ok := it.next(); ok; k, ok = it.next() {
+				if tb.get(k) != nil {
+					got = append(got, k)
+				}
+			}
+			want := slices.Sorted(maps.Keys(live))
+			if !slices.Equal(got, want) {
+				t.Fatalf("step %d: scan has %d keys, model %d", step, len(got), len(want))
+			}
+			for _, s := range [][]string{tb.idx.base, tb.idx.delta} {
+				if !slices.IsSorted(s) || len(slices.Compact(slices.Clone(s))) != len(s) {
+					t.Fatalf("step %d: an index slice is unsorted or holds duplicates", step)
+				}
+			}
+		}
+	}
+}
+
+// TestMergeKeysAppend checks mergeKeys on inputs where every key of a sorts
+// before b's (it appends) against the general merge.
+func TestMergeKeysAppend(t *testing.T) {
+	for _, c := range []struct{ a, b []string }{
+		{nil, nil},
+		{[]string{"a", "b"}, nil},
+		{nil, []string{"a", "a", "b"}},
+		{[]string{"a", "b"}, []string{"c", "c", "d", "e", "e"}},
+		{[]string{"a", "c"}, []string{"b", "c", "d"}}, // overlapping: merges
+	} {
+		want := slices.Compact(slices.Sorted(slices.Values(slices.Concat(c.a, c.b))))
+		got := mergeKeys(c.a, c.b, nil)
+		if !slices.Equal(got, want) || cap(got) != len(got) {
+			t.Fatalf("mergeKeys(%q, %q) = %q (cap %d), want %q", c.a, c.b, got, cap(got), want)
+		}
+	}
+}
+
+// TestSortedReplayIndex replays a log whose PUTs come in ascending key
+// order over several fingerprint chunks, then one out of order and a
+// delete: every key is found, and the sorted run's keys become the key
+// index's base as they are, sized exactly.
+func TestSortedReplayIndex(t *testing.T) {
+	n := 2*chunkLen + 5
+	data := appendHeader(nil)
+	want := make([]string, n)
+	for i := range n {
+		want[i] = fmt.Sprintf("k.%06d", i)
+		data = append(data, put(want[i], "v", uint64(i+1))...)
+	}
+	tb := newTable()
+	if _, err := replay(slices.Concat(data, ckpt(uint64(n))), tb); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tb.idx.base, want) || cap(tb.idx.base) != n || len(tb.idx.pending) != 0 || tb.size() != n {
+		t.Fatalf("base holds %d keys (cap %d, %d pending), want the %d sorted keys exactly", len(tb.idx.base), cap(tb.idx.base), len(tb.idx.pending), n)
+	}
+	for _, k := range want {
+		if e := tb.get(k); e == nil || e.key != k {
+			t.Fatalf("key %q not found after the sorted replay", k)
+		}
+	}
+
+	// The run ends at a key out of order; a delete follows.
+	data = slices.Concat(data, put("a.first", "x", uint64(n+1)), del(want[7], uint64(n+2)), ckpt(uint64(n+2)))
+	tb = newTable()
+	if _, err := replay(data, tb); err != nil {
+		t.Fatal(err)
+	}
+	tb.refresh()
+	model := slices.Concat([]string{"a.first"}, want[:7], want[8:])
+	var got []string
+	it := newKeyIter(tb.idx.base, tb.idx.delta, "")
+	for k, ok := it.next(); ok; k, ok = it.next() {
+		if tb.get(k) != nil {
+			got = append(got, k)
+		}
+	}
+	if !slices.Equal(got, model) || tb.size() != len(model) {
+		t.Fatalf("scan after the run ended has %d keys, want %d", len(got), len(model))
 	}
 }

@@ -307,6 +307,9 @@ func (t *table) liveFilter() *hashIndex {
 // mergeKeys merges two sorted slices into a new sorted slice without
 // duplicates, keeping only keys present in live when live is not nil.
 func mergeKeys(a, b []string, live *hashIndex) []string {
+	if live == nil && (len(a) == 0 || len(b) == 0 || a[len(a)-1] < b[0]) {
+		return appendKeys(a, b)
+	}
 	out := make([]string, 0, len(a)+len(b))
 	keep := func(k string) {
 		if n := len(out); n > 0 && out[n-1] == k {
@@ -337,6 +340,21 @@ func mergeKeys(a, b []string, live *hashIndex) []string {
 	}
 	for ; j < len(b); j++ {
 		keep(b[j])
+	}
+	return slices.Clip(out)
+}
+
+// appendKeys is mergeKeys without a filter for a duplicate-free a whose
+// keys all sort before b's (the usual case while a fold hydrates from a
+// bucket listed in key order): a copies as it is, b drops its duplicates.
+func appendKeys(a, b []string) []string {
+	out := make([]string, len(a), len(a)+len(b))
+	copy(out, a)
+	for _, k := range b {
+		if n := len(out); n > len(a) && out[n-1] == k {
+			continue
+		}
+		out = append(out, k)
 	}
 	return slices.Clip(out)
 }
