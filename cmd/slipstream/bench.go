@@ -127,10 +127,18 @@ type benchLive struct {
 	MaxMillis    float64 `json:"lag_max_ms"`
 	// BeforeAck counts puts the fold held before their acknowledgement
 	// reached the publisher (counted as a lag of 0).
-	BeforeAck  int     `json:"applied_before_ack"`
-	PeakRSS    int64   `json:"peak_rss_bytes"`
-	CPUSeconds float64 `json:"cpu_seconds"`
-	PageFaults int64   `json:"page_faults"`
+	BeforeAck int `json:"applied_before_ack"`
+	// ToWatchP99Millis is the p99 of the time from a put's acknowledgement
+	// to the watch handing it to the loop (the server's and the client
+	// library's part; 0 when the hand-off came first).
+	ToWatchP99Millis float64 `json:"ack_to_watch_p99_ms"`
+	// InLoopP50Millis and InLoopP99Millis are the time from that hand-off
+	// to the Apply holding it: the batch window and the flush.
+	InLoopP50Millis float64 `json:"watch_to_apply_p50_ms"`
+	InLoopP99Millis float64 `json:"watch_to_apply_p99_ms"`
+	PeakRSS         int64   `json:"peak_rss_bytes"`
+	CPUSeconds      float64 `json:"cpu_seconds"`
+	PageFaults      int64   `json:"page_faults"`
 }
 
 // benchReport is the output of `slipstream bench -json`.
@@ -509,7 +517,7 @@ func (c *BenchCommand) print(rep benchReport) error {
 	w := c.m.Stdout
 	fmt.Fprintf(w, "slipstream bench: %d keys × %d B against %s; GOMAXPROCS=%d of %d CPUs; load average %s\n",
 		rep.Keys, rep.ValueSize, rep.Server, rep.GOMAXPROCS, rep.NumCPU, orNA(rep.LoadAverage))
-	fmt.Fprintf(w, "mirror: batch-max %d, batch-window %s. fill (PublishAsync, window %d): %.2fs, %s keys/s. %d rounds.\n\n",
+	fmt.Fprintf(w, "mirror: batch-max %d, batch-window %s. fill (PublishAsync, window %d): %.2fs, %s keys/s. Rounds: %d.\n\n",
 		rep.BatchMax, rep.BatchWindow, c.window, rep.FillSeconds, humanCount(rep.FillPerSec), rep.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "measure\tbackend\ttime\tin flush\trate\tCPU\tfaults\tGCs\tpeak RSS\tRSS/data\tratio\t")
@@ -541,6 +549,8 @@ func (c *BenchCommand) print(rep benchReport) error {
 		fmt.Fprintf(tw, "live lag p50 / p99 (max)\t%s\t%.1f / %.1fms (%.0f)\t-\t%s puts/s\t%.2fs\t%s\t-\t%s\t%s\tp99 %+.1fms vs window\t\n", l.Backend,
 			l.P50Millis, l.P99Millis, l.MaxMillis, humanCount(l.AchievedRate), l.CPUSeconds, humanCount(float64(l.PageFaults)),
 			humanBytes(l.PeakRSS), rssData(l.PeakRSS), l.P99Millis-float64(c.batchWindow)/float64(time.Millisecond))
+		fmt.Fprintf(tw, "  split: ack→watch p99; watch→fold p50 / p99\t%s\t%.1fms; %.1f / %.1fms\t-\t-\t-\t-\t-\t-\t-\t\t\n", l.Backend,
+			l.ToWatchP99Millis, l.InLoopP50Millis, l.InLoopP99Millis)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -556,7 +566,8 @@ its round (the ratio's range in brackets). Restart: from the dial (the fold's
 open included) to caught up, against that backend's median fresh hydration.
 Live lag: from a put's acknowledgement at the publisher to the Apply holding
 it, puts paced at -live-rate from %d goroutines while the last round's mirror
-runs. 'in flush' is the time the loop spent applying batches; CPU is the
+runs, split where the watch hands each put to the loop: the server's and
+the client library's part, then the loop's (window and fold). 'in flush' is the time the loop spent applying batches; CPU is the
 process's user+system time (an embedded server included); faults are the
 process's page faults (each costs microseconds on some virtual machines);
 GCs are completed GC cycles; RSS/data divides by the keys and values; %s.
@@ -748,7 +759,14 @@ func (c *BenchCommand) startMirror(ctx context.Context, dial natskv.DialConfig, 
 	}
 	scope := slipstream.AllKeys()
 	t := newTracker(scope, logger, nil)
-	bucket, err := natskv.Open(ctx, nc, natskv.Config{Bucket: benchBucket, Logger: logger, OnProgress: t.onProgress})
+	onProgress := t.onProgress
+	if clock != nil {
+		onProgress = func(p natskv.Progress) {
+			t.onProgress(p)
+			clock.received(p.Revision)
+		}
+	}
+	bucket, err := natskv.Open(ctx, nc, natskv.Config{Bucket: benchBucket, Logger: logger, OnProgress: onProgress})
 	if err != nil {
 		nc.Close()
 		return nil, 0, fmt.Errorf("open bucket: %w", err)
@@ -791,12 +809,26 @@ func (h *benchMirror) close() error {
 }
 
 // applyClock wraps a fold's store and, while armed, records when each
-// Apply returned and the cursor it made durable.
+// Apply returned and the cursor it made durable, and when the watch handed
+// each revision to the loop.
 type applyClock struct {
 	store
-	armed atomic.Bool
-	mu    sync.Mutex
-	marks []applyMark
+	armed    atomic.Bool
+	mu       sync.Mutex
+	marks    []applyMark
+	receipts []applyMark // revision handed to the loop, in delivery order
+}
+
+// received records, while armed, that the watch handed revision rev to the
+// loop (0: not an entry).
+func (a *applyClock) received(rev uint64) {
+	if rev == 0 || !a.armed.Load() {
+		return
+	}
+	now := time.Now()
+	a.mu.Lock()
+	a.receipts = append(a.receipts, applyMark{cursor: rev, at: now})
+	a.mu.Unlock()
 }
 
 type applyMark struct {
@@ -833,7 +865,7 @@ func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *
 		total = 1
 	}
 	clock.mu.Lock()
-	clock.marks = clock.marks[:0]
+	clock.marks, clock.receipts = clock.marks[:0], clock.receipts[:0]
 	clock.mu.Unlock()
 	clock.armed.Store(true)
 	defer clock.armed.Store(false)
@@ -895,15 +927,27 @@ func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *
 	}
 	clock.armed.Store(false)
 	clock.mu.Lock()
-	marks := slices.Clone(clock.marks)
+	marks, receipts := slices.Clone(clock.marks), slices.Clone(clock.receipts)
 	clock.mu.Unlock()
 	lags, early, err := liveLags(all, marks)
 	if err != nil {
 		return benchLive{}, err
 	}
+	// The same lag, split at the watch's hand-off to the loop: the server
+	// and client library's part, then the loop's (window and fold).
+	toWatch, _, err := liveLags(all, receipts)
+	if err != nil {
+		return benchLive{}, fmt.Errorf("receipts: %w", err)
+	}
+	inLoop, err := loopLags(receipts, marks)
+	if err != nil {
+		return benchLive{}, err
+	}
 	return benchLive{TargetRate: c.liveRate, Puts: len(all), AchievedRate: float64(len(all)) / sent.Seconds(),
 		P50Millis: millis(percentile(lags, 0.50)), P99Millis: millis(percentile(lags, 0.99)),
-		MaxMillis: millis(lags[len(lags)-1]), BeforeAck: early}, nil
+		MaxMillis: millis(lags[len(lags)-1]), BeforeAck: early,
+		ToWatchP99Millis: millis(percentile(toWatch, 0.99)), InLoopP50Millis: millis(percentile(inLoop, 0.50)),
+		InLoopP99Millis: millis(percentile(inLoop, 0.99))}, nil
 }
 
 // liveLags matches each acknowledged put with the first Apply whose cursor
@@ -936,6 +980,17 @@ func liveLags(acks []ackMark, marks []applyMark) (lags []time.Duration, early in
 	}
 	slices.Sort(lags)
 	return lags, early, nil
+}
+
+// loopLags returns, in ascending order, the time from each receipt to the
+// first Apply whose cursor covers it.
+func loopLags(receipts, marks []applyMark) ([]time.Duration, error) {
+	acks := make([]ackMark, len(receipts))
+	for i, r := range receipts {
+		acks[i] = ackMark{seq: r.cursor, at: r.at}
+	}
+	lags, _, err := liveLags(acks, marks)
+	return lags, err
 }
 
 // percentile returns the q-quantile of sorted durations (nearest rank).
