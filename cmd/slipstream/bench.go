@@ -31,7 +31,7 @@ import (
 // hydration of N keys through the real mirror path (natskv watch →
 // Follower → fold) per backend against raw nats.go WatchAll; then, per
 // backend, the lag from a put's acknowledgement to its fold under puts paced
-// from other goroutines, and the restart of the fold after a delta against
+// from a separate process, and the restart of the fold after a delta against
 // its fresh hydration.
 type BenchCommand struct {
 	m *Main
@@ -58,8 +58,9 @@ type BenchCommand struct {
 // the start of a run).
 const benchBucket = "slipstream_bench"
 
-// liveWorkers is how many goroutines pace the live puts, each with its own
-// share of the rate, so a slow acknowledgement does not hold the others.
+// liveWorkers is how many goroutines (of the publisher process) pace the
+// live puts, each with its own connection and share of the rate, so a slow
+// acknowledgement does not hold the others.
 const liveWorkers = 8
 
 // benchPhase is one measured hydration.
@@ -174,7 +175,7 @@ func (c *BenchCommand) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL` to measure against (its bucket "+benchBucket+" is deleted and recreated); empty starts an embedded server")
 	fs.StringVar(&c.creds, "creds", "", "NATS credentials `file`")
 	fs.IntVar(&c.delta, "delta", 1000, "`number` of keys overwritten while each fold is closed, before its restart")
-	fs.IntVar(&c.liveRate, "live-rate", 10_000, "live puts per `second`, paced from other goroutines (0 skips the live phase)")
+	fs.IntVar(&c.liveRate, "live-rate", 10_000, "live puts per `second`, paced from a separate process (0 skips the live phase)")
 	fs.DurationVar(&c.liveFor, "live-duration", 5*time.Second, "`duration` of the live phase")
 	fs.StringVar(&c.dir, "dir", "", "work `directory` (default: a temporary one, removed afterwards)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phases to `file` (split them with pprof -tagfocus phase=...)")
@@ -565,7 +566,7 @@ mirror run against the faster of the raw WatchAll runs just before and after
 its round (the ratio's range in brackets). Restart: from the dial (the fold's
 open included) to caught up, against that backend's median fresh hydration.
 Live lag: from a put's acknowledgement at the publisher to the Apply holding
-it, puts paced at -live-rate from %d goroutines while the last round's mirror
+it, puts paced at -live-rate from %d connections of a separate process while the last round's mirror
 runs, split where the watch hands each put to the loop: the server's and
 the client library's part, then the loop's (window and fold). 'in flush' is the time the loop spent applying batches; CPU is the
 process's user+system time (an embedded server included); faults are the
@@ -855,10 +856,9 @@ type ackMark struct {
 }
 
 // live paces puts of random existing keys at c.liveRate for c.liveFor from
-// liveWorkers goroutines, each with its own connection share of the rate
-// (synchronous publishes, so each acknowledgement is timed as it arrives),
-// waits for the fold to hold the last of them, and returns the lag from
-// each put's acknowledgement to the Apply that held it.
+// a separate process (runPublisher), waits for the fold to hold the last of
+// them, and returns the lag from each put's acknowledgement to the Apply
+// that held it.
 func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *applyClock, t *tracker) (benchLive, error) {
 	total := int(float64(c.liveRate) * c.liveFor.Seconds())
 	if total < 1 {
@@ -870,46 +870,10 @@ func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *
 	clock.armed.Store(true)
 	defer clock.armed.Store(false)
 
-	acks := make([][]ackMark, liveWorkers)
-	errs := make([]error, liveWorkers)
-	var wg sync.WaitGroup
-	start := time.Now()
-	interval := time.Second / time.Duration(c.liveRate)
-	for w := range liveWorkers {
-		wg.Go(func() {
-			errs[w] = func() error {
-				nc, err := natskv.Dial(withName(dial, fmt.Sprintf("slipstream bench live %d", w)))
-				if err != nil {
-					return fmt.Errorf("connect: %w", err)
-				}
-				defer nc.Close()
-				js, err := jetstream.New(nc)
-				if err != nil {
-					return fmt.Errorf("jetstream: %w", err)
-				}
-				rng := rand.New(rand.NewChaCha8([32]byte{byte(w), 2}))
-				val := make([]byte, c.valueSize)
-				for i := w; i < total; i += liveWorkers {
-					if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-						time.Sleep(d)
-					}
-					fillValue(rng, val)
-					ack, err := js.Publish(ctx, kvSubject(rng.IntN(c.keys)), val)
-					if err != nil {
-						return fmt.Errorf("publish: %w", err)
-					}
-					acks[w] = append(acks[w], ackMark{seq: ack.Sequence, at: time.Now()})
-				}
-				return nil
-			}()
-		})
-	}
-	wg.Wait()
-	sent := time.Since(start)
-	if err := errors.Join(errs...); err != nil {
+	all, sent, err := c.runPublisher(ctx, dial, total)
+	if err != nil {
 		return benchLive{}, err
 	}
-	all := slices.Concat(acks...)
 	last := uint64(0)
 	for _, a := range all {
 		last = max(last, a.seq)
@@ -1012,7 +976,7 @@ Measure the mirror against one server, in one run. The bucket is filled with
     each -backend, and raw WatchAll again; keys/s and the ratio to the
     faster raw run;
   - live lag, per backend, while that mirror runs: puts of existing keys
-    paced at -live-rate for -live-duration from other goroutines; p50 and
+    paced at -live-rate for -live-duration from a separate process; p50 and
     p99 of the time from each put's acknowledgement to its fold;
   - restart, per backend: the fold is closed, -delta keys are overwritten,
     and the mirror is started again on it; the time to catch up (the fold's
