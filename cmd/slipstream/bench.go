@@ -31,7 +31,7 @@ import (
 // hydration of N keys through the real mirror path (natskv watch →
 // Follower → fold) per backend against raw nats.go WatchAll; then, per
 // backend, the lag from a put's acknowledgement to its fold under puts paced
-// from other goroutines, and the restart of the fold after a delta against
+// from a separate process, and the restart of the fold after a delta against
 // its fresh hydration.
 type BenchCommand struct {
 	m *Main
@@ -58,8 +58,9 @@ type BenchCommand struct {
 // the start of a run).
 const benchBucket = "slipstream_bench"
 
-// liveWorkers is how many goroutines pace the live puts, each with its own
-// share of the rate, so a slow acknowledgement does not hold the others.
+// liveWorkers is how many goroutines (of the publisher process) pace the
+// live puts, each with its own connection and share of the rate, so a slow
+// acknowledgement does not hold the others.
 const liveWorkers = 8
 
 // benchPhase is one measured hydration.
@@ -127,10 +128,23 @@ type benchLive struct {
 	MaxMillis    float64 `json:"lag_max_ms"`
 	// BeforeAck counts puts the fold held before their acknowledgement
 	// reached the publisher (counted as a lag of 0).
-	BeforeAck  int     `json:"applied_before_ack"`
-	PeakRSS    int64   `json:"peak_rss_bytes"`
-	CPUSeconds float64 `json:"cpu_seconds"`
-	PageFaults int64   `json:"page_faults"`
+	BeforeAck int `json:"applied_before_ack"`
+	// ToWatchP99Millis is the p99 of the time from a put's acknowledgement
+	// to the watch handing it to the loop (the server's and the client
+	// library's part; 0 when the hand-off came first).
+	ToWatchP99Millis float64 `json:"ack_to_watch_p99_ms"`
+	// InLoopP50Millis and InLoopP99Millis are the time from that hand-off
+	// to the Apply holding it: the batch window and the flush.
+	InLoopP50Millis float64 `json:"watch_to_apply_p50_ms"`
+	InLoopP99Millis float64 `json:"watch_to_apply_p99_ms"`
+	// Writes counts the fold's Applies (one per flushed batch); WriteP99
+	// and WriteMax are how long they took.
+	Writes         int     `json:"fold_writes"`
+	WriteP99Millis float64 `json:"fold_write_p99_ms"`
+	WriteMaxMillis float64 `json:"fold_write_max_ms"`
+	PeakRSS        int64   `json:"peak_rss_bytes"`
+	CPUSeconds     float64 `json:"cpu_seconds"`
+	PageFaults     int64   `json:"page_faults"`
 }
 
 // benchReport is the output of `slipstream bench -json`.
@@ -166,7 +180,7 @@ func (c *BenchCommand) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL` to measure against (its bucket "+benchBucket+" is deleted and recreated); empty starts an embedded server")
 	fs.StringVar(&c.creds, "creds", "", "NATS credentials `file`")
 	fs.IntVar(&c.delta, "delta", 1000, "`number` of keys overwritten while each fold is closed, before its restart")
-	fs.IntVar(&c.liveRate, "live-rate", 10_000, "live puts per `second`, paced from other goroutines (0 skips the live phase)")
+	fs.IntVar(&c.liveRate, "live-rate", 10_000, "live puts per `second`, paced from a separate process (0 skips the live phase)")
 	fs.DurationVar(&c.liveFor, "live-duration", 5*time.Second, "`duration` of the live phase")
 	fs.StringVar(&c.dir, "dir", "", "work `directory` (default: a temporary one, removed afterwards)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phases to `file` (split them with pprof -tagfocus phase=...)")
@@ -509,7 +523,7 @@ func (c *BenchCommand) print(rep benchReport) error {
 	w := c.m.Stdout
 	fmt.Fprintf(w, "slipstream bench: %d keys × %d B against %s; GOMAXPROCS=%d of %d CPUs; load average %s\n",
 		rep.Keys, rep.ValueSize, rep.Server, rep.GOMAXPROCS, rep.NumCPU, orNA(rep.LoadAverage))
-	fmt.Fprintf(w, "mirror: batch-max %d, batch-window %s. fill (PublishAsync, window %d): %.2fs, %s keys/s. %d rounds.\n\n",
+	fmt.Fprintf(w, "mirror: batch-max %d, batch-window %s. fill (PublishAsync, window %d): %.2fs, %s keys/s. Rounds: %d.\n\n",
 		rep.BatchMax, rep.BatchWindow, c.window, rep.FillSeconds, humanCount(rep.FillPerSec), rep.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "measure\tbackend\ttime\tin flush\trate\tCPU\tfaults\tGCs\tpeak RSS\tRSS/data\tratio\t")
@@ -541,6 +555,10 @@ func (c *BenchCommand) print(rep benchReport) error {
 		fmt.Fprintf(tw, "live lag p50 / p99 (max)\t%s\t%.1f / %.1fms (%.0f)\t-\t%s puts/s\t%.2fs\t%s\t-\t%s\t%s\tp99 %+.1fms vs window\t\n", l.Backend,
 			l.P50Millis, l.P99Millis, l.MaxMillis, humanCount(l.AchievedRate), l.CPUSeconds, humanCount(float64(l.PageFaults)),
 			humanBytes(l.PeakRSS), rssData(l.PeakRSS), l.P99Millis-float64(c.batchWindow)/float64(time.Millisecond))
+		fmt.Fprintf(tw, "  split: ack→watch p99; watch→fold p50 / p99\t%s\t%.1fms; %.1f / %.1fms\t-\t-\t-\t-\t-\t-\t-\t\t\n", l.Backend,
+			l.ToWatchP99Millis, l.InLoopP50Millis, l.InLoopP99Millis)
+		fmt.Fprintf(tw, "  fold writes: count; p99 (max)\t%s\t%d; %.2fms (%.1f)\t-\t-\t-\t-\t-\t-\t-\t\t\n", l.Backend,
+			l.Writes, l.WriteP99Millis, l.WriteMaxMillis)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -555,8 +573,9 @@ mirror run against the faster of the raw WatchAll runs just before and after
 its round (the ratio's range in brackets). Restart: from the dial (the fold's
 open included) to caught up, against that backend's median fresh hydration.
 Live lag: from a put's acknowledgement at the publisher to the Apply holding
-it, puts paced at -live-rate from %d goroutines while the last round's mirror
-runs. 'in flush' is the time the loop spent applying batches; CPU is the
+it, puts paced at -live-rate from %d connections of a separate process while the last round's mirror
+runs, split where the watch hands each put to the loop: the server's and
+the client library's part, then the loop's (window and fold). 'in flush' is the time the loop spent applying batches; CPU is the
 process's user+system time (an embedded server included); faults are the
 process's page faults (each costs microseconds on some virtual machines);
 GCs are completed GC cycles; RSS/data divides by the keys and values; %s.
@@ -748,7 +767,14 @@ func (c *BenchCommand) startMirror(ctx context.Context, dial natskv.DialConfig, 
 	}
 	scope := slipstream.AllKeys()
 	t := newTracker(scope, logger, nil)
-	bucket, err := natskv.Open(ctx, nc, natskv.Config{Bucket: benchBucket, Logger: logger, OnProgress: t.onProgress})
+	onProgress := t.onProgress
+	if clock != nil {
+		onProgress = func(p natskv.Progress) {
+			t.onProgress(p)
+			clock.received(p.Revision)
+		}
+	}
+	bucket, err := natskv.Open(ctx, nc, natskv.Config{Bucket: benchBucket, Logger: logger, OnProgress: onProgress})
 	if err != nil {
 		nc.Close()
 		return nil, 0, fmt.Errorf("open bucket: %w", err)
@@ -791,12 +817,27 @@ func (h *benchMirror) close() error {
 }
 
 // applyClock wraps a fold's store and, while armed, records when each
-// Apply returned and the cursor it made durable.
+// Apply returned and the cursor it made durable, and when the watch handed
+// each revision to the loop.
 type applyClock struct {
 	store
-	armed atomic.Bool
-	mu    sync.Mutex
-	marks []applyMark
+	armed    atomic.Bool
+	mu       sync.Mutex
+	marks    []applyMark
+	receipts []applyMark     // revision handed to the loop, in delivery order
+	writes   []time.Duration // how long each of the fold's Applies took
+}
+
+// received records, while armed, that the watch handed revision rev to the
+// loop (0: not an entry).
+func (a *applyClock) received(rev uint64) {
+	if rev == 0 || !a.armed.Load() {
+		return
+	}
+	now := time.Now()
+	a.mu.Lock()
+	a.receipts = append(a.receipts, applyMark{cursor: rev, at: now})
+	a.mu.Unlock()
 }
 
 type applyMark struct {
@@ -805,11 +846,13 @@ type applyMark struct {
 }
 
 func (a *applyClock) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error {
+	start := time.Now()
 	err := a.store.Apply(batch, cursor)
 	if err == nil && a.armed.Load() {
 		now := time.Now()
 		a.mu.Lock()
 		a.marks = append(a.marks, applyMark{cursor: cursor.Rank(), at: now})
+		a.writes = append(a.writes, now.Sub(start))
 		a.mu.Unlock()
 	}
 	return err
@@ -823,61 +866,24 @@ type ackMark struct {
 }
 
 // live paces puts of random existing keys at c.liveRate for c.liveFor from
-// liveWorkers goroutines, each with its own connection share of the rate
-// (synchronous publishes, so each acknowledgement is timed as it arrives),
-// waits for the fold to hold the last of them, and returns the lag from
-// each put's acknowledgement to the Apply that held it.
+// a separate process (runPublisher), waits for the fold to hold the last of
+// them, and returns the lag from each put's acknowledgement to the Apply
+// that held it.
 func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *applyClock, t *tracker) (benchLive, error) {
 	total := int(float64(c.liveRate) * c.liveFor.Seconds())
 	if total < 1 {
 		total = 1
 	}
 	clock.mu.Lock()
-	clock.marks = clock.marks[:0]
+	clock.marks, clock.receipts, clock.writes = clock.marks[:0], clock.receipts[:0], clock.writes[:0]
 	clock.mu.Unlock()
 	clock.armed.Store(true)
 	defer clock.armed.Store(false)
 
-	acks := make([][]ackMark, liveWorkers)
-	errs := make([]error, liveWorkers)
-	var wg sync.WaitGroup
-	start := time.Now()
-	interval := time.Second / time.Duration(c.liveRate)
-	for w := range liveWorkers {
-		wg.Go(func() {
-			errs[w] = func() error {
-				nc, err := natskv.Dial(withName(dial, fmt.Sprintf("slipstream bench live %d", w)))
-				if err != nil {
-					return fmt.Errorf("connect: %w", err)
-				}
-				defer nc.Close()
-				js, err := jetstream.New(nc)
-				if err != nil {
-					return fmt.Errorf("jetstream: %w", err)
-				}
-				rng := rand.New(rand.NewChaCha8([32]byte{byte(w), 2}))
-				val := make([]byte, c.valueSize)
-				for i := w; i < total; i += liveWorkers {
-					if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-						time.Sleep(d)
-					}
-					fillValue(rng, val)
-					ack, err := js.Publish(ctx, kvSubject(rng.IntN(c.keys)), val)
-					if err != nil {
-						return fmt.Errorf("publish: %w", err)
-					}
-					acks[w] = append(acks[w], ackMark{seq: ack.Sequence, at: time.Now()})
-				}
-				return nil
-			}()
-		})
-	}
-	wg.Wait()
-	sent := time.Since(start)
-	if err := errors.Join(errs...); err != nil {
+	all, sent, err := c.runPublisher(ctx, dial, total)
+	if err != nil {
 		return benchLive{}, err
 	}
-	all := slices.Concat(acks...)
 	last := uint64(0)
 	for _, a := range all {
 		last = max(last, a.seq)
@@ -895,15 +901,29 @@ func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *
 	}
 	clock.armed.Store(false)
 	clock.mu.Lock()
-	marks := slices.Clone(clock.marks)
+	marks, receipts, writes := slices.Clone(clock.marks), slices.Clone(clock.receipts), slices.Clone(clock.writes)
 	clock.mu.Unlock()
+	slices.Sort(writes)
 	lags, early, err := liveLags(all, marks)
+	if err != nil {
+		return benchLive{}, err
+	}
+	// The same lag, split at the watch's hand-off to the loop: the server
+	// and client library's part, then the loop's (window and fold).
+	toWatch, _, err := liveLags(all, receipts)
+	if err != nil {
+		return benchLive{}, fmt.Errorf("receipts: %w", err)
+	}
+	inLoop, err := loopLags(receipts, marks)
 	if err != nil {
 		return benchLive{}, err
 	}
 	return benchLive{TargetRate: c.liveRate, Puts: len(all), AchievedRate: float64(len(all)) / sent.Seconds(),
 		P50Millis: millis(percentile(lags, 0.50)), P99Millis: millis(percentile(lags, 0.99)),
-		MaxMillis: millis(lags[len(lags)-1]), BeforeAck: early}, nil
+		MaxMillis: millis(lags[len(lags)-1]), BeforeAck: early,
+		ToWatchP99Millis: millis(percentile(toWatch, 0.99)), InLoopP50Millis: millis(percentile(inLoop, 0.50)),
+		InLoopP99Millis: millis(percentile(inLoop, 0.99)), Writes: len(writes),
+		WriteP99Millis: millis(percentile(writes, 0.99)), WriteMaxMillis: millis(writes[len(writes)-1])}, nil
 }
 
 // liveLags matches each acknowledged put with the first Apply whose cursor
@@ -938,6 +958,17 @@ func liveLags(acks []ackMark, marks []applyMark) (lags []time.Duration, early in
 	return lags, early, nil
 }
 
+// loopLags returns, in ascending order, the time from each receipt to the
+// first Apply whose cursor covers it.
+func loopLags(receipts, marks []applyMark) ([]time.Duration, error) {
+	acks := make([]ackMark, len(receipts))
+	for i, r := range receipts {
+		acks[i] = ackMark{seq: r.cursor, at: r.at}
+	}
+	lags, _, err := liveLags(acks, marks)
+	return lags, err
+}
+
 // percentile returns the q-quantile of sorted durations (nearest rank).
 func percentile(sorted []time.Duration, q float64) time.Duration {
 	i := int(q*float64(len(sorted))+0.5) - 1
@@ -957,7 +988,7 @@ Measure the mirror against one server, in one run. The bucket is filled with
     each -backend, and raw WatchAll again; keys/s and the ratio to the
     faster raw run;
   - live lag, per backend, while that mirror runs: puts of existing keys
-    paced at -live-rate for -live-duration from other goroutines; p50 and
+    paced at -live-rate for -live-duration from a separate process; p50 and
     p99 of the time from each put's acknowledgement to its fold;
   - restart, per backend: the fold is closed, -delta keys are overwritten,
     and the mirror is started again on it; the time to catch up (the fold's

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
@@ -11,6 +12,33 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
 )
+
+// runBench runs the bench in process, with the built binary as its live
+// publisher.
+func runBench(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Executable: binary(t)}
+	err = m.Run(t.Context(), append([]string{"bench"}, args...))
+	return out.String(), errOut.String(), err
+}
+
+// TestPublisherOutput pins the live publisher's report format and refuses
+// anything else.
+func TestPublisherOutput(t *testing.T) {
+	acks, sent, err := parsePublisherOutput([]byte("sent 1500\n7 1000000000\n9 1000000500\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent != 1500 || len(acks) != 2 || acks[0].seq != 7 || acks[1].seq != 9 || acks[1].at.Sub(acks[0].at) != 500 {
+		t.Fatalf("sent %v, acks %+v", sent, acks)
+	}
+	for _, bad := range []string{"7\n", "x 1\n", "7 y\n", "sent z\n", "1 2 3\n"} {
+		if _, _, err := parsePublisherOutput([]byte(bad)); err == nil {
+			t.Fatalf("%q parsed", bad)
+		}
+	}
+}
 
 // checkBenchReport checks the structure of a bench report: every round's
 // phases present in order, every count as asked, every figure positive and
@@ -100,7 +128,7 @@ func TestBenchSummary(t *testing.T) {
 
 // TestBenchEmbedded runs the whole bench, small, on its embedded server.
 func TestBenchEmbedded(t *testing.T) {
-	out, _, err := runMain(t, "", "bench", "-keys", "3000", "-rounds", "2", "-delta", "200", "-live-rate", "1000",
+	out, _, err := runBench(t, "-keys", "3000", "-rounds", "2", "-delta", "200", "-live-rate", "1000",
 		"-live-duration", "300ms", "-json", "-log-level", "warn", "-dir", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +161,7 @@ func TestBenchAgainstASeparateServer(t *testing.T) {
 	if _, err := kv.Put(ctx, "stray", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := runMain(t, "", "bench", "-nats", srv.URL(), "-backend", "applog", "-keys", "2000",
+	out, _, err := runBench(t, "-nats", srv.URL(), "-backend", "applog", "-keys", "2000",
 		"-rounds", "1", "-delta", "50", "-live-rate", "500", "-live-duration", "200ms", "-log-level", "warn", "-dir", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
