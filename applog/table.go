@@ -115,7 +115,8 @@ func (t *table) endSorted() {
 	t.sorted = false
 	t.h.placeAll(&t.sortedFPs)
 	// The run started on an empty table, so its entries are entries
-	// [0, n) and nothing else is indexed yet.
+	// [0, n) and the index is empty: the keys become its base as they are.
+	// (Had anything been indexed, they would be pending, like any insert.)
 	n := t.sortedFPs.n
 	keys := make([]string, n)
 	for i := range keys {
@@ -125,7 +126,7 @@ func (t *table) endSorted() {
 	if len(x.base) == 0 && len(x.delta) == 0 && len(x.pending) == 0 && x.dead == 0 {
 		x.base = keys
 	} else {
-		x.pending = append(x.pending, keys...) // not reached: kept correct anyway
+		x.pending = append(x.pending, keys...)
 	}
 	t.sortedFPs, t.lastKey = fpChunks{}, ""
 }
