@@ -204,7 +204,12 @@ func (s *Store) open(sz loadSizes) error {
 	// The writer's own counter is not the policy: Apply decides from the
 	// garbage (compactDue).
 	w.since = 0
-	s.t.refresh()
+	if s.t.overdue() {
+		// Keys a load inserted out of order (an uncompacted log) are
+		// sorted now rather than in the first Apply; a sorted run waits
+		// for the first scan (see table.unindexed).
+		s.t.refresh()
+	}
 	s.cursor = st.res.cursor
 	if before := w.Size(); s.compactDue(before) {
 		if err := s.compact(s.cursor); err != nil {
@@ -247,7 +252,9 @@ func openReadOnly(dir string, sz loadSizes) (*Store, error) {
 	// holder renames into place later.
 	s.lf = newLogReader(f, s.path)
 	s.size.Store(int64(st.fileLen))
-	s.t.refresh()
+	if s.t.overdue() {
+		s.t.refresh()
+	}
 	s.cursor = st.res.cursor
 	return s, nil
 }

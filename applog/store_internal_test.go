@@ -255,6 +255,11 @@ func TestSortedReplayIndex(t *testing.T) {
 	if _, err := replay(slices.Concat(data, ckpt(uint64(n))), tb); err != nil {
 		t.Fatal(err)
 	}
+	// The index is built when first needed.
+	if tb.unindexed != n || len(tb.idx.base) != 0 || !tb.needsRefresh() {
+		t.Fatalf("after the replay: %d entries unindexed, base of %d keys; want %d and 0", tb.unindexed, len(tb.idx.base), n)
+	}
+	tb.refresh()
 	if !slices.Equal(tb.idx.base, want) || cap(tb.idx.base) != n || len(tb.idx.pending) != 0 || tb.size() != n {
 		t.Fatalf("base holds %d keys (cap %d, %d pending), want the %d sorted keys exactly", len(tb.idx.base), cap(tb.idx.base), len(tb.idx.pending), n)
 	}
@@ -264,22 +269,62 @@ func TestSortedReplayIndex(t *testing.T) {
 		}
 	}
 
+	scan := func(tb *table) []string {
+		if tb.needsRefresh() {
+			tb.refresh()
+		}
+		var got []string
+		it := newKeyIter(tb.idx.base, tb.idx.delta, "")
+		for k, ok := it.next(); ok; k, ok = it.next() {
+			if tb.get(k) != nil {
+				got = append(got, k)
+			}
+		}
+		return got
+	}
+
 	// The run ends at a key out of order; a delete follows.
-	data = slices.Concat(data, put("a.first", "x", uint64(n+1)), del(want[7], uint64(n+2)), ckpt(uint64(n+2)))
 	tb = newTable()
-	if _, err := replay(data, tb); err != nil {
+	if _, err := replay(slices.Concat(data, put("a.first", "x", uint64(n+1)), del(want[7], uint64(n+2)), ckpt(uint64(n+2))), tb); err != nil {
 		t.Fatal(err)
 	}
-	tb.refresh()
 	model := slices.Concat([]string{"a.first"}, want[:7], want[8:])
-	var got []string
-	it := newKeyIter(tb.idx.base, tb.idx.delta, "")
-	for k, ok := it.next(); ok; k, ok = it.next() {
-		if tb.get(k) != nil {
-			got = append(got, k)
+	if got := scan(tb); !slices.Equal(got, model) || tb.size() != len(model) {
+		t.Fatalf("scan after the run ended has %d keys, want %d", len(got), len(model))
+	}
+
+	// Applies after a sorted load, before any scan: overwrites, inserts
+	// after the run, then deletes (which free the run's entries, then
+	// renumber them all) and re-inserts; the scan sees exactly the live
+	// keys.
+	tb = newTable()
+	if _, err := replay(slices.Concat(data, ckpt(uint64(n))), tb); err != nil {
+		t.Fatal(err)
+	}
+	live := map[string]bool{}
+	for _, k := range want {
+		live[k] = true
+	}
+	apply := func(op slipstream.Op, k string) {
+		tb.apply(&slipstream.Update{Op: op, Key: k, Value: []byte{1}}, 1)
+		live[k] = op == slipstream.OpPut
+		if !live[k] {
+			delete(live, k)
 		}
 	}
-	if !slices.Equal(got, model) || tb.size() != len(model) {
-		t.Fatalf("scan after the run ended has %d keys, want %d", len(got), len(model))
+	apply(slipstream.OpPut, want[3])    // overwrite
+	apply(slipstream.OpPut, "zz.after") // insert after the run
+	if tb.unindexed != n {
+		t.Fatalf("an overwrite or an insert indexed the run (%d unindexed)", tb.unindexed)
+	}
+	for i := range n {
+		if i%3 != 0 { // two thirds: the entries are renumbered (compactEntries)
+			apply(slipstream.OpDelete, want[i])
+		}
+	}
+	apply(slipstream.OpPut, "b.reused") // takes an entry a delete freed
+	apply(slipstream.OpPut, want[1])    // back again
+	if got := scan(tb); !slices.Equal(got, slices.Sorted(maps.Keys(live))) {
+		t.Fatalf("scan after applies on a sorted load has %d keys, want %d", len(got), len(live))
 	}
 }

@@ -38,6 +38,12 @@ type table struct {
 	sorted    bool
 	sortedFPs fpChunks // fingerprints of the entries appended in sorted mode
 	lastKey   string   // the last key appended in sorted mode
+	// unindexed is the length of the sorted run that starts the entries
+	// (entries [0, unindexed)) while its keys are not yet in the key
+	// index: indexRun puts them there when first needed — a scan, a
+	// compaction, a delete (which could free one of those entries) — so a
+	// fold that only applies after a restart never builds the index.
+	unindexed int
 
 	// live is the size of the PUT records a compaction would write for the
 	// live entries: what the log must hold at least. The rest is garbage.
@@ -105,30 +111,41 @@ func (t *table) put(key, value []byte, v slipstream.Version, off int) bool {
 }
 
 // endSorted leaves sorted mode: it sizes the slots for the entries the
-// sorted run appended (the load factor insert keeps) and places them, and
-// makes their keys, which are in ascending order and without duplicates,
-// the key index's base.
+// sorted run appended (the load factor insert keeps) and places them. The
+// run started on an empty table, so its entries are entries [0, n); their
+// keys go into the key index later (see unindexed).
 func (t *table) endSorted() {
 	if !t.sorted {
 		return
 	}
 	t.sorted = false
 	t.h.placeAll(&t.sortedFPs)
-	// The run started on an empty table, so its entries are entries
-	// [0, n) and the index is empty: the keys become its base as they are.
-	// (Had anything been indexed, they would be pending, like any insert.)
-	n := t.sortedFPs.n
+	t.unindexed = t.sortedFPs.n
+	t.sortedFPs, t.lastKey = fpChunks{}, ""
+}
+
+// indexRun puts the keys of the unindexed sorted run into the key index:
+// they are in ascending order and without duplicates, so into an empty
+// index they go as its base, in one exactly sized slice; otherwise they
+// are pending, like any insert. Until a delete, the run's entries hold
+// their keys (an overwrite keeps the key; inserts append after them, or
+// reuse an entry a delete freed), so removeFP calls indexRun first.
+func (t *table) indexRun() {
+	n := t.unindexed
+	if n == 0 {
+		return
+	}
+	t.unindexed = 0
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = t.h.at(uint32(i)).key
 	}
 	x := &t.idx
-	if len(x.base) == 0 && len(x.delta) == 0 && len(x.pending) == 0 && x.dead == 0 {
-		x.base = keys
+	if len(x.base) == 0 && len(x.delta) == 0 && x.dead == 0 {
+		x.base = keys // pending keys, inserted after the run, are other keys
 	} else {
 		x.pending = append(x.pending, keys...)
 	}
-	t.sortedFPs, t.lastKey = fpChunks{}, ""
 }
 
 // fpChunks is a list of key fingerprints stored in fixed-size chunks, so
@@ -226,6 +243,7 @@ func (t *table) applyFP(u *slipstream.Update, fp uint32, off int64) {
 func (t *table) remove(key string) { t.removeFP(key, t.h.fingerprint(key)) }
 
 func (t *table) removeFP(key string, fp uint32) {
+	t.indexRun() // before take frees (and may renumber) the run's entries
 	if e, ok := t.h.take(key, fp); ok {
 		t.live -= putLen(e.key, int(e.vlen), e.ver)
 		t.idx.dead++
@@ -240,7 +258,7 @@ func (t *table) get(key string) *entry { return t.h.get(key) }
 // the base) before reading the index.
 func (t *table) needsRefresh() bool {
 	x := &t.idx
-	return len(x.pending) > 0 || len(x.delta)+x.dead > len(x.base)/8+1024
+	return t.unindexed > 0 || len(x.pending) > 0 || len(x.delta)+x.dead > len(x.base)/8+1024
 }
 
 // overdue reports whether the index has grown so stale that the writer
@@ -256,6 +274,7 @@ func (t *table) overdue() bool {
 // deleted keys. Amortised, each insert or delete costs O(1) key moves plus
 // the sort of its own batch. The caller holds the write lock.
 func (t *table) refresh() {
+	t.indexRun()
 	x := &t.idx
 	if len(x.pending) > 0 {
 		slices.Sort(x.pending)
