@@ -240,15 +240,15 @@ func TestMergeKeysAppend(t *testing.T) {
 }
 
 // TestSortedReplayIndex replays a log whose PUTs come in ascending key
-// order over several fingerprint chunks, then one out of order and a
-// delete: every key is found, and the sorted run's keys become the key
-// index's base as they are, sized exactly.
+// order over several fingerprint chunks and key packs, then one out of
+// order and a delete: every key is found, and the sorted run's keys become
+// the key index's base as they are, sized exactly, when first needed.
 func TestSortedReplayIndex(t *testing.T) {
 	n := 2*chunkLen + 5
 	data := appendHeader(nil)
 	want := make([]string, n)
 	for i := range n {
-		want[i] = fmt.Sprintf("k.%06d", i)
+		want[i] = fmt.Sprintf("key.%010d", i) // 14 bytes: the keys fill two packs
 		data = append(data, put(want[i], "v", uint64(i+1))...)
 	}
 	tb := newTable()

@@ -1,6 +1,7 @@
 package applog
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 
@@ -37,7 +38,8 @@ type table struct {
 	// fresh pages, which cost more than the copy on some machines).
 	sorted    bool
 	sortedFPs fpChunks // fingerprints of the entries appended in sorted mode
-	lastKey   string   // the last key appended in sorted mode
+	sortedKey keyPack  // keys of the entries appended in sorted mode
+	lastKey   []byte   // the last key appended in sorted mode
 	// unindexed is the length of the sorted run that starts the entries
 	// (entries [0, unindexed)) while its keys are not yet in the key
 	// index: indexRun puts them there when first needed — a scan, a
@@ -51,7 +53,7 @@ type table struct {
 }
 
 // putLen is the encoded size of a PUT record of a vlen-byte value.
-func putLen(key string, vlen int, v slipstream.Version) int64 {
+func putLen[K string | []byte](key K, vlen int, v slipstream.Version) int64 {
 	return int64(putHeaderLen + len(key) + vlen + 1 + v.Len())
 }
 
@@ -93,12 +95,12 @@ func (t *table) put(key, value []byte, v slipstream.Version, off int) bool {
 		t.sorted = true // an empty table: a sorted run may start
 	}
 	if t.sorted {
-		if t.h.n == 0 || string(key) > t.lastKey {
-			k := string(key)
-			t.h.appendEntry(entry{key: k, off: int64(off), vlen: uint32(len(value)), ver: v})
+		if t.h.n == 0 || bytes.Compare(key, t.lastKey) > 0 {
+			t.sortedKey.add(&t.h, key) // the entry's key is set when the pack is full
+			t.h.appendEntry(entry{off: int64(off), vlen: uint32(len(value)), ver: v})
 			t.sortedFPs.add(t.h.fingerprintBytes(key))
-			t.live += putLen(k, len(value), v)
-			t.lastKey = k
+			t.live += putLen(key, len(value), v)
+			t.lastKey = append(t.lastKey[:0], key...)
 			return false
 		}
 		t.endSorted()
@@ -119,9 +121,54 @@ func (t *table) endSorted() {
 		return
 	}
 	t.sorted = false
+	t.sortedKey.flush(&t.h)
 	t.h.placeAll(&t.sortedFPs)
 	t.unindexed = t.sortedFPs.n
-	t.sortedFPs, t.lastKey = fpChunks{}, ""
+	t.sortedFPs, t.sortedKey, t.lastKey = fpChunks{}, keyPack{}, nil
+}
+
+// keyPack gives the keys of a sorted run their memory a pack at a time:
+// it copies each key into a buffer and, when the buffer is full or the run
+// ends, makes the buffer one string, which the entries' keys are slices
+// of. A load then allocates one string per keyPackBytes of keys instead of
+// one per key, and touches fewer fresh pages (no per-object size-class
+// rounding). A pack stays in memory while any of its keys does: at most
+// the key bytes the load read.
+type keyPack struct {
+	buf   []byte
+	ends  []int  // where each key in buf ends
+	first uint32 // the entry index of the first key in buf
+}
+
+const keyPackBytes = 64 << 10
+
+// add copies the key of entry h.used (about to be appended) into the pack.
+func (p *keyPack) add(h *hashIndex, key []byte) {
+	if len(p.buf)+len(key) > cap(p.buf) {
+		p.flush(h)
+		if cap(p.buf) < len(key) {
+			p.buf = make([]byte, 0, max(keyPackBytes, len(key)))
+		}
+	}
+	if len(p.ends) == 0 {
+		p.first = h.used
+	}
+	p.buf = append(p.buf, key...)
+	p.ends = append(p.ends, len(p.buf))
+}
+
+// flush sets the keys of the entries in the pack, slices of one new string.
+func (p *keyPack) flush(h *hashIndex) {
+	if len(p.ends) == 0 {
+		return
+	}
+	s := string(p.buf)
+	start := 0
+	for j, end := range p.ends {
+		h.at(p.first + uint32(j)).key = s[start:end]
+		start = end
+	}
+	p.buf, p.ends = p.buf[:0], p.ends[:0]
 }
 
 // indexRun puts the keys of the unindexed sorted run into the key index:
