@@ -58,6 +58,12 @@ type tracker struct {
 		headAtStart uint64    // server head when the current watch started
 		headKnown   bool      // whether headAtStart was read
 		appliedAt   uint64    // applied cursor when the current watch started
+		// rebase is set while a resync's state sync has not folded
+		// anything yet: the applied cursor is the one from before the
+		// resync, a revision of the old history (of another stream, after
+		// a recreation), and says nothing about this watch's progress.
+		rebase   bool
+		unfolded bool // a flush of this watch advanced the cursor; its fold has not committed yet
 		delivered   uint64
 		pending     uint64
 		lastErr     string
@@ -124,6 +130,8 @@ func (t *tracker) watchStarting(after, resume slipstream.Cursor, head uint64, he
 	t.mu.delivered, t.mu.pending = 0, 0
 	t.mu.headAtStart, t.mu.headKnown = head, headKnown
 	t.mu.appliedAt = t.applied.Load()
+	t.mu.rebase = after.IsNone() && !resume.IsNone()
+	t.mu.unfolded = false
 	if headKnown {
 		t.head.Store(head)
 	}
@@ -156,9 +164,20 @@ func (t *tracker) onApplied(c slipstream.Cursor) {
 	t.mu.Unlock()
 }
 
-// onFlush is the follower's OnFlush hook.
+// onFlush is the follower's OnFlush hook; the mirror calls onApplied with
+// the fold's cursor right after it.
 func (t *tracker) onFlush(fi slipstream.FlushInfo) {
 	t.flushNanos.Add(int64(fi.Duration))
+	t.mu.Lock()
+	// A flush that advanced the cursor during a resync's state sync took
+	// it from an update this watch delivered; once the fold commits it
+	// (now or, after a transient failure, at a later flush), the fold's
+	// cursor is this stream's.
+	t.mu.unfolded = t.mu.unfolded || fi.Advanced
+	if fi.StoreErr == nil && t.mu.unfolded {
+		t.mu.rebase, t.mu.unfolded = false, false
+	}
+	t.mu.Unlock()
 	// A failed store apply folded nothing: its batch stays queued and is
 	// counted once, by the flush that folds it.
 	if fi.Updates > 0 && fi.StoreErr == nil {
@@ -209,9 +228,13 @@ func catchingUp(state string) bool {
 // all-keys scope, the server head seen when the watch started: reached by
 // applying, or equal to it from the start (nothing to deliver). A cursor
 // beyond the head (a recreated bucket) is not caught up: it waits for the
-// resync.
+// resync; and during a resync's state sync, the cursor from before the
+// resync counts for nothing (a bucket recreated with fewer revisions than
+// the old cursor would look caught up at once, and the audit that follows
+// would see the old fold): the fold must first have folded what this watch
+// delivered.
 func (t *tracker) checkCaughtUpLocked() {
-	if !catchingUp(t.mu.state) {
+	if !catchingUp(t.mu.state) || t.mu.rebase {
 		return
 	}
 	applied := t.applied.Load()

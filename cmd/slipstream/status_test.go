@@ -92,12 +92,61 @@ func TestTracker_CursorAheadOfHeadWaitsForResync(t *testing.T) {
 	tr.watchStarting(slipstream.Cursor{}, c, 5, true)
 	wantState(t, tr, stateResyncing, false)
 	tr.onResync(slipstream.ResyncInfo{LiveKeys: 2, StaleKeys: 3})
-	tr.onApplied(slipstream.CursorFromUint64(3))
+	flushed(tr, 3)
 	wantState(t, tr, stateResyncing, false)
-	tr.onApplied(slipstream.CursorFromUint64(5))
+	flushed(tr, 5)
 	wantState(t, tr, stateSynced, true)
 	if tr.resyncs.Load() != 1 || tr.stale.Load() != 3 {
 		t.Errorf("resyncs %d stale %d, want 1 and 3", tr.resyncs.Load(), tr.stale.Load())
+	}
+}
+
+// flushed reports a flush that folded updates and advanced the fold's
+// cursor to c, as the mirror's OnFlush does.
+func flushed(tr *tracker, c uint64) {
+	tr.onFlush(slipstream.FlushInfo{Updates: 1, Applied: 1, Cursor: slipstream.CursorFromUint64(c), Advanced: true})
+	tr.onApplied(slipstream.CursorFromUint64(c))
+}
+
+// A resync's state sync after the bucket was recreated with fewer
+// revisions than the old cursor: the old cursor (10) is above everything
+// the new stream delivered (3), but it is not this stream's, so the mirror
+// is not caught up (and not audited) until the fold has folded what the
+// watch delivered — through a transient store failure, too.
+func TestTracker_ResyncIgnoresTheOldCursor(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	c := slipstream.CursorFromUint64(10)
+	tr.runStarting(c)
+	tr.watchStarting(c, c, 3, true)
+	tr.watchStarting(slipstream.Cursor{}, c, 3, true)
+	wantState(t, tr, stateResyncing, false)
+	for rev := uint64(1); rev <= 3; rev++ {
+		tr.onProgress(natskv.Progress{Delivered: rev, Pending: 3 - rev, Revision: rev})
+	}
+	tr.onProgress(natskv.Progress{Delivered: 3, InitialDone: true})
+	wantState(t, tr, stateResyncing, false)
+	// The synthetic deletes' flush came before the watch; a flush that
+	// folds nothing new does not count either.
+	tr.onFlush(slipstream.FlushInfo{Updates: 0, Cursor: c})
+	tr.onApplied(c)
+	wantState(t, tr, stateResyncing, false)
+	select {
+	case <-tr.audit.caughtUp:
+		t.Fatal("an audit was requested before the fold held the resynced state")
+	default:
+	}
+	// The first fold fails: the fold keeps the old cursor.
+	tr.onFlush(slipstream.FlushInfo{Updates: 3, Cursor: slipstream.CursorFromUint64(3), Advanced: true, StoreErr: errors.New("disk full")})
+	tr.onApplied(c)
+	wantState(t, tr, stateResyncing, false)
+	// The re-queued batch commits at the next flush.
+	tr.onFlush(slipstream.FlushInfo{Updates: 3, Cursor: slipstream.CursorFromUint64(3)})
+	tr.onApplied(slipstream.CursorFromUint64(3))
+	wantState(t, tr, stateSynced, true)
+	select {
+	case <-tr.audit.caughtUp:
+	default:
+		t.Fatal("no audit requested after the resync caught up")
 	}
 }
 
