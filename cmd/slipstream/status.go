@@ -62,11 +62,11 @@ type tracker struct {
 		// anything yet: the applied cursor is the one from before the
 		// resync, a revision of the old history (of another stream, after
 		// a recreation), and says nothing about this watch's progress.
-		rebase   bool
-		unfolded bool // a flush of this watch advanced the cursor; its fold has not committed yet
-		delivered   uint64
-		pending     uint64
-		lastErr     string
+		rebase    bool
+		unfolded  bool // a flush of this watch advanced the cursor; its fold has not committed yet
+		delivered uint64
+		pending   uint64
+		lastErr   string
 	}
 }
 
