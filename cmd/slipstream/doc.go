@@ -80,7 +80,9 @@
 //	GET /v1/kv?prefix=P   JSON lines {"key","value" (base64),"revision"}, in
 //	                      key order, streamed
 //	GET /v1/status        JSON: bucket, fold, backend, scope, state, ready,
-//	                      cursor, keys, server_head, lag, pending, resyncs,
+//	                      cursor, keys, server_head, caught_up_to, lag
+//	                      (server_head minus caught_up_to: docs/OPERATIONS.md,
+//	                      "Lag"), pending, resyncs,
 //	                      restarts, nats_connected, last_error, verified (an
 //	                      audit since the last resume found the fold equal or
 //	                      repaired it), audits, last_audit (the summary

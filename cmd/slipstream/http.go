@@ -35,12 +35,16 @@ type statusDoc struct {
 	Cursor     uint64   `json:"cursor"`
 	Keys       int      `json:"keys"`
 	ServerHead uint64   `json:"server_head"`
-	Lag        uint64   `json:"lag"`
-	Pending    uint64   `json:"pending"`
-	Resyncs    uint64   `json:"resyncs"`
-	Restarts   uint64   `json:"restarts"`
-	Connected  bool     `json:"nats_connected"`
-	LastError  string   `json:"last_error,omitempty"`
+	// CaughtUpTo is what lag is measured from: the cursor, or higher when
+	// the records between the cursor and the head the watch started at
+	// were removed before they could be delivered. Never persisted.
+	CaughtUpTo uint64 `json:"caught_up_to"`
+	Lag        uint64 `json:"lag"`
+	Pending    uint64 `json:"pending"`
+	Resyncs    uint64 `json:"resyncs"`
+	Restarts   uint64 `json:"restarts"`
+	Connected  bool   `json:"nats_connected"`
+	LastError  string `json:"last_error,omitempty"`
 	auditStatus
 	// Fleet is set with -export-to or -bootstrap-from (fleet.go).
 	Fleet *fleetStatus `json:"fleet,omitempty"`

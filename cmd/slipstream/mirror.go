@@ -516,11 +516,7 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 		return statusDoc{}, fmt.Errorf("count keys: %w", err)
 	}
 	state, pending, lastErr := m.t.snapshot()
-	cursor, head := m.fold.Cursor().Rank(), m.t.head.Load()
-	var lag uint64
-	if head > cursor {
-		lag = head - cursor
-	}
+	cursor, head, caughtTo := m.fold.Cursor().Rank(), m.t.head.Load(), m.t.caughtTo.Load()
 	return statusDoc{
 		Bucket:      bucket,
 		Fold:        m.fold.Dir,
@@ -531,7 +527,8 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 		Cursor:      cursor,
 		Keys:        keys,
 		ServerHead:  head,
-		Lag:         lag,
+		CaughtUpTo:  max(cursor, caughtTo),
+		Lag:         lagOf(head, cursor, caughtTo),
 		Pending:     pending,
 		Resyncs:     m.t.resyncs.Load(),
 		Restarts:    m.t.restarts.Load(),

@@ -31,8 +31,16 @@ type tracker struct {
 	log      *slog.Logger
 	progress *progressReporter // nil: no progress display
 
-	applied    atomic.Uint64 // applied cursor
-	head       atomic.Uint64 // last observed server head (stream last sequence)
+	applied atomic.Uint64 // applied cursor
+	head    atomic.Uint64 // last observed server head (stream last sequence)
+	// caughtTo is a stream position the current watch is known to have
+	// delivered, and the fold applied, everything up to: the server head
+	// read before the watch started, once the watch's initial values are
+	// folded. Records between the fold's cursor and it were removed before
+	// they could be delivered (expired markers, say), so lag is measured
+	// from it. It is never a cursor: nothing persists it or resumes from it
+	// (docs/OPERATIONS.md, "Lag").
+	caughtTo   atomic.Uint64
 	ready      atomic.Bool   // latched once the first catch-up completed
 	updates    atomic.Uint64 // updates folded
 	failures   atomic.Uint64 // transient store failures
@@ -132,6 +140,7 @@ func (t *tracker) watchStarting(after, resume slipstream.Cursor, head uint64, he
 	t.mu.appliedAt = t.applied.Load()
 	t.mu.rebase = after.IsNone() && !resume.IsNone()
 	t.mu.unfolded = false
+	t.caughtTo.Store(0)
 	if headKnown {
 		t.head.Store(head)
 	}
@@ -246,6 +255,14 @@ func (t *tracker) checkCaughtUpLocked() {
 	}
 	from, took := t.mu.state, time.Since(t.mu.since)
 	t.setStateLocked(stateSynced)
+	if t.mu.headKnown {
+		// Caught up by the marker: every record at or below the head read
+		// before the consumer existed was delivered before the marker (the
+		// consumer's initial pending counted it) and is now applied, or
+		// was gone before the watch could deliver it. (Caught up by the
+		// head, the cursor already covers it.)
+		t.caughtTo.Store(t.mu.headAtStart)
+	}
 	t.audit.caughtUpNow()
 	first := !t.ready.Swap(true)
 	if first {
@@ -261,13 +278,17 @@ func (t *tracker) checkCaughtUpLocked() {
 // setHead records the server's last sequence.
 func (t *tracker) setHead(head uint64) { t.head.Store(head) }
 
-// lag is the server head minus the applied cursor (0 when ahead or unknown).
-func (t *tracker) lag() uint64 {
-	h, a := t.head.Load(), t.applied.Load()
-	if h <= a {
-		return 0
+// lag is the server head minus what the mirror is caught up to: the
+// applied cursor, or the head the current watch was found caught up to
+// (caughtTo), whichever is higher; 0 when ahead or unknown.
+func (t *tracker) lag() uint64 { return lagOf(t.head.Load(), t.applied.Load(), t.caughtTo.Load()) }
+
+// lagOf is head minus max(cursor, caughtTo), or 0.
+func lagOf(head, cursor, caughtTo uint64) uint64 {
+	if c := max(cursor, caughtTo); head > c {
+		return head - c
 	}
-	return h - a
+	return 0
 }
 
 // snapshot returns the state, pending count and last error.

@@ -241,3 +241,57 @@ func testProgressTerminalBar(t *testing.T) {
 		t.Errorf("finish line: %q", term.String())
 	}
 }
+
+// Records past the cursor removed while the mirror was down (markers that
+// expired): the resume delivers nothing, and once its initial values are
+// done the mirror is caught up to the head it started at, so lag is 0 on
+// an idle bucket — without the cursor moving. A new watch forgets it.
+func TestTracker_LagFromTheHeadCaughtUpTo(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	c := slipstream.CursorFromUint64(11)
+	tr.runStarting(c)
+	tr.watchStarting(c, c, 13, true)
+	wantState(t, tr, stateResuming, false)
+	if tr.lag() != 2 {
+		t.Fatalf("lag before the marker = %d, want 2", tr.lag())
+	}
+	tr.onProgress(natskv.Progress{InitialDone: true})
+	wantState(t, tr, stateSynced, true)
+	if tr.lag() != 0 || tr.caughtTo.Load() != 13 || tr.applied.Load() != 11 {
+		t.Fatalf("lag %d caughtTo %d applied %d, want 0, 13, 11", tr.lag(), tr.caughtTo.Load(), tr.applied.Load())
+	}
+	tr.setHead(14) // a live write
+	if tr.lag() != 1 {
+		t.Fatalf("lag after a write = %d, want 1", tr.lag())
+	}
+	flushed(tr, 14)
+	if tr.lag() != 0 {
+		t.Fatalf("lag after applying it = %d, want 0", tr.lag())
+	}
+	// The next watch starts from the fold's cursor again.
+	tr.runStarting(slipstream.CursorFromUint64(14))
+	tr.watchStarting(slipstream.CursorFromUint64(14), slipstream.CursorFromUint64(14), 16, true)
+	if tr.lag() != 2 {
+		t.Fatalf("lag of a new watch = %d, want 2", tr.lag())
+	}
+}
+
+// Caught up by the head (no marker yet), nothing beyond the cursor is
+// claimed; neither before the initial values are applied.
+func TestTracker_CaughtUpToNeedsTheInitialValuesApplied(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	c := slipstream.CursorFromUint64(5)
+	tr.runStarting(c)
+	tr.watchStarting(c, c, 9, true)
+	tr.onProgress(natskv.Progress{Delivered: 1, Pending: 0, Revision: 7})
+	tr.onProgress(natskv.Progress{Delivered: 1, InitialDone: true})
+	wantState(t, tr, stateResuming, false)
+	if tr.lag() != 4 {
+		t.Fatalf("lag = %d, want 4 (7 delivered, not applied)", tr.lag())
+	}
+	flushed(tr, 7)
+	wantState(t, tr, stateSynced, true)
+	if tr.lag() != 0 {
+		t.Fatalf("lag = %d, want 0 (8 and 9 removed before delivery)", tr.lag())
+	}
+}
