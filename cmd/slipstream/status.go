@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,7 @@ type tracker struct {
 	readyCh chan struct{} // closed when ready is first set
 
 	audit auditState // audits of the fold (mirror_audit.go)
+	conn  connState  // the NATS connection (conn.go)
 
 	batchSizes   prometheus.Histogram
 	flushLatency prometheus.Histogram
@@ -98,6 +100,7 @@ func newTracker(scope slipstream.Scope, log *slog.Logger, progress *progressRepo
 	t.mu.state = stateStarting
 	t.mu.since = time.Now()
 	t.audit.init()
+	t.conn.log, t.conn.grace = log, DefaultDisconnectGrace
 	return t
 }
 
@@ -273,6 +276,19 @@ func (t *tracker) checkCaughtUpLocked() {
 	}
 	t.log.Info("caught up", "from", from, slipstream.LogKeyCursor, applied,
 		"delivered", t.mu.delivered, "took", took.Round(time.Millisecond), "first", first)
+}
+
+// errCatchingUp is the reason /readyz gives before the first catch-up.
+var errCatchingUp = errors.New("catching up with the bucket")
+
+// readyErr is /readyz: nil once the first sync or resume has caught up
+// (latched) while NATS is connected or has been disconnected for less than
+// the grace; else the reason.
+func (t *tracker) readyErr() error {
+	if !t.ready.Load() {
+		return errCatchingUp
+	}
+	return t.conn.readyErr()
 }
 
 // setHead records the server's last sequence.
