@@ -137,9 +137,14 @@ type benchLive struct {
 	// to the Apply holding it: the batch window and the flush.
 	InLoopP50Millis float64 `json:"watch_to_apply_p50_ms"`
 	InLoopP99Millis float64 `json:"watch_to_apply_p99_ms"`
-	PeakRSS         int64   `json:"peak_rss_bytes"`
-	CPUSeconds      float64 `json:"cpu_seconds"`
-	PageFaults      int64   `json:"page_faults"`
+	// Writes counts the fold's Applies (one per flushed batch); WriteP99
+	// and WriteMax are how long they took.
+	Writes         int     `json:"fold_writes"`
+	WriteP99Millis float64 `json:"fold_write_p99_ms"`
+	WriteMaxMillis float64 `json:"fold_write_max_ms"`
+	PeakRSS        int64   `json:"peak_rss_bytes"`
+	CPUSeconds     float64 `json:"cpu_seconds"`
+	PageFaults     int64   `json:"page_faults"`
 }
 
 // benchReport is the output of `slipstream bench -json`.
@@ -552,6 +557,8 @@ func (c *BenchCommand) print(rep benchReport) error {
 			humanBytes(l.PeakRSS), rssData(l.PeakRSS), l.P99Millis-float64(c.batchWindow)/float64(time.Millisecond))
 		fmt.Fprintf(tw, "  split: ack→watch p99; watch→fold p50 / p99\t%s\t%.1fms; %.1f / %.1fms\t-\t-\t-\t-\t-\t-\t-\t\t\n", l.Backend,
 			l.ToWatchP99Millis, l.InLoopP50Millis, l.InLoopP99Millis)
+		fmt.Fprintf(tw, "  fold writes: count; p99 (max)\t%s\t%d; %.2fms (%.1f)\t-\t-\t-\t-\t-\t-\t-\t\t\n", l.Backend,
+			l.Writes, l.WriteP99Millis, l.WriteMaxMillis)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -817,7 +824,8 @@ type applyClock struct {
 	armed    atomic.Bool
 	mu       sync.Mutex
 	marks    []applyMark
-	receipts []applyMark // revision handed to the loop, in delivery order
+	receipts []applyMark     // revision handed to the loop, in delivery order
+	writes   []time.Duration // how long each of the fold's Applies took
 }
 
 // received records, while armed, that the watch handed revision rev to the
@@ -838,11 +846,13 @@ type applyMark struct {
 }
 
 func (a *applyClock) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error {
+	start := time.Now()
 	err := a.store.Apply(batch, cursor)
 	if err == nil && a.armed.Load() {
 		now := time.Now()
 		a.mu.Lock()
 		a.marks = append(a.marks, applyMark{cursor: cursor.Rank(), at: now})
+		a.writes = append(a.writes, now.Sub(start))
 		a.mu.Unlock()
 	}
 	return err
@@ -865,7 +875,7 @@ func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *
 		total = 1
 	}
 	clock.mu.Lock()
-	clock.marks, clock.receipts = clock.marks[:0], clock.receipts[:0]
+	clock.marks, clock.receipts, clock.writes = clock.marks[:0], clock.receipts[:0], clock.writes[:0]
 	clock.mu.Unlock()
 	clock.armed.Store(true)
 	defer clock.armed.Store(false)
@@ -891,8 +901,9 @@ func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *
 	}
 	clock.armed.Store(false)
 	clock.mu.Lock()
-	marks, receipts := slices.Clone(clock.marks), slices.Clone(clock.receipts)
+	marks, receipts, writes := slices.Clone(clock.marks), slices.Clone(clock.receipts), slices.Clone(clock.writes)
 	clock.mu.Unlock()
+	slices.Sort(writes)
 	lags, early, err := liveLags(all, marks)
 	if err != nil {
 		return benchLive{}, err
@@ -911,7 +922,8 @@ func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *
 		P50Millis: millis(percentile(lags, 0.50)), P99Millis: millis(percentile(lags, 0.99)),
 		MaxMillis: millis(lags[len(lags)-1]), BeforeAck: early,
 		ToWatchP99Millis: millis(percentile(toWatch, 0.99)), InLoopP50Millis: millis(percentile(inLoop, 0.50)),
-		InLoopP99Millis: millis(percentile(inLoop, 0.99))}, nil
+		InLoopP99Millis: millis(percentile(inLoop, 0.99)), Writes: len(writes),
+		WriteP99Millis: millis(percentile(writes, 0.99)), WriteMaxMillis: millis(writes[len(writes)-1])}, nil
 }
 
 // liveLags matches each acknowledged put with the first Apply whose cursor
