@@ -82,8 +82,9 @@
 //	GET /v1/status        JSON: bucket, fold, backend, scope, state, ready,
 //	                      cursor, keys, server_head, caught_up_to, lag
 //	                      (server_head minus caught_up_to: docs/OPERATIONS.md,
-//	                      "Lag"), pending, resyncs,
-//	                      restarts, nats_connected, last_error, verified (an
+//	                      "Lag"), pending, resyncs, restarts, nats_connected,
+//	                      nats_disconnected_since (during an outage),
+//	                      nats_disconnects, last_error, verified (an
 //	                      audit since the last resume found the fold equal or
 //	                      repaired it), audits, last_audit (the summary
 //	                      object of 'slipstream audit', with error when it
@@ -92,7 +93,8 @@
 //	                      artifact's age and revisions behind the head)
 //	GET /healthz          200 while the process serves
 //	GET /readyz           200 once the first sync or resume has caught up
-//	                      (latched), 503 before
+//	                      (latched), 503 before, and 503 while NATS has been
+//	                      disconnected for -disconnect-grace (5 s) or longer
 //	GET /metrics          Prometheus metrics (slipstream_applied_cursor,
 //	                      slipstream_server_head, slipstream_lag_revisions,
 //	                      slipstream_flush_batch_updates,
@@ -101,7 +103,9 @@
 //	                      slipstream_resyncs_total, slipstream_audits_total,
 //	                      slipstream_audit_divergences_total{class},
 //	                      slipstream_audit_repaired_keys_total,
-//	                      slipstream_verified, …)
+//	                      slipstream_verified, slipstream_ready,
+//	                      slipstream_nats_connected,
+//	                      slipstream_nats_disconnects_total, …)
 //	GET /v1/artifact      a fresh artifact of the fold as a tar, taken
 //	                      through the follower between two flushes
 //	                      (Content-Length exact, cursor in the
