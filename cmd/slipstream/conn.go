@@ -42,9 +42,15 @@ type connState struct {
 	}
 }
 
-// attach installs the callbacks on nc (connected when attached).
+// attach installs the callbacks on nc (connected when attached). Closing
+// nc (the mirror's shutdown) also calls the disconnect callback: that is no
+// outage.
 func (c *connState) attach(nc *nats.Conn) {
-	nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) { c.disconnected(err) })
+	nc.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
+		if !nc.IsClosed() {
+			c.disconnected(err)
+		}
+	})
 	nc.SetReconnectHandler(func(nc *nats.Conn) { c.reconnected(nc.ConnectedUrlRedacted()) })
 }
 

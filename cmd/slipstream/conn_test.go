@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
 	"github.com/slipstream-kv/slipstream/internal/poll"
@@ -158,4 +159,21 @@ func TestMirrorReportsNATSOutage(t *testing.T) {
 	put(t, b, "k.2", "v")
 	waitCaughtUp(t, base, b)
 	m.stop(t)
+}
+
+// Closing the connection (the mirror's shutdown) is not an outage: no WARN,
+// nothing counted.
+func TestConnState_CloseIsNoOutage(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv.URL())
+	var logs syncBuffer
+	tr := newTracker(slipstream.AllKeys(), slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	tr.conn.attach(nc)
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) }) // runs after the disconnect callback
+	nc.Close()
+	<-closed
+	if n := tr.conn.disconnects.Load(); n != 0 || strings.Contains(logs.String(), "disconnected") {
+		t.Fatalf("close counted as an outage (%d):\n%s", n, logs.String())
+	}
 }
