@@ -295,3 +295,24 @@ func TestTracker_CaughtUpToNeedsTheInitialValuesApplied(t *testing.T) {
 		t.Fatalf("lag = %d, want 0 (8 and 9 removed before delivery)", tr.lag())
 	}
 }
+
+// A bucket recreated empty: the resync's state sync delivers nothing, so
+// the fold keeps the old cursor (synthetic deletes never move it), which is
+// past the new stream's head. The mirror does not claim to be caught up on
+// it (an audit would find the cursor ahead and log it as an error): it
+// stays resyncing until the first write to the new stream is folded.
+func TestTracker_ResyncOfAnEmptyBucketWaitsForAWrite(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	c := slipstream.CursorFromUint64(10)
+	tr.runStarting(c)
+	tr.watchStarting(slipstream.Cursor{}, c, 0, true)
+	tr.onProgress(natskv.Progress{InitialDone: true})
+	wantState(t, tr, stateResyncing, false)
+	if tr.lag() != 0 {
+		t.Fatalf("lag = %d, want 0 (the head is 0)", tr.lag())
+	}
+	tr.setHead(1)
+	tr.onProgress(natskv.Progress{Delivered: 1, Revision: 1})
+	flushed(tr, 1)
+	wantState(t, tr, stateSynced, true)
+}
