@@ -26,7 +26,7 @@ func newMetricsHandler(t *tracker, extra ...prometheus.Collector) http.Handler {
 			func() float64 { return float64(t.applied.Load()) }),
 		gauge("slipstream_server_head", "Last sequence of the bucket's stream, as last observed.",
 			func() float64 { return float64(t.head.Load()) }),
-		gauge("slipstream_lag_revisions", "Server head minus the applied cursor.",
+		gauge("slipstream_lag_revisions", "Server head minus what the mirror is caught up to (the applied cursor, or the head its watch proved caught up to: caught_up_to).",
 			func() float64 { return float64(t.lag()) }),
 		gauge("slipstream_ready", "1 while /readyz reports ready: caught up once, and NATS not disconnected for longer than the grace.",
 			func() float64 { return b2f(t.readyErr() == nil) }),
