@@ -36,8 +36,9 @@ type tracker struct {
 	head    atomic.Uint64 // last observed server head (stream last sequence)
 	// caughtTo is a stream position the current watch is known to have
 	// delivered, and the fold applied, everything up to: the server head
-	// read before the watch started, once the watch's initial values are
-	// folded. Records between the fold's cursor and it were removed before
+	// read before the watch's consumer was created (again after each
+	// reconnect: Progress.Head), once the initial values it delivered
+	// are folded. Records between the fold's cursor and it were removed before
 	// they could be delivered (expired markers, say), so lag is measured
 	// from it. It is never a cursor: nothing persists it or resumes from it
 	// (docs/OPERATIONS.md, "Lag").
@@ -72,11 +73,16 @@ type tracker struct {
 		// anything yet: the applied cursor is the one from before the
 		// resync, a revision of the old history (of another stream, after
 		// a recreation), and says nothing about this watch's progress.
-		rebase    bool
-		unfolded  bool // a flush of this watch advanced the cursor; its fold has not committed yet
-		delivered uint64
-		pending   uint64
-		lastErr   string
+		rebase   bool
+		unfolded bool // a flush of this watch advanced the cursor; its fold has not committed yet
+		// head is the stream head a watcher reported with its initial
+		// values done (Progress.Head), not yet proven: it becomes caughtTo
+		// once the applied cursor reaches headAt, the last revision
+		// delivered by then. 0: none pending.
+		head, headAt uint64
+		delivered    uint64
+		pending      uint64
+		lastErr      string
 	}
 }
 
@@ -143,6 +149,7 @@ func (t *tracker) watchStarting(after, resume slipstream.Cursor, head uint64, he
 	t.mu.appliedAt = t.applied.Load()
 	t.mu.rebase = after.IsNone() && !resume.IsNone()
 	t.mu.unfolded = false
+	t.mu.head, t.mu.headAt = 0, 0
 	t.caughtTo.Store(0)
 	if headKnown {
 		t.head.Store(head)
@@ -157,11 +164,19 @@ func (t *tracker) onProgress(p natskv.Progress) {
 	state := t.mu.state
 	if !p.InitialDone {
 		t.mu.lastRev = max(t.mu.lastRev, p.Revision)
-	} else if !t.mu.initialDone {
-		t.mu.initialDone = true
-		t.mu.doneRev = t.mu.lastRev
+	} else {
+		if !t.mu.initialDone {
+			t.mu.initialDone = true
+			t.mu.doneRev = t.mu.lastRev
+		}
+		if p.Head > 0 {
+			// A watcher (the first, or one re-created after a reconnect)
+			// delivered everything up to p.Head the stream still held.
+			t.mu.head, t.mu.headAt = p.Head, t.mu.lastRev
+		}
 	}
 	t.checkCaughtUpLocked()
+	t.proveLocked()
 	t.mu.Unlock()
 	if t.progress != nil && catchingUp(state) {
 		t.progress.update(state, p)
@@ -173,7 +188,21 @@ func (t *tracker) onApplied(c slipstream.Cursor) {
 	t.applied.Store(c.Rank())
 	t.mu.Lock()
 	t.checkCaughtUpLocked()
+	t.proveLocked()
 	t.mu.Unlock()
+}
+
+// proveLocked raises caughtTo to the head a watcher reported with its
+// initial values done, once the fold has applied what it had delivered by
+// then (and its cursor is this stream's: not during a resync's rebase).
+func (t *tracker) proveLocked() {
+	if t.mu.head == 0 || t.mu.rebase || t.applied.Load() < t.mu.headAt {
+		return
+	}
+	if t.mu.head > t.caughtTo.Load() {
+		t.caughtTo.Store(t.mu.head)
+	}
+	t.mu.head, t.mu.headAt = 0, 0
 }
 
 // onFlush is the follower's OnFlush hook; the mirror calls onApplied with

@@ -316,3 +316,29 @@ func TestTracker_ResyncOfAnEmptyBucketWaitsForAWrite(t *testing.T) {
 	flushed(tr, 1)
 	wantState(t, tr, stateSynced, true)
 }
+
+// A watch re-created after a reconnect reports its initial values done
+// again, with the head read before its consumer: records that expired
+// during the outage stop counting as lag once what it delivered before the
+// report is applied — while the state stays synced and the cursor put.
+func TestTracker_ReconnectProvesTheHeadAgain(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	c := slipstream.CursorFromUint64(11)
+	tr.runStarting(c)
+	tr.watchStarting(c, c, 11, true)
+	tr.onProgress(natskv.Progress{InitialDone: true, Head: 11})
+	wantState(t, tr, stateSynced, true)
+	// The server restarts; 12 is delivered by the re-created watcher, 13
+	// and 14 expired meanwhile.
+	tr.setHead(14)
+	tr.onProgress(natskv.Progress{Delivered: 1, Revision: 12})
+	tr.onProgress(natskv.Progress{Delivered: 1, InitialDone: true, Head: 14})
+	if tr.lag() != 3 {
+		t.Fatalf("lag before 12 is applied = %d, want 3", tr.lag())
+	}
+	flushed(tr, 12)
+	if tr.lag() != 0 || tr.caughtTo.Load() != 14 || tr.applied.Load() != 12 {
+		t.Fatalf("lag %d caughtTo %d applied %d, want 0, 14, 12", tr.lag(), tr.caughtTo.Load(), tr.applied.Load())
+	}
+	wantState(t, tr, stateSynced, true)
+}
