@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/applog"
@@ -302,4 +305,74 @@ func TestCheckIdentity(t *testing.T) {
 	if err := checkIdentity(ctx, empty, fd, "silent", empty.LastRevision()); err != nil {
 		t.Fatalf("a bucket that says nothing about the fold's keys: %v", err)
 	}
+}
+
+// failingLatest fails the audit's listing while fail is set.
+type failingLatest struct {
+	*fakeBucket
+	fail *atomic.Bool
+}
+
+func (b failingLatest) Latest(ctx context.Context, prefix string, fn func(slipstream.Update) error) (uint64, uint64, error) {
+	if b.fail.Load() {
+		return 0, 0, errors.New("listing failed")
+	}
+	return b.fakeBucket.Latest(ctx, prefix, fn)
+}
+
+// An audit that fails on a fold without a binding is retried verifyRetry
+// later (not at the next -audit-every): the fold is bound, and the mirror
+// ready, once one verifies it.
+func TestBinding_VerificationRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		kv := memkv.New()
+		for i := range 5 {
+			if _, err := kv.Put(ctx, fmt.Sprintf("k.%d", i), []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dir := filepath.Join(t.TempDir(), "fold")
+		fd, err := openFold(dir, backendAppLog, quietLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fd.Close()
+		var batch []slipstream.Update
+		for i := range 5 {
+			batch = append(batch, slipstream.Put(fmt.Sprintf("k.%d", i), []byte("v"), slipstream.VersionFromUint64(uint64(i+1))))
+		}
+		if err := fd.Apply(batch, slipstream.CursorFromUint64(5)); err != nil {
+			t.Fatal(err)
+		}
+		tr := newTracker(slipstream.AllKeys(), quietLogger(), nil)
+		tr.bind = &binder{dir: dir, want: newBinding("b", slipstream.AllKeys())}
+		tr.bind.unbind("imported")
+		fail := new(atomic.Bool)
+		fail.Store(true)
+		m := &mirror{bucket: failingLatest{&fakeBucket{KV: kv}, fail}, fold: fd, scope: slipstream.AllKeys(),
+			log: quietLogger(), t: tr, audits: true, auditEvery: time.Hour}
+		tr.runStarting(slipstream.CursorFromUint64(5))
+		tr.watchStarting(slipstream.CursorFromUint64(5), slipstream.CursorFromUint64(5), 5, true) // caught up
+		go m.auditLoop(ctx)
+		synctest.Wait()
+		if st := tr.audit.status(); st.LastAudit == nil || st.LastAudit.Error == "" || !tr.unbound() {
+			t.Fatalf("after a failed audit: %+v, unbound %v", st, tr.unbound())
+		}
+		fail.Store(false)
+		time.Sleep(verifyRetry - time.Millisecond)
+		synctest.Wait()
+		if !tr.unbound() {
+			t.Fatal("bound before the retry")
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if tr.unbound() || !tr.isReady() {
+			t.Fatalf("not bound after the retry: %+v", tr.audit.status())
+		}
+		if b, err := readBinding(dir); err != nil || b == nil {
+			t.Fatalf("binding %+v %v", b, err)
+		}
+	})
 }
