@@ -257,6 +257,9 @@ func TestBinding_OldFoldAdopted(t *testing.T) {
 			if err := os.Remove(filepath.Join(fold, bindingFile)); err != nil {
 				t.Fatal(err)
 			}
+			if got := mustBin(t, "", "stat", "-fold", fold); !strings.Contains(got, "bucket:   none recorded") {
+				t.Fatalf("stat of a fold without a binding:\n%s", got)
+			}
 			cursor := lastSeq(t, b)
 			put(t, b, "k.new", "new")
 			m := startProc(t, "mirror", "-bucket", "legacy", "-fold", fold, "-nats", srv.URL(), "-http", "127.0.0.1:0")
@@ -275,6 +278,9 @@ func TestBinding_OldFoldAdopted(t *testing.T) {
 				t.Fatalf("the adopted fold was resynced: %+v", st)
 			}
 			m.stop(t)
+			if got := mustBin(t, "", "stat", "-fold", fold); !strings.Contains(got, "bucket:   legacy (all keys)") {
+				t.Fatalf("stat of the bound fold:\n%s", got)
+			}
 		})
 	}
 }

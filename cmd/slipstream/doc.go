@@ -141,8 +141,8 @@
 //
 // Offline queries of a fold; the backend is detected from the directory.
 // get prints the value's bytes (a missing key exits 1); range prints JSON
-// lines as GET /v1/kv does; stat prints the cursor, key count, backend and
-// size on disk. On a fold a running mirror holds, an applog fold is read
+// lines as GET /v1/kv does; stat prints the cursor, key count, backend,
+// size on disk and the bucket and scope the fold is bound to. On a fold a running mirror holds, an applog fold is read
 // through a read-only view (said on stderr) and a pebble fold is refused:
 // query the mirror's -http instead.
 //
