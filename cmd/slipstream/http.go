@@ -49,6 +49,9 @@ type statusDoc struct {
 	// Disconnects counts the NATS outages since the mirror started.
 	Disconnects uint64 `json:"nats_disconnects"`
 	LastError   string `json:"last_error,omitempty"`
+	// Verifying says why the fold is not bound to the bucket yet (state
+	// verifying, not ready); empty once it is (binding.go).
+	Verifying string `json:"verifying,omitempty"`
 	auditStatus
 	// Fleet is set with -export-to or -bootstrap-from (fleet.go).
 	Fleet *fleetStatus `json:"fleet,omitempty"`

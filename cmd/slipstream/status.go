@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ const (
 	stateResyncing = "resyncing" // the cursor expired: stale keys dropped, full re-list running
 	stateSynced    = "synced"    // caught up; following live changes
 	stateRetrying  = "retrying"  // the watch failed; restarting from the fold's cursor after a backoff
+	stateVerifying = "verifying" // caught up, but the fold has no binding yet: waiting for an audit (binding.go)
 	stateStopped   = "stopped"   // shut down
 )
 
@@ -55,6 +57,7 @@ type tracker struct {
 
 	audit auditState // audits of the fold (mirror_audit.go)
 	conn  connState  // the NATS connection (conn.go)
+	bind  *binder    // the fold's binding to the bucket (binding.go); nil: always bound
 
 	batchSizes   prometheus.Histogram
 	flushLatency prometheus.Histogram
@@ -307,15 +310,23 @@ func (t *tracker) checkCaughtUpLocked() {
 		"delivered", t.mu.delivered, "took", took.Round(time.Millisecond), "first", first)
 }
 
-// errCatchingUp is the reason /readyz gives before the first catch-up.
-var errCatchingUp = errors.New("catching up with the bucket")
+// Reasons /readyz gives: before the first catch-up, and while a fold
+// without a binding is verified.
+var (
+	errCatchingUp = errors.New("catching up with the bucket")
+	errVerifying  = errors.New("verifying a fold not bound to the bucket")
+)
 
 // readyErr is /readyz: nil once the first sync or resume has caught up
-// (latched) while NATS is connected or has been disconnected for less than
-// the grace; else the reason.
+// (latched), on a fold bound to the bucket (or verified against it since),
+// while NATS is connected or has been disconnected for less than the
+// grace; else the reason.
 func (t *tracker) readyErr() error {
 	if !t.ready.Load() {
 		return errCatchingUp
+	}
+	if t.unbound() {
+		return fmt.Errorf("%w: %s", errVerifying, t.bind.reason())
 	}
 	return t.conn.readyErr()
 }
@@ -336,12 +347,23 @@ func lagOf(head, cursor, caughtTo uint64) uint64 {
 	return 0
 }
 
-// snapshot returns the state, pending count and last error.
+// snapshot returns the state, pending count and last error. A synced
+// mirror whose fold is not bound yet is verifying.
 func (t *tracker) snapshot() (state string, pending uint64, lastErr string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.mu.state, t.mu.pending, t.mu.lastErr
+	state = t.mu.state
+	if state == stateSynced && t.unbound() {
+		state = stateVerifying
+	}
+	return state, t.mu.pending, t.mu.lastErr
 }
+
+// unbound reports whether the fold has no binding yet.
+func (t *tracker) unbound() bool { return t.bind != nil && t.bind.unbound.Load() }
+
+// isReady is /readyz's verdict (readyErr).
+func (t *tracker) isReady() bool { return t.readyErr() == nil }
 
 // observedWatcher reports each watch a follower opens to the tracker, with
 // the server head at that moment, then delegates.
