@@ -106,6 +106,9 @@ type Config struct {
 	// delivered entry and once when the initial values are done. It must
 	// not block.
 	OnProgress func(Progress)
+	// NoCreate makes Open fail with an error wrapping ErrBucketNotFound
+	// when the bucket does not exist, instead of creating it.
+	NoCreate bool
 }
 
 // Progress reports a watch's progress to Config.OnProgress.
@@ -115,12 +118,20 @@ type Progress struct {
 	// Pending is the server's count of messages still to deliver after
 	// this one (nats.go's Delta): it drives a progress bar or an ETA.
 	Pending uint64
-	// InitialDone is set once, when the initial values (the state sync, or
-	// the replay up to the head for a resume) have all been delivered.
+	// InitialDone is set when the initial values (the state sync, or the
+	// replay up to the head for a resume) have all been delivered: once
+	// per Watch, and again each time the watch is re-created after a
+	// reconnect (its replay from the last revision forwarded is done).
 	InitialDone bool
 	// Revision is the revision of the entry just delivered (0 on the
 	// InitialDone report).
 	Revision uint64
+	// Head, on an InitialDone report, is the stream's last sequence read
+	// before the consumer was created: every record at or below it that
+	// the stream still held then (and the scope selects) has been
+	// delivered. Records between the last delivered revision and Head were
+	// removed before they could be (expired markers, say). 0 when unknown.
+	Head uint64
 }
 
 var validBucket = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
@@ -190,10 +201,13 @@ var (
 )
 
 // Open returns the bucket cfg.Bucket on nc, creating it with cfg if it does
-// not exist (get-or-create). The configuration applies only at creation: an
-// existing bucket is returned as it is. Each step is bounded by cfg.Timeout.
+// not exist (get-or-create) unless cfg.NoCreate is set. The configuration
+// applies only at creation: an existing bucket is returned as it is. Each
+// step is bounded by cfg.Timeout.
 //
-// Open returns an error wrapping ErrInvalidBucketName for a name the client
+// Open returns an error wrapping ErrBucketNotFound (with
+// slipstream.ErrOperationFailed) for a missing bucket with cfg.NoCreate,
+// ErrInvalidBucketName for a name the client
 // or server refuses, slipstream.ErrTimeout when a step exceeds the timeout,
 // ctx.Err() when ctx ends, and slipstream.ErrOperationFailed otherwise (no
 // JetStream, permissions, an invalid configuration). nc stays the caller's.
@@ -234,6 +248,12 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Bucket, error) {
 	}
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("open bucket %q: %w", cfg.Bucket, ctx.Err())
+	}
+	if cfg.NoCreate {
+		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("%w: %w: %q: %w", slipstream.ErrOperationFailed, ErrBucketNotFound, cfg.Bucket, err)
+		}
+		return nil, fmt.Errorf("open bucket %q: %w", cfg.Bucket, err)
 	}
 	b.log.Debug("bucket lookup failed; creating it", "err", err)
 	if err := b.create(ctx, cfg); err != nil {
