@@ -193,6 +193,9 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	logger.Debug("connecting to NATS", "config", dialCfg.String())
 	nc, err := natskv.Dial(dialCfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return c.stopped(logger, fd)
+		}
 		return err
 	}
 	defer nc.Close()
@@ -212,10 +215,16 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		OnProgress: t.onProgress,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return c.stopped(logger, fd)
+		}
 		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
 	}
 	fl, err := startFleet(ctx, c.fleet, c.backend != "", nc, c.bucket, bucket, fd, t, term, logger)
 	if err != nil {
+		if ctx.Err() != nil {
+			return c.stopped(logger, fd)
+		}
 		return err
 	}
 	defer fl.close()
@@ -294,6 +303,12 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	if httpErr != nil {
 		return httpErr
 	}
+	return c.stopped(logger, fd)
+}
+
+// stopped reports a shutdown (SIGINT or SIGTERM; also one that arrives
+// while the mirror is still starting): the final cursor on stdout, exit 0.
+func (c *MirrorCommand) stopped(logger *slog.Logger, fd *fold) error {
 	final := fd.Cursor().Rank()
 	logger.Info("mirror stopped", slipstream.LogKeyCursor, final)
 	if c.asJSON {
@@ -304,7 +319,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			Backend string `json:"backend"`
 		}{final, c.bucket, c.foldDir, fd.backendName()})
 	}
-	_, err = fmt.Fprintln(c.m.Stdout, final)
+	_, err := fmt.Fprintln(c.m.Stdout, final)
 	return err
 }
 
