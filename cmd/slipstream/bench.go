@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -30,12 +31,13 @@ import (
 // hydration of N keys through the real mirror path (natskv watch →
 // Follower → fold) per backend against raw nats.go WatchAll; then, per
 // backend, the lag from a put's acknowledgement to its fold under puts paced
-// from other goroutines, and the restart of the fold after a delta against
+// from a separate process, and the restart of the fold after a delta against
 // its fresh hydration.
 type BenchCommand struct {
 	m *Main
 
 	keys        int
+	rounds      int
 	valueSize   int
 	backends    string
 	batchMax    int
@@ -56,23 +58,50 @@ type BenchCommand struct {
 // the start of a run).
 const benchBucket = "slipstream_bench"
 
-// liveWorkers is how many goroutines pace the live puts, each with its own
-// share of the rate, so a slow acknowledgement does not hold the others.
+// liveWorkers is how many goroutines (of the publisher process) pace the
+// live puts, each with its own connection and share of the rate, so a slow
+// acknowledgement does not hold the others.
 const liveWorkers = 8
 
 // benchPhase is one measured hydration.
 type benchPhase struct {
-	Name       string  `json:"name"`
+	Name string `json:"name"`
+	// Round is the round (1..rounds) of a mirror hydration and of the raw
+	// run that opens it; the closing raw run has round rounds+1.
+	Round      int     `json:"round"`
 	Backend    string  `json:"backend,omitempty"`
 	Keys       int     `json:"keys"`
 	Seconds    float64 `json:"seconds"`
 	KeysPerSec float64 `json:"keys_per_sec"`
 	PeakRSS    int64   `json:"peak_rss_bytes"`
 	CPUSeconds float64 `json:"cpu_seconds"`
+	PageFaults int64   `json:"page_faults"`
+	GCCycles   uint64  `json:"gc_cycles"`
 	// FlushSeconds is the time the follower's loop spent flushing
 	// (Apply and the fold's write): the loop receives nothing meanwhile.
 	FlushSeconds float64 `json:"flush_seconds,omitempty"`
-	Ratio        float64 `json:"ratio_vs_raw,omitempty"`
+	// Ratio is a mirror's rate over the faster of the raw runs just before
+	// and just after its round (1 for raw runs themselves is not implied:
+	// a raw run's ratio is over the fastest raw run).
+	Ratio float64 `json:"ratio_vs_raw,omitempty"`
+}
+
+// benchSummary is one measure's hydrations over every round: medians, and
+// the spread of the ratio.
+type benchSummary struct {
+	Name           string  `json:"name"`
+	Backend        string  `json:"backend,omitempty"`
+	Runs           int     `json:"runs"`
+	MedianSeconds  float64 `json:"median_seconds"`
+	MedianPerSec   float64 `json:"median_keys_per_sec"`
+	MedianCPU      float64 `json:"median_cpu_seconds"`
+	MedianFlush    float64 `json:"median_flush_seconds,omitempty"`
+	MedianFaults   int64   `json:"median_page_faults"`
+	MedianGCCycles uint64  `json:"median_gc_cycles"`
+	MaxPeakRSS     int64   `json:"max_peak_rss_bytes"`
+	MedianRatio    float64 `json:"median_ratio_vs_raw,omitempty"`
+	MinRatio       float64 `json:"min_ratio_vs_raw,omitempty"`
+	MaxRatio       float64 `json:"max_ratio_vs_raw,omitempty"`
 }
 
 // benchRestart is one restart of a hydrated fold after a delta.
@@ -84,6 +113,7 @@ type benchRestart struct {
 	Ratio        float64 `json:"ratio_vs_fresh"`
 	PeakRSS      int64   `json:"peak_rss_bytes"`
 	CPUSeconds   float64 `json:"cpu_seconds"`
+	PageFaults   int64   `json:"page_faults"`
 }
 
 // benchLive is the live lag of one backend: for each put, the time from its
@@ -98,15 +128,30 @@ type benchLive struct {
 	MaxMillis    float64 `json:"lag_max_ms"`
 	// BeforeAck counts puts the fold held before their acknowledgement
 	// reached the publisher (counted as a lag of 0).
-	BeforeAck  int     `json:"applied_before_ack"`
-	PeakRSS    int64   `json:"peak_rss_bytes"`
-	CPUSeconds float64 `json:"cpu_seconds"`
+	BeforeAck int `json:"applied_before_ack"`
+	// ToWatchP99Millis is the p99 of the time from a put's acknowledgement
+	// to the watch handing it to the loop (the server's and the client
+	// library's part; 0 when the hand-off came first).
+	ToWatchP99Millis float64 `json:"ack_to_watch_p99_ms"`
+	// InLoopP50Millis and InLoopP99Millis are the time from that hand-off
+	// to the Apply holding it: the batch window and the flush.
+	InLoopP50Millis float64 `json:"watch_to_apply_p50_ms"`
+	InLoopP99Millis float64 `json:"watch_to_apply_p99_ms"`
+	// Writes counts the fold's Applies (one per flushed batch); WriteP99
+	// and WriteMax are how long they took.
+	Writes         int     `json:"fold_writes"`
+	WriteP99Millis float64 `json:"fold_write_p99_ms"`
+	WriteMaxMillis float64 `json:"fold_write_max_ms"`
+	PeakRSS        int64   `json:"peak_rss_bytes"`
+	CPUSeconds     float64 `json:"cpu_seconds"`
+	PageFaults     int64   `json:"page_faults"`
 }
 
 // benchReport is the output of `slipstream bench -json`.
 type benchReport struct {
 	Server        string         `json:"server"`
 	Keys          int            `json:"keys"`
+	Rounds        int            `json:"rounds"`
 	ValueSize     int            `json:"value_size"`
 	RawBytes      int64          `json:"raw_bytes"`
 	BatchMax      int            `json:"batch_max"`
@@ -118,6 +163,7 @@ type benchReport struct {
 	FillPerSec    float64        `json:"fill_keys_per_sec"`
 	PhaseRSSReset bool           `json:"phase_rss_reset"`
 	Phases        []benchPhase   `json:"phases"`
+	Hydration     []benchSummary `json:"hydration"`
 	Live          []benchLive    `json:"live"`
 	Restarts      []benchRestart `json:"restarts"`
 }
@@ -125,6 +171,7 @@ type benchReport struct {
 func (c *BenchCommand) flagSet() *flag.FlagSet {
 	fs := newFlagSet("bench")
 	fs.IntVar(&c.keys, "keys", 200_000, "`number` of keys to hydrate")
+	fs.IntVar(&c.rounds, "rounds", 3, "hydration `rounds`: each runs raw WatchAll, then every backend; medians are reported")
 	fs.IntVar(&c.valueSize, "value-size", 256, "value size in `bytes`")
 	fs.StringVar(&c.backends, "backend", backendAppLog+","+backendPebble, "comma-separated `backends` to measure")
 	fs.IntVar(&c.batchMax, "batch-max", DefaultBatchMax, "mirror's -batch-max")
@@ -133,7 +180,7 @@ func (c *BenchCommand) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL` to measure against (its bucket "+benchBucket+" is deleted and recreated); empty starts an embedded server")
 	fs.StringVar(&c.creds, "creds", "", "NATS credentials `file`")
 	fs.IntVar(&c.delta, "delta", 1000, "`number` of keys overwritten while each fold is closed, before its restart")
-	fs.IntVar(&c.liveRate, "live-rate", 10_000, "live puts per `second`, paced from other goroutines (0 skips the live phase)")
+	fs.IntVar(&c.liveRate, "live-rate", 10_000, "live puts per `second`, paced from a separate process (0 skips the live phase)")
 	fs.DurationVar(&c.liveFor, "live-duration", 5*time.Second, "`duration` of the live phase")
 	fs.StringVar(&c.dir, "dir", "", "work `directory` (default: a temporary one, removed afterwards)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phases to `file` (split them with pprof -tagfocus phase=...)")
@@ -162,6 +209,8 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 	switch {
 	case c.keys <= 0:
 		return usageErrorf("bench", "-keys must be > 0")
+	case c.rounds <= 0:
+		return usageErrorf("bench", "-rounds must be > 0")
 	case c.valueSize <= 0:
 		return usageErrorf("bench", "-value-size must be > 0")
 	case c.batchMax <= 0:
@@ -187,7 +236,7 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 	defer os.RemoveAll(dir)
 
 	rep := benchReport{
-		Keys: c.keys, ValueSize: c.valueSize, RawBytes: int64(c.keys) * int64(len(benchKey(0))+c.valueSize),
+		Keys: c.keys, Rounds: c.rounds, ValueSize: c.valueSize, RawBytes: int64(c.keys) * int64(len(benchKey(0))+c.valueSize),
 		BatchMax: c.batchMax, BatchWindow: c.batchWindow.String(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), LoadAverage: loadAverage(),
 	}
@@ -223,10 +272,12 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 		defer pprof.StopCPUProfile()
 	}
 
-	// raw, each backend, raw again: the ratio is taken against the faster
-	// raw run, so a cold first read does not flatter the mirror.
+	// Rounds of raw then each backend, and a closing raw run: each mirror
+	// run is compared with the faster of the raw runs around it, so neither
+	// a cold first read nor a drift of the machine flatters the mirror.
+	// Only the last round keeps its mirrors for the live and restart phases.
 	rep.PhaseRSSReset = resetPeakRSS()
-	raw := func() error {
+	raw := func(round int) error {
 		var n int
 		var d time.Duration
 		m, err := c.measure(ctx, "raw WatchAll", func() error {
@@ -239,25 +290,25 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 		if n != c.keys {
 			return fmt.Errorf("bench raw WatchAll: %d keys, want %d", n, c.keys)
 		}
-		rep.Phases = append(rep.Phases, benchPhase{Name: "raw WatchAll", Keys: n, Seconds: d.Seconds(),
-			KeysPerSec: float64(n) / d.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds()})
+		rep.Phases = append(rep.Phases, benchPhase{Name: "raw WatchAll", Round: round, Keys: n, Seconds: d.Seconds(),
+			KeysPerSec: float64(n) / d.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds(),
+			PageFaults: m.faults, GCCycles: m.gcs})
 		return nil
 	}
-	if err := raw(); err != nil {
-		return err
-	}
-	for _, b := range backends {
-		if err := c.benchBackend(ctx, &rep, dial, filepath.Join(dir, "fold-"+b), b, logger); err != nil {
+	for round := 1; round <= c.rounds; round++ {
+		if err := raw(round); err != nil {
 			return err
 		}
+		for _, b := range backends {
+			if err := c.benchBackend(ctx, &rep, dial, filepath.Join(dir, "fold-"+b), b, logger, round); err != nil {
+				return err
+			}
+		}
 	}
-	if err := raw(); err != nil {
+	if err := raw(c.rounds + 1); err != nil {
 		return err
 	}
-	base := max(rep.Phases[0].KeysPerSec, rep.Phases[len(rep.Phases)-1].KeysPerSec)
-	for i := range rep.Phases {
-		rep.Phases[i].Ratio = rep.Phases[i].KeysPerSec / base
-	}
+	rep.summarize()
 	if c.asJSON {
 		enc := json.NewEncoder(c.m.Stdout)
 		enc.SetIndent("", "  ")
@@ -268,8 +319,10 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 
 // measured is what measure observed around a phase.
 type measured struct {
-	rss int64
-	cpu time.Duration
+	rss    int64
+	cpu    time.Duration
+	faults int64
+	gcs    uint64
 }
 
 // measure runs one phase labelled name (for pprof -tagfocus; goroutines it
@@ -278,19 +331,19 @@ func (c *BenchCommand) measure(ctx context.Context, name string, f func() error)
 	runtime.GC()
 	debug.FreeOSMemory()
 	resetPeakRSS()
-	cpu0 := cpuTime()
+	cpu0, faults0, gcs0 := cpuTime(), pageFaults(), gcCycles()
 	var err error
 	pprof.Do(ctx, pprof.Labels("phase", name), func(context.Context) { err = f() })
 	if err != nil {
 		return measured{}, fmt.Errorf("bench %s: %w", name, err)
 	}
-	return measured{rss: peakRSS(), cpu: cpuTime() - cpu0}, nil
+	return measured{rss: peakRSS(), cpu: cpuTime() - cpu0, faults: pageFaults() - faults0, gcs: gcCycles() - gcs0}, nil
 }
 
-// benchBackend measures one backend: a fresh hydration, the live lag while
-// that mirror runs, then a restart of its fold after a delta written while
-// it was closed.
-func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial natskv.DialConfig, foldDir, backend string, logger *slog.Logger) error {
+// benchBackend measures one backend: a fresh hydration and, in the last
+// round, the live lag while that mirror runs, then a restart of its fold
+// after a delta written while it was closed.
+func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial natskv.DialConfig, foldDir, backend string, logger *slog.Logger, round int) error {
 	defer os.RemoveAll(foldDir)
 	clock := &applyClock{}
 	var (
@@ -317,10 +370,15 @@ func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial 
 	if n != c.keys {
 		return fmt.Errorf("bench %s: hydrated %d keys, want %d", backend, n, c.keys)
 	}
-	rep.Phases = append(rep.Phases, benchPhase{Name: "mirror", Backend: backend, Keys: n, Seconds: fresh.Seconds(),
+	rep.Phases = append(rep.Phases, benchPhase{Name: "mirror", Round: round, Backend: backend, Keys: n, Seconds: fresh.Seconds(),
 		KeysPerSec: float64(n) / fresh.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds(),
-		FlushSeconds: time.Duration(mr.t.flushNanos.Load()).Seconds()})
-	c.progress(logger, backend+" hydration", "seconds", fresh.Seconds())
+		PageFaults: m.faults, GCCycles: m.gcs, FlushSeconds: time.Duration(mr.t.flushNanos.Load()).Seconds()})
+	c.progress(logger, backend+" hydration", "round", round, "seconds", fresh.Seconds())
+	if round < c.rounds {
+		err := mr.close()
+		mr = nil
+		return err
+	}
 
 	if c.liveRate > 0 {
 		var lv benchLive
@@ -332,7 +390,7 @@ func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial 
 		if err != nil {
 			return err
 		}
-		lv.Backend, lv.PeakRSS, lv.CPUSeconds = backend, m.rss, m.cpu.Seconds()
+		lv.Backend, lv.PeakRSS, lv.CPUSeconds, lv.PageFaults = backend, m.rss, m.cpu.Seconds(), m.faults
 		rep.Live = append(rep.Live, lv)
 		c.progress(logger, backend+" live", "p50_ms", lv.P50Millis, "p99_ms", lv.P99Millis)
 	}
@@ -356,10 +414,105 @@ func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial 
 	if err != nil {
 		return err
 	}
+	// FreshSeconds and Ratio are filled by summarize, against the median
+	// of this backend's fresh hydrations.
 	rep.Restarts = append(rep.Restarts, benchRestart{Backend: backend, Delta: c.delta, Seconds: restart.Seconds(),
-		FreshSeconds: fresh.Seconds(), Ratio: restart.Seconds() / fresh.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds()})
+		PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds(), PageFaults: m.faults})
 	c.progress(logger, backend+" restart", "seconds", restart.Seconds())
 	return nil
+}
+
+// summarize fills each phase's ratio, the per-measure medians, and each
+// restart's comparison with the median fresh hydration of its backend.
+func (rep *benchReport) summarize() {
+	rawRate := map[int]float64{} // round → raw rate
+	fastest := 0.0
+	for _, p := range rep.Phases {
+		if p.Backend == "" {
+			rawRate[p.Round] = p.KeysPerSec
+			fastest = max(fastest, p.KeysPerSec)
+		}
+	}
+	type group struct {
+		name, backend string
+		phases        []benchPhase
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	for i := range rep.Phases {
+		p := &rep.Phases[i]
+		if p.Backend == "" {
+			p.Ratio = p.KeysPerSec / fastest
+		} else {
+			p.Ratio = p.KeysPerSec / max(rawRate[p.Round], rawRate[p.Round+1])
+		}
+		g := byKey[p.Backend]
+		if g == nil {
+			g = &group{name: p.Name, backend: p.Backend}
+			byKey[p.Backend] = g
+			groups = append(groups, g)
+		}
+		g.phases = append(g.phases, *p)
+	}
+	rep.Hydration = rep.Hydration[:0]
+	for _, g := range groups {
+		ps := g.phases
+		ratios := sortedOf(ps, func(p benchPhase) float64 { return p.Ratio })
+		sum := benchSummary{
+			Name: g.name, Backend: g.backend, Runs: len(ps),
+			MedianSeconds:  median(ps, func(p benchPhase) float64 { return p.Seconds }),
+			MedianPerSec:   median(ps, func(p benchPhase) float64 { return p.KeysPerSec }),
+			MedianCPU:      median(ps, func(p benchPhase) float64 { return p.CPUSeconds }),
+			MedianFlush:    median(ps, func(p benchPhase) float64 { return p.FlushSeconds }),
+			MedianFaults:   int64(median(ps, func(p benchPhase) float64 { return float64(p.PageFaults) })),
+			MedianGCCycles: uint64(median(ps, func(p benchPhase) float64 { return float64(p.GCCycles) })),
+			MedianRatio:    ratios[len(ratios)/2], MinRatio: ratios[0], MaxRatio: ratios[len(ratios)-1],
+		}
+		if len(ratios)%2 == 0 {
+			sum.MedianRatio = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
+		}
+		for _, p := range ps {
+			sum.MaxPeakRSS = max(sum.MaxPeakRSS, p.PeakRSS)
+		}
+		rep.Hydration = append(rep.Hydration, sum)
+	}
+	for i := range rep.Restarts {
+		r := &rep.Restarts[i]
+		if g := byKey[r.Backend]; g != nil {
+			r.FreshSeconds = median(g.phases, func(p benchPhase) float64 { return p.Seconds })
+			r.Ratio = r.Seconds / r.FreshSeconds
+		}
+	}
+}
+
+// sortedOf returns f of every phase, sorted.
+func sortedOf(ps []benchPhase, f func(benchPhase) float64) []float64 {
+	v := make([]float64, len(ps))
+	for i, p := range ps {
+		v[i] = f(p)
+	}
+	slices.Sort(v)
+	return v
+}
+
+// median returns the median of f over the phases (the mean of the middle
+// two for an even count).
+func median(ps []benchPhase, f func(benchPhase) float64) float64 {
+	v := sortedOf(ps, f)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// gcCycles returns the number of completed GC cycles so far.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 func (c *BenchCommand) progress(logger *slog.Logger, phase string, args ...any) {
@@ -370,35 +523,42 @@ func (c *BenchCommand) print(rep benchReport) error {
 	w := c.m.Stdout
 	fmt.Fprintf(w, "slipstream bench: %d keys × %d B against %s; GOMAXPROCS=%d of %d CPUs; load average %s\n",
 		rep.Keys, rep.ValueSize, rep.Server, rep.GOMAXPROCS, rep.NumCPU, orNA(rep.LoadAverage))
-	fmt.Fprintf(w, "mirror: batch-max %d, batch-window %s. fill (PublishAsync, window %d): %.2fs, %s keys/s\n\n",
-		rep.BatchMax, rep.BatchWindow, c.window, rep.FillSeconds, humanCount(rep.FillPerSec))
+	fmt.Fprintf(w, "mirror: batch-max %d, batch-window %s. fill (PublishAsync, window %d): %.2fs, %s keys/s. Rounds: %d.\n\n",
+		rep.BatchMax, rep.BatchWindow, c.window, rep.FillSeconds, humanCount(rep.FillPerSec), rep.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "measure\tbackend\ttime\tin flush\trate\tCPU\tpeak RSS\tRSS/data\tratio\t")
+	fmt.Fprintln(tw, "measure\tbackend\ttime\tin flush\trate\tCPU\tfaults\tGCs\tpeak RSS\tRSS/data\tratio\t")
 	rssData := func(rss int64) string {
 		if rss <= 0 || rep.RawBytes <= 0 {
 			return "-"
 		}
 		return fmt.Sprintf("%.2f×", float64(rss)/float64(rep.RawBytes))
 	}
-	for _, p := range rep.Phases {
+	for _, h := range rep.Hydration {
 		flush, backend, name := "-", "-", "hydration, raw WatchAll"
-		if p.FlushSeconds > 0 {
-			flush = fmt.Sprintf("%.2fs", p.FlushSeconds)
+		if h.MedianFlush > 0 {
+			flush = fmt.Sprintf("%.2fs", h.MedianFlush)
 		}
-		if p.Backend != "" {
-			backend, name = p.Backend, "hydration, mirror"
+		ratio := "-"
+		if h.Backend != "" {
+			backend, name = h.Backend, "hydration, mirror"
+			ratio = fmt.Sprintf("%.2f× raw (%.2f–%.2f)", h.MedianRatio, h.MinRatio, h.MaxRatio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.2fs\t%s\t%s keys/s\t%.2fs\t%s\t%s\t%.2f× raw\t\n", name, backend, p.Seconds, flush,
-			humanCount(p.KeysPerSec), p.CPUSeconds, humanBytes(p.PeakRSS), rssData(p.PeakRSS), p.Ratio)
+		fmt.Fprintf(tw, "%s\t%s\t%.2fs\t%s\t%s keys/s\t%.2fs\t%s\t%d\t%s\t%s\t%s\t\n", name, backend, h.MedianSeconds, flush,
+			humanCount(h.MedianPerSec), h.MedianCPU, humanCount(float64(h.MedianFaults)), h.MedianGCCycles,
+			humanBytes(h.MaxPeakRSS), rssData(h.MaxPeakRSS), ratio)
 	}
 	for _, r := range rep.Restarts {
-		fmt.Fprintf(tw, "restart after a %d-key delta\t%s\t%.2fs\t-\t-\t%.2fs\t%s\t%s\t%.2f× fresh\t\n", r.Delta, r.Backend,
-			r.Seconds, r.CPUSeconds, humanBytes(r.PeakRSS), rssData(r.PeakRSS), r.Ratio)
+		fmt.Fprintf(tw, "restart after a %d-key delta\t%s\t%.2fs\t-\t-\t%.2fs\t%s\t-\t%s\t%s\t%.2f× fresh\t\n", r.Delta, r.Backend,
+			r.Seconds, r.CPUSeconds, humanCount(float64(r.PageFaults)), humanBytes(r.PeakRSS), rssData(r.PeakRSS), r.Ratio)
 	}
 	for _, l := range rep.Live {
-		fmt.Fprintf(tw, "live lag p50 / p99 (max)\t%s\t%.1f / %.1fms (%.0f)\t-\t%s puts/s\t%.2fs\t%s\t%s\tp99 %+.1fms vs window\t\n", l.Backend,
-			l.P50Millis, l.P99Millis, l.MaxMillis, humanCount(l.AchievedRate), l.CPUSeconds, humanBytes(l.PeakRSS), rssData(l.PeakRSS),
-			l.P99Millis-float64(c.batchWindow)/float64(time.Millisecond))
+		fmt.Fprintf(tw, "live lag p50 / p99 (max)\t%s\t%.1f / %.1fms (%.0f)\t-\t%s puts/s\t%.2fs\t%s\t-\t%s\t%s\tp99 %+.1fms vs window\t\n", l.Backend,
+			l.P50Millis, l.P99Millis, l.MaxMillis, humanCount(l.AchievedRate), l.CPUSeconds, humanCount(float64(l.PageFaults)),
+			humanBytes(l.PeakRSS), rssData(l.PeakRSS), l.P99Millis-float64(c.batchWindow)/float64(time.Millisecond))
+		fmt.Fprintf(tw, "  split: ack→watch p99; watch→fold p50 / p99\t%s\t%.1fms; %.1f / %.1fms\t-\t-\t-\t-\t-\t-\t-\t\t\n", l.Backend,
+			l.ToWatchP99Millis, l.InLoopP50Millis, l.InLoopP99Millis)
+		fmt.Fprintf(tw, "  fold writes: count; p99 (max)\t%s\t%d; %.2fms (%.1f)\t-\t-\t-\t-\t-\t-\t-\t\t\n", l.Backend,
+			l.Writes, l.WriteP99Millis, l.WriteMaxMillis)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -408,14 +568,18 @@ func (c *BenchCommand) print(rep benchReport) error {
 		rss = "peak RSS is the process's peak so far (no per-phase reset on this OS)"
 	}
 	_, err := fmt.Fprintf(w, `
-Hydration: from the dial to every key folded, against the faster of two raw
-WatchAll runs. Restart: from the dial (the fold's open included) to caught up,
-against that backend's fresh hydration. Live lag: from a put's acknowledgement
-at the publisher to the Apply holding it, puts paced at -live-rate from %d
-goroutines while the hydrated mirror runs. 'in flush' is the time the loop
-spent applying batches; CPU is the process's user+system time (an embedded
-server included); RSS/data divides by the keys and values; %s.
-`, liveWorkers, rss)
+Hydration: from the dial to every key folded; medians over %d rounds, each
+mirror run against the faster of the raw WatchAll runs just before and after
+its round (the ratio's range in brackets). Restart: from the dial (the fold's
+open included) to caught up, against that backend's median fresh hydration.
+Live lag: from a put's acknowledgement at the publisher to the Apply holding
+it, puts paced at -live-rate from %d connections of a separate process while the last round's mirror
+runs, split where the watch hands each put to the loop: the server's and
+the client library's part, then the loop's (window and fold). 'in flush' is the time the loop spent applying batches; CPU is the
+process's user+system time (an embedded server included); faults are the
+process's page faults (each costs microseconds on some virtual machines);
+GCs are completed GC cycles; RSS/data divides by the keys and values; %s.
+`, rep.Rounds, liveWorkers, rss)
 	return err
 }
 
@@ -603,7 +767,14 @@ func (c *BenchCommand) startMirror(ctx context.Context, dial natskv.DialConfig, 
 	}
 	scope := slipstream.AllKeys()
 	t := newTracker(scope, logger, nil)
-	bucket, err := natskv.Open(ctx, nc, natskv.Config{Bucket: benchBucket, Logger: logger, OnProgress: t.onProgress})
+	onProgress := t.onProgress
+	if clock != nil {
+		onProgress = func(p natskv.Progress) {
+			t.onProgress(p)
+			clock.received(p.Revision)
+		}
+	}
+	bucket, err := natskv.Open(ctx, nc, natskv.Config{Bucket: benchBucket, Logger: logger, OnProgress: onProgress})
 	if err != nil {
 		nc.Close()
 		return nil, 0, fmt.Errorf("open bucket: %w", err)
@@ -646,12 +817,27 @@ func (h *benchMirror) close() error {
 }
 
 // applyClock wraps a fold's store and, while armed, records when each
-// Apply returned and the cursor it made durable.
+// Apply returned and the cursor it made durable, and when the watch handed
+// each revision to the loop.
 type applyClock struct {
 	store
-	armed atomic.Bool
-	mu    sync.Mutex
-	marks []applyMark
+	armed    atomic.Bool
+	mu       sync.Mutex
+	marks    []applyMark
+	receipts []applyMark     // revision handed to the loop, in delivery order
+	writes   []time.Duration // how long each of the fold's Applies took
+}
+
+// received records, while armed, that the watch handed revision rev to the
+// loop (0: not an entry).
+func (a *applyClock) received(rev uint64) {
+	if rev == 0 || !a.armed.Load() {
+		return
+	}
+	now := time.Now()
+	a.mu.Lock()
+	a.receipts = append(a.receipts, applyMark{cursor: rev, at: now})
+	a.mu.Unlock()
 }
 
 type applyMark struct {
@@ -660,11 +846,13 @@ type applyMark struct {
 }
 
 func (a *applyClock) Apply(batch []slipstream.Update, cursor slipstream.Cursor) error {
+	start := time.Now()
 	err := a.store.Apply(batch, cursor)
 	if err == nil && a.armed.Load() {
 		now := time.Now()
 		a.mu.Lock()
 		a.marks = append(a.marks, applyMark{cursor: cursor.Rank(), at: now})
+		a.writes = append(a.writes, now.Sub(start))
 		a.mu.Unlock()
 	}
 	return err
@@ -678,61 +866,24 @@ type ackMark struct {
 }
 
 // live paces puts of random existing keys at c.liveRate for c.liveFor from
-// liveWorkers goroutines, each with its own connection share of the rate
-// (synchronous publishes, so each acknowledgement is timed as it arrives),
-// waits for the fold to hold the last of them, and returns the lag from
-// each put's acknowledgement to the Apply that held it.
+// a separate process (runPublisher), waits for the fold to hold the last of
+// them, and returns the lag from each put's acknowledgement to the Apply
+// that held it.
 func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *applyClock, t *tracker) (benchLive, error) {
 	total := int(float64(c.liveRate) * c.liveFor.Seconds())
 	if total < 1 {
 		total = 1
 	}
 	clock.mu.Lock()
-	clock.marks = clock.marks[:0]
+	clock.marks, clock.receipts, clock.writes = clock.marks[:0], clock.receipts[:0], clock.writes[:0]
 	clock.mu.Unlock()
 	clock.armed.Store(true)
 	defer clock.armed.Store(false)
 
-	acks := make([][]ackMark, liveWorkers)
-	errs := make([]error, liveWorkers)
-	var wg sync.WaitGroup
-	start := time.Now()
-	interval := time.Second / time.Duration(c.liveRate)
-	for w := range liveWorkers {
-		wg.Go(func() {
-			errs[w] = func() error {
-				nc, err := natskv.Dial(withName(dial, fmt.Sprintf("slipstream bench live %d", w)))
-				if err != nil {
-					return fmt.Errorf("connect: %w", err)
-				}
-				defer nc.Close()
-				js, err := jetstream.New(nc)
-				if err != nil {
-					return fmt.Errorf("jetstream: %w", err)
-				}
-				rng := rand.New(rand.NewChaCha8([32]byte{byte(w), 2}))
-				val := make([]byte, c.valueSize)
-				for i := w; i < total; i += liveWorkers {
-					if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-						time.Sleep(d)
-					}
-					fillValue(rng, val)
-					ack, err := js.Publish(ctx, kvSubject(rng.IntN(c.keys)), val)
-					if err != nil {
-						return fmt.Errorf("publish: %w", err)
-					}
-					acks[w] = append(acks[w], ackMark{seq: ack.Sequence, at: time.Now()})
-				}
-				return nil
-			}()
-		})
-	}
-	wg.Wait()
-	sent := time.Since(start)
-	if err := errors.Join(errs...); err != nil {
+	all, sent, err := c.runPublisher(ctx, dial, total)
+	if err != nil {
 		return benchLive{}, err
 	}
-	all := slices.Concat(acks...)
 	last := uint64(0)
 	for _, a := range all {
 		last = max(last, a.seq)
@@ -750,15 +901,29 @@ func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *
 	}
 	clock.armed.Store(false)
 	clock.mu.Lock()
-	marks := slices.Clone(clock.marks)
+	marks, receipts, writes := slices.Clone(clock.marks), slices.Clone(clock.receipts), slices.Clone(clock.writes)
 	clock.mu.Unlock()
+	slices.Sort(writes)
 	lags, early, err := liveLags(all, marks)
+	if err != nil {
+		return benchLive{}, err
+	}
+	// The same lag, split at the watch's hand-off to the loop: the server
+	// and client library's part, then the loop's (window and fold).
+	toWatch, _, err := liveLags(all, receipts)
+	if err != nil {
+		return benchLive{}, fmt.Errorf("receipts: %w", err)
+	}
+	inLoop, err := loopLags(receipts, marks)
 	if err != nil {
 		return benchLive{}, err
 	}
 	return benchLive{TargetRate: c.liveRate, Puts: len(all), AchievedRate: float64(len(all)) / sent.Seconds(),
 		P50Millis: millis(percentile(lags, 0.50)), P99Millis: millis(percentile(lags, 0.99)),
-		MaxMillis: millis(lags[len(lags)-1]), BeforeAck: early}, nil
+		MaxMillis: millis(lags[len(lags)-1]), BeforeAck: early,
+		ToWatchP99Millis: millis(percentile(toWatch, 0.99)), InLoopP50Millis: millis(percentile(inLoop, 0.50)),
+		InLoopP99Millis: millis(percentile(inLoop, 0.99)), Writes: len(writes),
+		WriteP99Millis: millis(percentile(writes, 0.99)), WriteMaxMillis: millis(writes[len(writes)-1])}, nil
 }
 
 // liveLags matches each acknowledged put with the first Apply whose cursor
@@ -793,6 +958,17 @@ func liveLags(acks []ackMark, marks []applyMark) (lags []time.Duration, early in
 	return lags, early, nil
 }
 
+// loopLags returns, in ascending order, the time from each receipt to the
+// first Apply whose cursor covers it.
+func loopLags(receipts, marks []applyMark) ([]time.Duration, error) {
+	acks := make([]ackMark, len(receipts))
+	for i, r := range receipts {
+		acks[i] = ackMark{seq: r.cursor, at: r.at}
+	}
+	lags, _, err := liveLags(acks, marks)
+	return lags, err
+}
+
 // percentile returns the q-quantile of sorted durations (nearest rank).
 func percentile(sorted []time.Duration, q float64) time.Duration {
 	i := int(q*float64(len(sorted))+0.5) - 1
@@ -812,7 +988,7 @@ Measure the mirror against one server, in one run. The bucket is filled with
     each -backend, and raw WatchAll again; keys/s and the ratio to the
     faster raw run;
   - live lag, per backend, while that mirror runs: puts of existing keys
-    paced at -live-rate for -live-duration from other goroutines; p50 and
+    paced at -live-rate for -live-duration from a separate process; p50 and
     p99 of the time from each put's acknowledgement to its fold;
   - restart, per backend: the fold is closed, -delta keys are overwritten,
     and the mirror is started again on it; the time to catch up (the fold's

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -11,20 +13,63 @@ import (
 	"github.com/slipstream-kv/slipstream/internal/natstest"
 )
 
-// checkBenchReport checks the structure of a bench report: every phase
-// present, every count as asked, every figure positive and consistent.
-func checkBenchReport(t *testing.T, rep benchReport, keys, delta, puts int, backends ...string) {
+// runBench runs the bench in process, with the built binary as its live
+// publisher.
+func runBench(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	if len(rep.Phases) != len(backends)+2 {
-		t.Fatalf("%d hydration phases, want raw, %v, raw", len(rep.Phases), backends)
+	var out, errOut bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Executable: binary(t)}
+	err = m.Run(t.Context(), append([]string{"bench"}, args...))
+	return out.String(), errOut.String(), err
+}
+
+// TestPublisherOutput pins the live publisher's report format and refuses
+// anything else.
+func TestPublisherOutput(t *testing.T) {
+	acks, sent, err := parsePublisherOutput([]byte("sent 1500\n7 1000000000\n9 1000000500\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent != 1500 || len(acks) != 2 || acks[0].seq != 7 || acks[1].seq != 9 || acks[1].at.Sub(acks[0].at) != 500 {
+		t.Fatalf("sent %v, acks %+v", sent, acks)
+	}
+	for _, bad := range []string{"7\n", "x 1\n", "7 y\n", "sent z\n", "1 2 3\n"} {
+		if _, _, err := parsePublisherOutput([]byte(bad)); err == nil {
+			t.Fatalf("%q parsed", bad)
+		}
+	}
+}
+
+// checkBenchReport checks the structure of a bench report: every round's
+// phases present in order, every count as asked, every figure positive and
+// consistent, the summaries the medians of their runs.
+func checkBenchReport(t *testing.T, rep benchReport, rounds, keys, delta, puts int, backends ...string) {
+	t.Helper()
+	if rep.Rounds != rounds || len(rep.Phases) != rounds*(len(backends)+1)+1 {
+		t.Fatalf("%d rounds, %d hydration phases, want %d rounds of raw, %v, then raw", rep.Rounds, len(rep.Phases), rounds, backends)
 	}
 	for i, p := range rep.Phases {
-		want := ""
-		if i > 0 && i <= len(backends) {
-			want = backends[i-1]
+		want, round := "", i/(len(backends)+1)+1
+		if j := i % (len(backends) + 1); j > 0 {
+			want = backends[j-1]
 		}
-		if p.Backend != want || p.Keys != keys || p.Seconds <= 0 || p.KeysPerSec <= 0 || p.Ratio <= 0 || p.Ratio > 1.0001 && want == "" {
-			t.Fatalf("phase %d: %+v (want backend %q, %d keys)", i, p, want, keys)
+		if p.Backend != want || p.Round != round || p.Keys != keys || p.Seconds <= 0 || p.KeysPerSec <= 0 || p.Ratio <= 0 || p.Ratio > 1.0001 && want == "" {
+			t.Fatalf("phase %d: %+v (want backend %q, round %d, %d keys)", i, p, want, round, keys)
+		}
+	}
+	if len(rep.Hydration) != len(backends)+1 {
+		t.Fatalf("%d summaries, want raw and %v", len(rep.Hydration), backends)
+	}
+	for i, h := range rep.Hydration {
+		want, runs := "", rounds+1
+		if i > 0 {
+			want, runs = backends[i-1], rounds
+		}
+		if h.Backend != want || h.Runs != runs || h.MedianSeconds <= 0 || h.MedianPerSec <= 0 {
+			t.Fatalf("summary %d: %+v (want backend %q, %d runs)", i, h, want, runs)
+		}
+		if want != "" && (h.MinRatio > h.MedianRatio || h.MedianRatio > h.MaxRatio || h.MinRatio <= 0) {
+			t.Fatalf("summary %d ratios out of order: %+v", i, h)
 		}
 	}
 	if len(rep.Restarts) != len(backends) || len(rep.Live) != len(backends) {
@@ -32,7 +77,7 @@ func checkBenchReport(t *testing.T, rep benchReport, keys, delta, puts int, back
 	}
 	for i, b := range backends {
 		r := rep.Restarts[i]
-		if r.Backend != b || r.Delta != delta || r.Seconds <= 0 || r.FreshSeconds != rep.Phases[i+1].Seconds || r.Ratio <= 0 {
+		if r.Backend != b || r.Delta != delta || r.Seconds <= 0 || r.FreshSeconds != rep.Hydration[i+1].MedianSeconds || r.Ratio <= 0 {
 			t.Fatalf("restart %d: %+v", i, r)
 		}
 		l := rep.Live[i]
@@ -42,9 +87,48 @@ func checkBenchReport(t *testing.T, rep benchReport, keys, delta, puts int, back
 	}
 }
 
+// TestBenchSummary pins the ratios and medians: a mirror run against the
+// faster raw run around its round, the median over rounds, a restart
+// against its backend's median fresh hydration.
+func TestBenchSummary(t *testing.T) {
+	rep := benchReport{
+		Phases: []benchPhase{
+			{Name: "raw WatchAll", Round: 1, Seconds: 1, KeysPerSec: 100},
+			{Name: "mirror", Round: 1, Backend: "applog", Seconds: 2, KeysPerSec: 90},
+			{Name: "raw WatchAll", Round: 2, Seconds: 1, KeysPerSec: 50},
+			{Name: "mirror", Round: 2, Backend: "applog", Seconds: 4, KeysPerSec: 40},
+			{Name: "raw WatchAll", Round: 3, Seconds: 1, KeysPerSec: 80},
+			{Name: "mirror", Round: 3, Backend: "applog", Seconds: 3, KeysPerSec: 60},
+			{Name: "raw WatchAll", Round: 4, Seconds: 1, KeysPerSec: 40},
+		},
+		Restarts: []benchRestart{{Backend: "applog", Seconds: 0.3}},
+	}
+	rep.summarize()
+	// round 1: 90/max(100,50); round 2: 40/max(50,80); round 3: 60/max(80,40)
+	wantRatios := []float64{0.9, 0.5, 0.75}
+	for i, w := range wantRatios {
+		if got := rep.Phases[2*i+1].Ratio; math.Abs(got-w) > 1e-9 {
+			t.Fatalf("round %d ratio %v, want %v", i+1, got, w)
+		}
+	}
+	if got := rep.Phases[2].Ratio; got != 0.5 {
+		t.Fatalf("raw ratio %v, want 0.5 of the fastest raw", got)
+	}
+	h := rep.Hydration[1]
+	if h.Backend != "applog" || h.Runs != 3 || h.MedianRatio != 0.75 || h.MinRatio != 0.5 || h.MaxRatio != 0.9 || h.MedianSeconds != 3 || h.MedianPerSec != 60 {
+		t.Fatalf("summary %+v", h)
+	}
+	if r := rep.Restarts[0]; r.FreshSeconds != 3 || math.Abs(r.Ratio-0.1) > 1e-9 {
+		t.Fatalf("restart %+v, want 0.3 s against the median fresh 3 s", r)
+	}
+	if raw := rep.Hydration[0]; raw.Runs != 4 || raw.MedianPerSec != 65 {
+		t.Fatalf("raw summary %+v, want 4 runs, median 65", raw)
+	}
+}
+
 // TestBenchEmbedded runs the whole bench, small, on its embedded server.
 func TestBenchEmbedded(t *testing.T) {
-	out, _, err := runMain(t, "", "bench", "-keys", "3000", "-delta", "200", "-live-rate", "1000",
+	out, _, err := runBench(t, "-keys", "3000", "-rounds", "2", "-delta", "200", "-live-rate", "1000",
 		"-live-duration", "300ms", "-json", "-log-level", "warn", "-dir", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +140,7 @@ func TestBenchEmbedded(t *testing.T) {
 	if !strings.HasPrefix(rep.Server, "embedded") || rep.Keys != 3000 || rep.RawBytes != 3000*(11+256) {
 		t.Fatalf("report header: %+v", rep)
 	}
-	checkBenchReport(t, rep, 3000, 200, 300, backendAppLog, backendPebble)
+	checkBenchReport(t, rep, 2, 3000, 200, 300, backendAppLog, backendPebble)
 }
 
 // TestBenchAgainstASeparateServer runs the bench against a given server
@@ -77,8 +161,8 @@ func TestBenchAgainstASeparateServer(t *testing.T) {
 	if _, err := kv.Put(ctx, "stray", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := runMain(t, "", "bench", "-nats", srv.URL(), "-backend", "applog", "-keys", "2000",
-		"-delta", "50", "-live-rate", "500", "-live-duration", "200ms", "-log-level", "warn", "-dir", t.TempDir())
+	out, _, err := runBench(t, "-nats", srv.URL(), "-backend", "applog", "-keys", "2000",
+		"-rounds", "1", "-delta", "50", "-live-rate", "500", "-live-duration", "200ms", "-log-level", "warn", "-dir", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

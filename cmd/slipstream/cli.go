@@ -32,6 +32,10 @@ type Main struct {
 	// flags (NATS_URL, NATS_CREDS, …). Nil means no environment: in-process
 	// tests stay independent of the caller's.
 	Getenv func(string) string
+
+	// Executable is the slipstream binary that commands start as helper
+	// processes (bench's live publisher). Empty means os.Executable().
+	Executable string
 }
 
 // NewMain returns a Main on the process's standard streams.
@@ -79,6 +83,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&AuditCommand{m: m}).Run(ctx, args)
 	case "bench":
 		return (&BenchCommand{m: m}).Run(ctx, args)
+	case benchPublisherCommand: // bench's own helper process; not listed in the help
+		return (&benchPublisher{m: m}).Run(ctx, args)
 	case "version", "-version", "--version": // natscli and most tools answer --version
 		return (&VersionCommand{m: m}).Run(ctx, args)
 	case "help", "-h", "-help", "--help":

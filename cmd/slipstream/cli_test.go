@@ -45,6 +45,7 @@ func TestMain_UsageErrors(t *testing.T) {
 		{"bench negative delta", []string{"bench", "-delta", "-1"}, "-delta must be >= 0"},
 		{"bench negative live rate", []string{"bench", "-live-rate", "-5"}, "-live-rate must be >= 0"},
 		{"bench zero live duration", []string{"bench", "-live-duration", "0s"}, "-live-duration must be > 0"},
+		{"bench zero rounds", []string{"bench", "-rounds", "0"}, "-rounds must be > 0"},
 		{"version argument", []string{"version", "x"}, `unexpected argument "x"`},
 	}
 	for _, tt := range tests {
