@@ -114,6 +114,9 @@ func (c *AuditCommand) Run(ctx context.Context, args []string) (err error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	c.conn.applyEnv(c.m.Getenv)
+	if err := c.conn.check("audit"); err != nil {
+		return err
+	}
 	switch {
 	case len(args) != 0:
 		return usageErrorf("audit", "unexpected argument %q", args[0])

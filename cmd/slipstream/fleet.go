@@ -21,6 +21,7 @@ import (
 	"github.com/slipstream-kv/slipstream/applog"
 	"github.com/slipstream-kv/slipstream/artifact"
 	"github.com/slipstream-kv/slipstream/fleet"
+	"github.com/slipstream-kv/slipstream/internal/fsync"
 	"github.com/slipstream-kv/slipstream/lease"
 	"github.com/slipstream-kv/slipstream/natskv"
 	"github.com/slipstream-kv/slipstream/objstore"
@@ -624,7 +625,7 @@ func (n *fleetNode) swapIn(dir, be string) error {
 		if err := os.Rename(dir, foldDir); err != nil {
 			return nil, "", fmt.Errorf("bootstrap: move the imported fold into place: %w", err)
 		}
-		if err := syncDir(filepath.Dir(foldDir)); err != nil {
+		if err := fsync.Dir(filepath.Dir(foldDir)); err != nil {
 			return nil, "", err
 		}
 		f, err := openBackend(foldDir, be, n.log)
@@ -636,18 +637,6 @@ func (n *fleetNode) swapIn(dir, be string) error {
 		}
 		return f.store, be, nil
 	})
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // ---- export rounds ----

@@ -155,6 +155,9 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	c.conn.applyEnv(c.m.Getenv)
+	if err := c.conn.check("mirror"); err != nil {
+		return err
+	}
 	if err := c.validate(set); err != nil {
 		return err
 	}

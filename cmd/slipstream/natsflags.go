@@ -123,6 +123,16 @@ func (n *natsFlags) dialConfig(defaultURL, name string) (natskv.DialConfig, erro
 	return cfg, nil
 }
 
+// check refuses a -nats URL (or NATS_URL) with a scheme nats.go cannot
+// dial, as a usage error of cmd: commands call it before any side effect.
+// dialConfig checks again, after a context may have supplied the URL.
+func (n *natsFlags) check(cmd string) error {
+	if err := checkNATSURL(n.url); err != nil {
+		return usageErrorf(cmd, "%s", err.Error())
+	}
+	return nil
+}
+
 // natsSchemes are the URL schemes nats.go dials. It dials any other scheme
 // as plain NATS too (an http:// URL reaches the port, then fails in the
 // handshake, or worse, talks to the wrong port), so they are refused first.

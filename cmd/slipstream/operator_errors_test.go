@@ -2,7 +2,10 @@ package main
 
 import (
 	"bufio"
+	"errors"
+	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,7 +20,7 @@ import (
 // command that connects; the schemes NATS speaks and bare HOST:PORT pass.
 func TestNATSURLScheme(t *testing.T) {
 	binary(t)
-	fold := filepath.Join(t.TempDir(), "f")
+	fold := filepath.Join(t.TempDir(), "f") // never created: the URL is refused first
 	for _, args := range [][]string{
 		{"kv", "get", "-bucket", "b", "k"},
 		{"mirror", "-bucket", "b", "-fold", fold},
@@ -28,6 +31,9 @@ func TestNATSURLScheme(t *testing.T) {
 			_, stderr, code := runBin(t, "", append(args, "-nats", bad)...)
 			if code != 2 || !strings.Contains(stderr, "is not one NATS speaks") {
 				t.Errorf("%v -nats %s: exit %d, stderr %q; want a usage error (exit 2) naming the scheme", args, bad, code, stderr)
+			}
+			if _, err := os.Stat(fold); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("%v -nats %s: the fold was created before the URL was refused (%v)", args, bad, err)
 			}
 		}
 	}
