@@ -280,8 +280,8 @@ func (e *NotPublishedError) Is(target error) bool {
 // is published yet. Check proves the store readable, not writable: a store
 // that refuses only writes fails at the first upload.
 //
-// Errors are the store's, wrapped: a missing bucket wraps
-// ErrBucketNotFound, refused credentials ErrAccessDenied, anything else
+// Errors are the store's: a missing bucket wraps ErrBucketNotFound,
+// refused credentials ErrAccessDenied, anything else
 // slipstream.ErrOperationFailed (or ctx's error).
 func (t *Transport) Check(ctx context.Context, key string) error {
 	name, _, err := t.names(key)
@@ -295,9 +295,9 @@ func (t *Transport) Check(ctx context.Context, key string) error {
 	case errors.Is(err, ErrNotExist):
 		return nil
 	case errors.Is(err, ErrBucketNotFound), errors.Is(err, ErrAccessDenied), ctx.Err() != nil:
-		return fmt.Errorf("check store: %w", err)
+		return err // the store's own words name the bucket and the object
 	default:
-		return backend("check store: read pointer", name, err)
+		return backend("read pointer", name, err)
 	}
 }
 

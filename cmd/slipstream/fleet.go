@@ -177,7 +177,7 @@ func probeStore(ctx context.Context, tr *objstore.Transport, url, key string, lo
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(err, objstore.ErrBucketNotFound), errors.Is(err, objstore.ErrAccessDenied):
-		return fmt.Errorf("store %s unusable: %w", url, err)
+		return fmt.Errorf("%s: %w", url, err)
 	default:
 		log.Warn("store not reachable at startup; the fleet will retry", "store", url, "err", err)
 		return nil

@@ -56,7 +56,7 @@ func (sf *storeFlags) open(ctx context.Context, getenv func(string) string, cmd,
 	}
 	if err := t.Transport().Check(ctx, key); err != nil {
 		t.Close()
-		return nil, fmt.Errorf("%s: store %s unusable: %w", cmd, t.Location, err)
+		return nil, fmt.Errorf("%s: %s: %w", cmd, t.Location, err)
 	}
 	return t, nil
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,6 +17,8 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/objstore"
+	"github.com/slipstream-kv/slipstream/objstore/mem"
 	"github.com/slipstream-kv/slipstream/objstore/objstoretest"
 )
 
@@ -97,7 +102,7 @@ func TestStoreCommands_ProbeTheStore(t *testing.T) {
 	}
 	for name, args := range commands("s3://missing-bucket/fleet") {
 		t.Run("missing bucket/"+name, func(t *testing.T) {
-			check(t, args, `bucket "missing-bucket" does not exist`)
+			check(t, args, `slipstream: `+args[0]+`: s3://missing-bucket/fleet: s3 get fleet/edge/k.manifest.json: bucket "missing-bucket" does not exist (NoSuchBucket)`)
 		})
 	}
 	f.deny(true)
@@ -148,10 +153,41 @@ func TestMirror_ExportToMissingBucket(t *testing.T) {
 			p := startProc(t, args...)
 			err := p.wait(t, 30*time.Second)
 			stderr := p.stderr.String()
-			want := fmt.Sprintf(`slipstream: %s: store s3://missing-bucket/fleet unusable: check store: s3 get fleet/probe.manifest.json: bucket "missing-bucket" does not exist (NoSuchBucket)`, flag)
+			want := fmt.Sprintf(`slipstream: %s: s3://missing-bucket/fleet: s3 get fleet/probe.manifest.json: bucket "missing-bucket" does not exist (NoSuchBucket)`, flag)
 			if err == nil || p.cmd.ProcessState.ExitCode() != 1 || !strings.Contains(stderr, want) || strings.Contains(stderr, "export round") {
 				t.Fatalf("mirror %s a missing bucket: %v; stderr:\n%s\nwant exit 1 and %q", flag, err, stderr, want)
 			}
 		})
+	}
+}
+
+// TestProbeStoreClassifies: the mirror's startup probe fails on a missing
+// bucket or refused credentials (no retry fixes them), and only warns on
+// any other failure (the store may be back by the first round).
+func TestProbeStoreClassifies(t *testing.T) {
+	injected := errors.New("injected: connection refused")
+	for _, tt := range []struct {
+		fail    error
+		wantErr error
+	}{
+		{nil, nil},
+		{fmt.Errorf("s3 get x: %w", objstore.ErrBucketNotFound), objstore.ErrBucketNotFound},
+		{fmt.Errorf("s3 get x: %w", objstore.ErrAccessDenied), objstore.ErrAccessDenied},
+		{injected, nil},
+	} {
+		var logs bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&logs, nil))
+		st := &objstoretest.Faulty{Store: mem.New(), Fail: func(op, name string) error { return tt.fail }}
+		err := probeStore(t.Context(), &objstore.Transport{Store: st}, "s3://b/p", "k", log)
+		switch {
+		case tt.wantErr != nil && (!errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), "s3://b/p")):
+			t.Errorf("probe with %v: err = %v, want %v naming the store", tt.fail, err, tt.wantErr)
+		case tt.wantErr == nil && err != nil:
+			t.Errorf("probe with %v: err = %v, want nil", tt.fail, err)
+		case tt.fail == injected && (!strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "injected")):
+			t.Errorf("probe with a transient failure logged %q, want a warning with the error", logs.String())
+		case tt.fail == nil && logs.Len() != 0:
+			t.Errorf("probe of a usable store logged %q", logs.String())
+		}
 	}
 }
