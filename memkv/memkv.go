@@ -428,3 +428,16 @@ func (kv *KV) LastRecord(ctx context.Context, key string) (slipstream.Update, bo
 	}
 	return toUpdate(r), true, nil
 }
+
+// RecordAt returns the record retained at revision rev, markers included,
+// as an Update with its revision; false when none is retained there. It
+// mirrors natskv's Bucket.RecordAt.
+func (kv *KV) RecordAt(ctx context.Context, rev uint64) (slipstream.Update, bool, error) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	r := kv.recordLocked(rev)
+	if r == nil {
+		return slipstream.Update{}, false, nil
+	}
+	return toUpdate(r), true, nil
+}

@@ -106,6 +106,9 @@ type Config struct {
 	// delivered entry and once when the initial values are done. It must
 	// not block.
 	OnProgress func(Progress)
+	// NoCreate makes Open fail with an error wrapping ErrBucketNotFound
+	// when the bucket does not exist, instead of creating it.
+	NoCreate bool
 }
 
 // Progress reports a watch's progress to Config.OnProgress.
@@ -190,10 +193,13 @@ var (
 )
 
 // Open returns the bucket cfg.Bucket on nc, creating it with cfg if it does
-// not exist (get-or-create). The configuration applies only at creation: an
-// existing bucket is returned as it is. Each step is bounded by cfg.Timeout.
+// not exist (get-or-create) unless cfg.NoCreate is set. The configuration
+// applies only at creation: an existing bucket is returned as it is. Each
+// step is bounded by cfg.Timeout.
 //
-// Open returns an error wrapping ErrInvalidBucketName for a name the client
+// Open returns an error wrapping ErrBucketNotFound (with
+// slipstream.ErrOperationFailed) for a missing bucket with cfg.NoCreate,
+// ErrInvalidBucketName for a name the client
 // or server refuses, slipstream.ErrTimeout when a step exceeds the timeout,
 // ctx.Err() when ctx ends, and slipstream.ErrOperationFailed otherwise (no
 // JetStream, permissions, an invalid configuration). nc stays the caller's.
@@ -234,6 +240,12 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Bucket, error) {
 	}
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("open bucket %q: %w", cfg.Bucket, ctx.Err())
+	}
+	if cfg.NoCreate {
+		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("%w: %w: %q: %w", slipstream.ErrOperationFailed, ErrBucketNotFound, cfg.Bucket, err)
+		}
+		return nil, fmt.Errorf("open bucket %q: %w", cfg.Bucket, err)
 	}
 	b.log.Debug("bucket lookup failed; creating it", "err", err)
 	if err := b.create(ctx, cfg); err != nil {

@@ -18,6 +18,9 @@ var (
 	// ErrConnectionFailed is returned by [Dial] when the credentials are
 	// unusable or no server could be reached.
 	ErrConnectionFailed = errors.New("natskv: connection failed")
+	// ErrBucketNotFound is returned by [Open] with Config.NoCreate when the
+	// bucket does not exist. It wraps with slipstream.ErrOperationFailed.
+	ErrBucketNotFound = errors.New("natskv: bucket not found")
 	// ErrInvalidBucketName is returned by [Open] for a bucket name that the
 	// client or the server refuses.
 	ErrInvalidBucketName = errors.New("natskv: invalid bucket name")

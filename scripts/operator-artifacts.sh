@@ -64,6 +64,12 @@ delivered=$(grep 'msg="caught up"' "$WORK/b.log" | head -1 | sed -n 's/.*deliver
 check "mirror B resumed from cursor $C1 and received exactly the $((L2 - C1)) later updates (got ${delivered:-?})" \
   [ "${delivered:-x}" = "$((L2 - C1))" ]
 check "mirror B logged a resume, not a sync" grep -q "follower resuming.*cursor=$C1" "$WORK/b.log"
+check "mirror B verified the imported fold, then bound it to $B" grep -q "fold verified against the bucket; bound to it" "$WORK/b.log"
+check "  … in the fold's binding file" grep -q "\"bucket\": \"$B\"" "$WORK/foldB/slipstream-binding.json"
+run_expect 1 "a mirror of another bucket (a typo) on fold B is refused" slipstream mirror --bucket "${B}x" --fold "$WORK/foldB"
+check "  … naming the bucket fold B mirrors" err_mentions "mirrors bucket \"$B\""
+run_expect 1 "a mirror of a bucket missing on the server is refused (no -create-bucket)" slipstream mirror --bucket "${B}x" --fold "$WORK/foldX"
+check "  … naming bucket and server" err_mentions "bucket \"${B}x\" on $NATS_URL"
 check "fold B equals the bucket (nats kv ls -v)" same_as_bucket "$WORK/foldB" $B
 run_expect 0 "export --fold of the closed fold B" slipstream export --fold "$WORK/foldB" --out "$WORK/art2" -json
 C2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cursor"])' "$WORK/out")

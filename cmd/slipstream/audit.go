@@ -145,6 +145,13 @@ func (c *AuditCommand) Run(ctx context.Context, args []string) (err error) {
 	if backend == "" {
 		return fmt.Errorf("%w at %s", errNoFold, c.foldDir)
 	}
+	// Auditing (or repairing) a fold against another bucket than the one
+	// it mirrors would report (or rewrite) every key: refuse it.
+	if b, err := readBinding(c.foldDir); err != nil {
+		return err
+	} else if b != nil && b.Bucket != c.bucket {
+		return fmt.Errorf("%w: fold %s mirrors bucket %q, not %q; use another -fold", errFoldOfOtherBucket, c.foldDir, b.Bucket, c.bucket)
+	}
 	fd, err := openBackend(c.foldDir, backend, logger)
 	if errors.Is(err, slipstream.ErrLocked) {
 		return fmt.Errorf("fold %s is held by a running mirror, which audits it itself (see its /v1/status): %w", c.foldDir, err)

@@ -45,7 +45,13 @@
 //
 // The fold's backend is applog (default: an append-only log folded in
 // memory) or pebble (an LSM tree on disk); an existing fold keeps its own.
-// Changing -prefix on an existing fold is not detected: use a fresh fold.
+// A fold records the bucket and scope it mirrors (slipstream-binding.json in
+// its directory): a mirror with another -bucket or -prefix refuses it and
+// leaves it untouched. A fold without that record (imported, bootstrapped,
+// or made by an older version) is compared with the bucket at a few points
+// and refused if it holds another bucket's keys; otherwise it is resumed,
+// and reported ready only once an audit has verified it
+// (docs/OPERATIONS.md).
 //
 // Without -nats or -context (nor NATS_URL or NATS_CONTEXT), mirror starts an
 // embedded nats-server with JetStream,
@@ -54,7 +60,9 @@
 // that 'slipstream kv' and any NATS client on the host can write to it. The
 // bucket is created if missing, with -history (1), -max-bytes (1 GiB; -1 is
 // unlimited), -max-age (none) and -replicas (1); an existing bucket is used
-// as it is.
+// as it is. On a server given by -nats or -context the bucket must exist
+// unless -create-bucket is given (a missing bucket is an error naming bucket
+// and server); the bucket flags need -create-bucket there.
 //
 // With -export-to, the mirror takes part in the fleet's export rounds: every
 // -export-every (jittered ±25%), the node that wins the export lease (a key
@@ -84,7 +92,8 @@
 //	                      key order, streamed
 //	GET /v1/status        JSON: bucket, fold, backend, scope, state, ready,
 //	                      cursor, keys, server_head, lag, pending, resyncs,
-//	                      restarts, nats_connected, last_error, verified (an
+//	                      restarts, nats_connected, last_error, verifying,
+//	                      verified (an
 //	                      audit since the last resume found the fold equal or
 //	                      repaired it), audits, last_audit (the summary
 //	                      object of 'slipstream audit', with error when it
@@ -93,7 +102,9 @@
 //	                      artifact's age and revisions behind the head)
 //	GET /healthz          200 while the process serves
 //	GET /readyz           200 once the first sync or resume has caught up
-//	                      (latched), 503 before
+//	                      (latched) on a fold bound to the bucket, 503
+//	                      before (and while verifying a fold without a
+//	                      binding)
 //	GET /metrics          Prometheus metrics (slipstream_applied_cursor,
 //	                      slipstream_server_head, slipstream_lag_revisions,
 //	                      slipstream_flush_batch_updates,
@@ -119,8 +130,10 @@
 // The states of /v1/status are starting, bootstrapping (replacing the fold
 // with the fleet's artifact), syncing (first copy into an empty
 // fold), resuming (catching up on the delta after the fold's cursor),
-// resyncing (the cursor expired), synced, retrying (the watch failed; a
-// restart is pending) and stopped. Lag is the stream's last sequence minus
+// resyncing (the cursor expired), synced, verifying (caught up on a fold
+// without a binding — imported, bootstrapped or made by an older version —
+// that an audit has yet to verify; not ready; "verifying" says why),
+// retrying (the watch failed; a restart is pending) and stopped. Lag is the stream's last sequence minus
 // the fold's cursor; with -prefix it counts messages outside the scope too.
 //
 // # get, range, stat
@@ -131,8 +144,8 @@
 //
 // Offline queries of a fold; the backend is detected from the directory.
 // get prints the value's bytes (a missing key exits 1); range prints JSON
-// lines as GET /v1/kv does; stat prints the cursor, key count, backend and
-// size on disk. On a fold a running mirror holds, an applog fold is read
+// lines as GET /v1/kv does; stat prints the cursor, key count, backend,
+// size on disk and the bucket and scope the fold is bound to. On a fold a running mirror holds, an applog fold is read
 // through a read-only view (said on stderr) and a pebble fold is refused:
 // query the mirror's -http instead.
 //

@@ -132,7 +132,7 @@ func e2eScenario(t *testing.T, m *proc, natsURL, bucket, fold string) {
 func TestE2E_ExternalServer(t *testing.T) {
 	srv := natstest.Start(t)
 	fold := filepath.Join(t.TempDir(), "fold")
-	m := startProc(t, "mirror", "-bucket", "e2e", "-fold", fold, "-nats", srv.URL(), "-http", "127.0.0.1:0")
+	m := startProc(t, "mirror", "-bucket", "e2e", "-fold", fold, "-nats", srv.URL(), "-create-bucket", "-http", "127.0.0.1:0")
 	e2eScenario(t, m, srv.URL(), "e2e", fold)
 }
 

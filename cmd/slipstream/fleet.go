@@ -579,8 +579,22 @@ func (n *fleetNode) bootstrap(ctx context.Context, reason string) error {
 		}
 		return fallback("the artifact could not be imported", "err", err)
 	}
-	if err := n.swapIn(dest, be); err != nil {
+	orig := n.fold.backendName()
+	err = n.t.bind.replace(fmt.Sprintf("bootstrapped from the fleet's artifact %q: verifying it against bucket %q before reporting ready",
+		n.ff.bootstrapKey, n.bucketName), func() error { return n.swapIn(dest, be) })
+	if err != nil {
 		return err
+	}
+	// A manifest names no bucket: compare the imported fold with this one
+	// before resuming on it (binding.go). What this cannot decide, the
+	// audit after the catch-up does, before the node reports ready.
+	if err := checkIdentity(ctx, n.bucket, n.fold, n.bucketName, st.LastSeq); errors.Is(err, errFoldOfOtherBucket) {
+		if err := n.freshFold(orig); err != nil {
+			return err
+		}
+		return fallback("the artifact is not a fold of this bucket; starting from a fresh fold", "key", n.ff.bootstrapKey, "err", err)
+	} else if err != nil {
+		n.log.Warn("bootstrap: the imported fold could not be compared with the bucket; the audit verifies it", "err", err)
 	}
 	rec.Outcome = bootImported
 	rec.Cursor = res.Manifest.Cursor.Rank()
@@ -637,6 +651,22 @@ func (n *fleetNode) swapIn(dir, be string) error {
 		}
 		return f.store, be, nil
 	})
+}
+
+// freshFold replaces the fold with an empty one of backend be, bound to the
+// bucket: the follower then syncs it from the bucket.
+func (n *fleetNode) freshFold(be string) error {
+	empty := filepath.Join(n.scratch, "fold")
+	if err := os.RemoveAll(empty); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if err := os.MkdirAll(empty, 0o755); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if err := n.t.bind.replace("a fresh fold", func() error { return n.swapIn(empty, be) }); err != nil {
+		return err
+	}
+	return n.t.bind.bindNow()
 }
 
 // ---- export rounds ----

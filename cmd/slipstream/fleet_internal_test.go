@@ -195,6 +195,46 @@ func TestBootstrapDecisions(t *testing.T) {
 			}
 		})
 	}
+	t.Run("another bucket's artifact", func(t *testing.T) {
+		// The bucket holds other keys at the artifact's revisions.
+		n, fb, logs := bootNode(t, tr, backendAppLog, false, 0)
+		for i := range 25 {
+			if _, err := fb.Put(t.Context(), fmt.Sprintf("x.%d", i), []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bd := &binder{dir: n.fold.Dir, want: newBinding("b", slipstream.AllKeys())}
+		n.t.bind = bd
+		if err := n.beforeRun(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		rec := n.status().Bootstrap.Last
+		if rec.Outcome != bootFallback || !strings.Contains(rec.Message, "not a fold of this bucket") ||
+			!strings.Contains(logs.String(), `where bucket \"b\" holds a put of \"x.19\"`) {
+			t.Fatalf("record %+v, logs:\n%s", rec, logs)
+		}
+		if k, _ := n.fold.Keys(); k != 0 || !n.fold.Cursor().IsNone() || n.fold.backendName() != backendAppLog {
+			t.Fatalf("after the fallback the fold holds %d keys at %v (%s), want a fresh applog fold", k, n.fold.Cursor(), n.fold.backendName())
+		}
+		if bd.unbound.Load() {
+			t.Fatal("the fresh fold is not bound")
+		}
+		if b, err := readBinding(n.fold.Dir); err != nil || b == nil || b.Bucket != "b" {
+			t.Fatalf("fresh fold's binding %+v %v", b, err)
+		}
+	})
+	t.Run("imported fold is unbound", func(t *testing.T) {
+		n, _, _ := bootNode(t, tr, backendPebble, false, 25)
+		bd := &binder{dir: n.fold.Dir, want: newBinding("b", slipstream.AllKeys())}
+		n.t.bind = bd
+		if err := n.beforeRun(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if rec := n.status().Bootstrap.Last; rec.Outcome != bootImported || !bd.unbound.Load() ||
+			!strings.Contains(bd.reason(), "bootstrapped from the fleet's artifact") {
+			t.Fatalf("record %+v, unbound %v (%q)", rec, bd.unbound.Load(), bd.reason())
+		}
+	})
 	t.Run("no artifact", func(t *testing.T) {
 		n, _, logs := bootNode(t, &objstore.Transport{Store: mem.New()}, backendAppLog, false, 3)
 		if err := n.beforeRun(t.Context()); err != nil {

@@ -77,7 +77,8 @@ func detectBackend(dir string) (string, error) {
 		}
 	}
 	for _, e := range ents {
-		if e.Name() != "LOCK" { // left alone, a lock file holds no fold
+		// Left alone, a lock file or a binding (binding.go) holds no fold.
+		if n := e.Name(); n != "LOCK" && n != bindingFile && !strings.HasPrefix(n, "."+bindingFile+".tmp-") {
 			return "", fmt.Errorf("%s holds neither an applog nor a pebble fold (found %q)", dir, e.Name())
 		}
 	}

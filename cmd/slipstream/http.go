@@ -41,6 +41,9 @@ type statusDoc struct {
 	Restarts   uint64   `json:"restarts"`
 	Connected  bool     `json:"nats_connected"`
 	LastError  string   `json:"last_error,omitempty"`
+	// Verifying says why the fold is not bound to the bucket yet (state
+	// verifying, not ready); empty once it is (binding.go).
+	Verifying string `json:"verifying,omitempty"`
 	auditStatus
 	// Fleet is set with -export-to or -bootstrap-from (fleet.go).
 	Fleet *fleetStatus `json:"fleet,omitempty"`

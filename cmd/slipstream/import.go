@@ -65,7 +65,10 @@ then is it renamed into place. On failure -fold is left as it was and the
 artifact is never modified.
 
 Then 'slipstream mirror --fold DIR' resumes from the artifact's cursor and
-receives only the updates after it.
+receives only the updates after it. An artifact does not name its bucket:
+the mirror compares the imported fold with its -bucket first (a fold of
+another bucket is refused), and reports ready only once its audit has
+verified the fold; it then records the bucket in the fold.
 
 Usage:
 

@@ -28,9 +28,9 @@ func newMetricsHandler(t *tracker, extra ...prometheus.Collector) http.Handler {
 			func() float64 { return float64(t.head.Load()) }),
 		gauge("slipstream_lag_revisions", "Server head minus the applied cursor.",
 			func() float64 { return float64(t.lag()) }),
-		gauge("slipstream_ready", "1 once the mirror has caught up with the bucket.",
+		gauge("slipstream_ready", "1 once the mirror has caught up with the bucket (and verified a fold it had no binding for).",
 			func() float64 {
-				if t.ready.Load() {
+				if t.isReady() {
 					return 1
 				}
 				return 0

@@ -58,6 +58,7 @@ type MirrorCommand struct {
 	maxBytes    int64
 	maxAge      time.Duration
 	replicas    int
+	create      bool
 	auditEvery  time.Duration
 	asJSON      bool
 	fleet       fleetFlags
@@ -66,7 +67,7 @@ type MirrorCommand struct {
 
 func (c *MirrorCommand) flagSet() *flag.FlagSet {
 	fs := newFlagSet("mirror")
-	fs.StringVar(&c.bucket, "bucket", "", "bucket `name` (required; created if missing)")
+	fs.StringVar(&c.bucket, "bucket", "", "bucket `name` (required; created if missing on the embedded server, or with -create-bucket)")
 	fs.StringVar(&c.foldDir, "fold", "", "fold `directory` (required; created if missing)")
 	c.conn.register(fs, "NATS server `URL`; with neither it nor -context, an embedded server with JetStream is started")
 	fs.Var(&c.prefixes, "prefix", "mirror only keys under `prefix` (ending in \".\"); repeatable, one consumer")
@@ -83,6 +84,7 @@ func (c *MirrorCommand) flagSet() *flag.FlagSet {
 	fs.Int64Var(&c.maxBytes, "max-bytes", DefaultBucketMaxBytes, "new bucket: size limit in `bytes` (-1 unlimited)")
 	fs.DurationVar(&c.maxAge, "max-age", 0, "new bucket: expire entries older than `duration` (0 keeps them)")
 	fs.IntVar(&c.replicas, "replicas", 1, "new bucket: stream replicas")
+	fs.BoolVar(&c.create, "create-bucket", false, "create the bucket if missing (the default on the embedded server; with -nats or -context a missing bucket is an error without it)")
 	fs.DurationVar(&c.auditEvery, "audit-every", DefaultAuditEvery, "audit the fold against the bucket every `duration` (0: only after each resume has caught up)")
 	fs.BoolVar(&c.asJSON, "json", false, "print the final cursor as a JSON object")
 	c.fleet.register(fs)
@@ -136,6 +138,16 @@ func (c *MirrorCommand) validate(set map[string]bool) error {
 	case c.conn.remote() && (set["listen"] || set["nats-store"]):
 		return usageErrorf("mirror", "-listen and -nats-store configure the embedded server; they do not go with -nats or -context")
 	}
+	if !set["create-bucket"] {
+		c.create = !c.conn.remote()
+	}
+	if !c.create {
+		for _, f := range []string{"history", "max-bytes", "max-age", "replicas"} {
+			if set[f] {
+				return usageErrorf("mirror", "-%s configures a bucket the mirror creates: add -create-bucket", f)
+			}
+		}
+	}
 	if err := scopeOf(c.prefixes).Validate(); err != nil {
 		return usageErrorf("mirror", "%v", err)
 	}
@@ -166,6 +178,14 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	scope := scopeOf(c.prefixes)
+
+	// A fold bound to another bucket or scope is refused before anything
+	// is opened, created or connected to: it is left as it was.
+	want := newBinding(c.bucket, scope)
+	bound, err := checkBinding(c.foldDir, want)
+	if err != nil {
+		return err
+	}
 
 	// The fold first: its lock stops a second mirror before it starts a
 	// second embedded server on the same store.
@@ -216,12 +236,19 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		Replicas:   c.replicas,
 		Logger:     logger,
 		OnProgress: t.onProgress,
+		NoCreate:   !c.create,
 	})
+	if errors.Is(err, natskv.ErrBucketNotFound) {
+		return fmt.Errorf("%w: bucket %q on %s (create it, or pass -create-bucket)", errBucketMissing, c.bucket, nc.ConnectedUrlRedacted())
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return c.stopped(logger, fd)
 		}
 		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
+	}
+	if t.bind, err = bindFold(ctx, c.foldDir, want, bound != nil, bucket, fd, logger); err != nil {
+		return err
 	}
 	fl, err := startFleet(ctx, c.fleet, c.backend != "", nc, c.bucket, bucket, fd, t, term, logger)
 	if err != nil {
@@ -277,7 +304,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		api := &httpAPI{
 			store:   fd,
 			status:  func(ctx context.Context) (statusDoc, error) { return mr.status(ctx, c.bucket) },
-			ready:   t.ready.Load,
+			ready:   t.isReady,
 			metrics: newMetricsHandler(t, fl.collectors()...),
 			artifacts: &artifactHandler{
 				export:  mr.exportArtifact,
@@ -337,9 +364,18 @@ the history after it is gone, the mirror resyncs.
 Without -nats or -context (nor NATS_URL or NATS_CONTEXT), an embedded NATS
 server with JetStream is started, storing its data in <fold>.nats next to the
 fold and listening on 127.0.0.1:4222 (see -listen), so 'slipstream kv' and any
-NATS client can write to it. The bucket is created if missing (-history,
--max-bytes, -max-age, -replicas). The connection flags are natscli's; each
-falls back to the environment variable shown, then to the -context.
+NATS client can write to it; the bucket is created there if missing
+(-history, -max-bytes, -max-age, -replicas). On a server given by -nats or
+-context the bucket must exist, unless -create-bucket is given. The
+connection flags are natscli's; each falls back to the environment variable
+shown, then to the -context.
+
+A fold remembers the bucket and scope it mirrors (a file beside its data):
+a mirror with another -bucket or -prefix refuses it, leaving it untouched.
+A fold without that record (imported, bootstrapped, or made by an older
+version) is first compared with the bucket at a few points, refused if it
+holds another bucket's keys, and reported ready only once the audit after
+its first catch-up has verified it (state "verifying" until then).
 
 With -http, the fold is served read-only: GET /v1/kv/{key}, GET
 /v1/kv?prefix=P, GET /v1/status, /healthz, /readyz and /metrics; GET
@@ -371,6 +407,7 @@ type mirrorBucket interface {
 	slipstream.KeyLister
 	slipstream.RecordReader
 	audit.Bucket
+	probeBucket
 	Status(ctx context.Context) (natskv.Status, error)
 }
 
@@ -545,7 +582,7 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 		Backend:     m.fold.backendName(),
 		Scope:       m.scope.List(),
 		State:       state,
-		Ready:       m.t.ready.Load(),
+		Ready:       m.t.isReady(),
 		Cursor:      cursor,
 		Keys:        keys,
 		ServerHead:  head,
@@ -555,6 +592,7 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 		Restarts:    m.t.restarts.Load(),
 		Connected:   m.connected == nil || m.connected(),
 		LastError:   lastErr,
+		Verifying:   m.t.bind.reason(),
 		auditStatus: m.t.audit.status(),
 		Fleet:       m.fleet.status(),
 	}, nil

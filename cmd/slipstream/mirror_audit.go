@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,10 @@ import (
 
 // DefaultAuditEvery is mirror's -audit-every.
 const DefaultAuditEvery = time.Hour
+
+// verifyRetry is how soon an audit that did not verify a fold without a
+// binding (binding.go) is retried: the mirror is not ready until one does.
+const verifyRetry = 5 * time.Second
 
 // auditStatus is the audit part of GET /v1/status.
 type auditStatus struct {
@@ -71,8 +76,9 @@ func (a *auditState) generation() uint64 {
 	return a.mu.gen
 }
 
-// done records an audit that ran against follower generation gen.
-func (a *auditState) done(gen uint64, sum auditSummary, verified bool) {
+// done records an audit that ran against follower generation gen. It
+// returns whether the audit verified the current generation's fold.
+func (a *auditState) done(gen uint64, sum auditSummary, verified bool) bool {
 	a.audits.Add(1)
 	for i, c := range audit.Classes {
 		a.divergences[i].Add(uint64(sum.count(c)))
@@ -86,7 +92,9 @@ func (a *auditState) done(gen uint64, sum auditSummary, verified bool) {
 	a.mu.last = &sum
 	if verified && gen == a.mu.gen {
 		a.verified.Store(true)
+		return true
 	}
+	return false
 }
 
 // failed records an audit that could not compare.
@@ -130,20 +138,32 @@ func (m *mirror) auditLoop(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.t.audit.caughtUp:
 		case <-tick:
+		case <-retry:
 		}
+		retry = nil
 		m.auditOnce(ctx)
+		if m.t.unbound() {
+			retry = time.After(verifyRetry)
+		}
 	}
 }
 
 // auditOnce compares the fold with the bucket and repairs what differs
 // through the running follower, so a live update wins over the repair.
 func (m *mirror) auditOnce(ctx context.Context) {
+	// The epoch first: a bootstrap that replaces the fold after it is read
+	// makes the binding below a no-op.
+	var epoch uint64
+	if m.t.bind != nil {
+		epoch = m.t.bind.current()
+	}
 	gen := m.t.audit.generation()
 	rep, err := (&audit.Auditor{Bucket: m.bucket, Fold: m.fold, Scope: m.scope, Logger: m.log}).Run(ctx)
 	if err != nil {
@@ -187,7 +207,18 @@ func (m *mirror) auditOnce(ctx context.Context) {
 	if errors.Is(rerr, context.Canceled) && ctx.Err() != nil {
 		return
 	}
-	m.t.audit.done(gen, sum, verified)
+	if m.t.audit.done(gen, sum, verified) && m.t.unbound() {
+		// This audit verified the fold this follower generation folds
+		// into, and no bootstrap replaced it since (epoch).
+		ok, err := m.t.bind.bind(epoch)
+		switch {
+		case err != nil:
+			m.log.Warn("fold verified but its binding could not be written; retrying", "err", err)
+		case ok:
+			m.log.Info("fold verified against the bucket; bound to it", "bucket", m.t.bind.want.Bucket,
+				"file", filepath.Join(m.t.bind.dir, bindingFile))
+		}
+	}
 }
 
 // registerAuditMetrics adds the audit figures to a mirror's /metrics.

@@ -25,6 +25,9 @@ type foldStat struct {
 	Keys     int    `json:"keys"`
 	Bytes    int64  `json:"bytes"`
 	ReadOnly bool   `json:"read_only,omitempty"`
+	// Binding is the bucket and scope the fold is bound to (binding.go);
+	// nil when it has none.
+	Binding *foldBinding `json:"binding,omitempty"`
 }
 
 func (c *StatCommand) flagSet() *flag.FlagSet {
@@ -60,6 +63,10 @@ func (c *StatCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	bd, err := readBinding(c.foldDir)
+	if err != nil {
+		return err
+	}
 	st := foldStat{
 		Fold:     c.foldDir,
 		Backend:  f.Backend,
@@ -67,6 +74,7 @@ func (c *StatCommand) Run(ctx context.Context, args []string) error {
 		Keys:     keys,
 		Bytes:    size,
 		ReadOnly: f.ReadOnly,
+		Binding:  bd,
 	}
 	if c.asJSON {
 		return json.NewEncoder(c.m.Stdout).Encode(st)
@@ -77,6 +85,11 @@ func (c *StatCommand) Run(ctx context.Context, args []string) error {
 	fmt.Fprintf(tw, "cursor:\t%d\n", st.Cursor)
 	fmt.Fprintf(tw, "keys:\t%d\n", st.Keys)
 	fmt.Fprintf(tw, "bytes:\t%d\n", st.Bytes)
+	if bd != nil {
+		fmt.Fprintf(tw, "bucket:\t%s (%s)\n", bd.Bucket, bd.scopeText())
+	} else {
+		fmt.Fprintf(tw, "bucket:\tnone recorded (imported, or not yet verified by a mirror)\n")
+	}
 	return tw.Flush()
 }
 
@@ -84,7 +97,7 @@ func (c *StatCommand) Run(ctx context.Context, args []string) error {
 func (c *StatCommand) Usage() {
 	printUsage(c.m.Stdout, `
 Print a fold's cursor (the last revision folded; 0 for none), live key count,
-backend and size on disk, offline.
+backend, size on disk, and the bucket and scope it is bound to, offline.
 
 Usage:
 

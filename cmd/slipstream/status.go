@@ -20,6 +20,7 @@ const (
 	stateResyncing = "resyncing" // the cursor expired: stale keys dropped, full re-list running
 	stateSynced    = "synced"    // caught up; following live changes
 	stateRetrying  = "retrying"  // the watch failed; restarting from the fold's cursor after a backoff
+	stateVerifying = "verifying" // caught up, but the fold has no binding yet: waiting for an audit (binding.go)
 	stateStopped   = "stopped"   // shut down
 )
 
@@ -44,6 +45,7 @@ type tracker struct {
 	readyCh chan struct{} // closed when ready is first set
 
 	audit auditState // audits of the fold (mirror_audit.go)
+	bind  *binder    // the fold's binding to the bucket (binding.go); nil: always bound
 
 	batchSizes   prometheus.Histogram
 	flushLatency prometheus.Histogram
@@ -247,12 +249,24 @@ func (t *tracker) lag() uint64 {
 	return h - a
 }
 
-// snapshot returns the state, pending count and last error.
+// snapshot returns the state, pending count and last error. A synced
+// mirror whose fold is not bound yet is verifying.
 func (t *tracker) snapshot() (state string, pending uint64, lastErr string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.mu.state, t.mu.pending, t.mu.lastErr
+	state = t.mu.state
+	if state == stateSynced && t.unbound() {
+		state = stateVerifying
+	}
+	return state, t.mu.pending, t.mu.lastErr
 }
+
+// unbound reports whether the fold has no binding yet.
+func (t *tracker) unbound() bool { return t.bind != nil && t.bind.unbound.Load() }
+
+// isReady is /readyz: the mirror caught up once, on a fold bound to the
+// bucket (or verified against it since).
+func (t *tracker) isReady() bool { return t.ready.Load() && !t.unbound() }
 
 // observedWatcher reports each watch a follower opens to the tracker, with
 // the server head at that moment, then delegates.
