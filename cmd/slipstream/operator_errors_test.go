@@ -101,7 +101,7 @@ func fakeNATS(t *testing.T) (url string, jsRequest <-chan struct{}) {
 func TestMirror_SIGTERMWhileOpeningBucket(t *testing.T) {
 	binary(t)
 	url, jsRequest := fakeNATS(t)
-	p := startProc(t, "mirror", "-bucket", "b", "-fold", filepath.Join(t.TempDir(), "f"), "-nats", url)
+	p := startProc(t, "mirror", "-bucket", "b", "-create-bucket", "-fold", filepath.Join(t.TempDir(), "f"), "-nats", url)
 	select {
 	case <-jsRequest:
 	case <-time.After(30 * time.Second):

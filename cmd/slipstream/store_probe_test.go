@@ -145,7 +145,7 @@ func TestMirror_ExportToMissingBucket(t *testing.T) {
 	srv := natstest.Start(t)
 	for _, flag := range []string{"-export-to", "-bootstrap-from"} {
 		t.Run(flag, func(t *testing.T) {
-			args := []string{"mirror", "-bucket", "probe", "-fold", filepath.Join(t.TempDir(), "f"), "-nats", srv.URL(),
+			args := []string{"mirror", "-bucket", "probe", "-create-bucket", "-fold", filepath.Join(t.TempDir(), "f"), "-nats", srv.URL(),
 				flag, "s3://missing-bucket/fleet", "-s3-endpoint", f.url, "-s3-path-style"}
 			if flag == "-export-to" {
 				args = append(args, "-export-every", "1s")
