@@ -118,12 +118,20 @@ type Progress struct {
 	// Pending is the server's count of messages still to deliver after
 	// this one (nats.go's Delta): it drives a progress bar or an ETA.
 	Pending uint64
-	// InitialDone is set once, when the initial values (the state sync, or
-	// the replay up to the head for a resume) have all been delivered.
+	// InitialDone is set when the initial values (the state sync, or the
+	// replay up to the head for a resume) have all been delivered: once
+	// per Watch, and again each time the watch is re-created after a
+	// reconnect (its replay from the last revision forwarded is done).
 	InitialDone bool
 	// Revision is the revision of the entry just delivered (0 on the
 	// InitialDone report).
 	Revision uint64
+	// Head, on an InitialDone report, is the stream's last sequence read
+	// before the consumer was created: every record at or below it that
+	// the stream still held then (and the scope selects) has been
+	// delivered. Records between the last delivered revision and Head were
+	// removed before they could be (expired markers, say). 0 when unknown.
+	Head uint64
 }
 
 var validBucket = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)

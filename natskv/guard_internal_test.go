@@ -38,7 +38,7 @@ func runGuarded(t *testing.T, b *Bucket, w jetstream.KeyWatcher, frontier uint64
 	ctx, cancel := context.WithCancel(t.Context())
 	out := make(chan slipstream.Update, 64)
 	res := make(chan error, 1)
-	go func() { res <- b.forward(ctx, w, []string{">"}, frontier, true, b.stream.CachedInfo().Created, out) }()
+	go func() { res <- b.forward(ctx, w, []string{">"}, frontier, true, b.stream.CachedInfo().Created, 0, out) }()
 	t.Cleanup(func() {
 		cancel()
 		<-res

@@ -298,3 +298,61 @@ func TestReconnectDetectsHistoryLostWhileDisconnected(t *testing.T) {
 	default:
 	}
 }
+
+// TestInitialDoneReportsTheHead: each watcher's "initial values done"
+// report carries the stream's last sequence read before its consumer was
+// created — the first, and the one re-created after a reconnect — so a
+// consumer can tell it is caught up to records it will never be delivered
+// (removed before the watch reached them).
+func TestInitialDoneReportsTheHead(t *testing.T) {
+	srv := natstest.Start(t)
+	e := envFor(t, srv, srv.Conn(t))
+	var mu sync.Mutex
+	var dones []natskv.Progress
+	b := e.open(t, natskv.Config{Bucket: "head", Timeout: 2 * time.Second, AllowTTL: true, LimitMarkerTTL: time.Second,
+		OnProgress: func(p natskv.Progress) {
+			if p.InitialDone {
+				mu.Lock()
+				dones = append(dones, p)
+				mu.Unlock()
+			}
+		}})
+	put(t, b, "a", "1")
+	put(t, b, "b", "1")
+	put(t, b, "c", "1") // 3
+	// 4 expires after 1 s; the server's delete marker (5) a second later.
+	if _, err := b.PutTTL(t.Context(), "gone", []byte("x"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 30*time.Second, func() (bool, string) {
+		st, err := b.Status(t.Context())
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.LastSeq == 5 && st.Values == 3, fmt.Sprintf("stream last %d, %d messages", st.LastSeq, st.Values)
+	})
+	reports := func() []natskv.Progress {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]natskv.Progress(nil), dones...)
+	}
+	w := startWatch(t, b, slipstream.AllKeys(), slipstream.CursorFromUint64(2))
+	if u := w.next(t); u.Key != "c" || rev(u) != 3 {
+		t.Fatalf("resume delivered %+v, want c@3", u)
+	}
+	poll.Until(t, 10*time.Second, func() (bool, string) {
+		r := reports()
+		return len(r) == 1 && r[0].Head == 5 && r[0].Delivered == 1, fmt.Sprintf("initial-done reports %+v, want one with Head 5", r)
+	})
+	w.none(t, 200*time.Millisecond) // 4 and 5 are gone
+
+	srv.Restart(t)
+	poll.Until(t, 30*time.Second, func() (bool, string) {
+		r := reports()
+		return len(r) == 2 && r[1].Head == 5, fmt.Sprintf("initial-done reports %+v, want a second with Head 5 after the reconnect", r)
+	})
+	put(t, b, "d", "1")
+	if u := w.next(t); u.Key != "d" || rev(u) != 6 {
+		t.Fatalf("after the reconnect: %+v, want d@6", u)
+	}
+}

@@ -82,14 +82,14 @@ func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipst
 		}
 		// A state sync re-bases whoever consumes it on this stream.
 		b.synced.Store(info.Created.UnixNano())
-		return b.forward(ctx, w, filters, 0, false, info.Created, out)
+		return b.forward(ctx, w, filters, 0, false, info.Created, info.State.LastSeq, out)
 	}
 
 	start, ok := protocol.ResumeStart(rev)
 	if !ok {
 		return slipstream.ErrCursorOverflow
 	}
-	created, err := b.checkResume(ctx, rev, "before", time.Unix(0, b.synced.Load()))
+	created, head, err := b.checkResume(ctx, rev, "before", time.Unix(0, b.synced.Load()))
 	if err != nil {
 		return err
 	}
@@ -102,12 +102,12 @@ func (b *Bucket) Watch(ctx context.Context, scope slipstream.Scope, after slipst
 	}
 	// Head eviction can race the consumer's creation, and the server clamps
 	// a start below its first sequence silently: check again.
-	if _, err := b.checkResume(ctx, rev, "after", created); err != nil {
+	if _, _, err := b.checkResume(ctx, rev, "after", created); err != nil {
 		w.Stop()
 		return err
 	}
 	b.log.Debug("watch resumed", slipstream.LogKeyCursor, rev, slipstream.LogKeyScope, scope.String())
-	return b.forward(ctx, w, filters, rev, all, created, out)
+	return b.forward(ctx, w, filters, rev, all, created, head, out)
 }
 
 // watchFilters turns a scope into WatchFiltered's key filters, without
@@ -218,29 +218,30 @@ func (w *stoppingWatcher) Stop() error {
 // stream's first sequence is past rev+1 (head eviction, expiry, purge), its
 // creation time is not created (the bucket was recreated; a zero created is
 // not checked), or its last sequence is below rev (the bucket was recreated
-// or restored). It returns the stream's creation time (zero when ctx ended).
-func (b *Bucket) checkResume(ctx context.Context, rev uint64, when string, created time.Time) (time.Time, error) {
+// or restored). It returns the stream's creation time and last sequence
+// (zero when ctx ended).
+func (b *Bucket) checkResume(ctx context.Context, rev uint64, when string, created time.Time) (time.Time, uint64, error) {
 	info, err := b.streamInfo(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return time.Time{}, nil
+			return time.Time{}, 0, nil
 		}
-		return time.Time{}, mapErr(ctx, "get KV stream for resume check", err)
+		return time.Time{}, 0, mapErr(ctx, "get KV stream for resume check", err)
 	}
 	first, last := info.State.FirstSeq, info.State.LastSeq
 	if !created.IsZero() && !info.Created.Equal(created) {
-		return info.Created, fmt.Errorf("%w: %w: the bucket's stream was created at %s, not %s as when the cursor %d was taken (checked %s creating the consumer)",
+		return info.Created, last, fmt.Errorf("%w: %w: the bucket's stream was created at %s, not %s as when the cursor %d was taken (checked %s creating the consumer)",
 			slipstream.ErrCursorExpired, ErrStreamRecreated, info.Created.Format(time.RFC3339Nano), created.Format(time.RFC3339Nano), rev, when)
 	}
 	if !protocol.ResumeWindowOK(rev, first) {
-		return info.Created, fmt.Errorf("%w: cursor %d is older than the stream's first sequence %d (checked %s creating the consumer)",
+		return info.Created, last, fmt.Errorf("%w: cursor %d is older than the stream's first sequence %d (checked %s creating the consumer)",
 			slipstream.ErrCursorExpired, rev, first, when)
 	}
 	if rev > last {
-		return info.Created, fmt.Errorf("%w: cursor %d, the stream's last sequence %d (checked %s creating the consumer)",
+		return info.Created, last, fmt.Errorf("%w: cursor %d, the stream's last sequence %d (checked %s creating the consumer)",
 			slipstream.ErrCursorAhead, rev, last, when)
 	}
-	return info.Created, nil
+	return info.Created, last, nil
 }
 
 // streamReplaced reports, as an error wrapping slipstream.ErrWatch and
@@ -317,7 +318,11 @@ func (b *Bucket) checkStream(ctx context.Context, created time.Time, frontier ui
 // recreated, or restored from an older copy, under a running watch ends it
 // with an error wrapping slipstream.ErrCursorExpired, and the follower
 // resyncs instead of waiting for revisions that will never come.
-func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []string, last uint64, guard bool, created time.Time, out chan<- slipstream.Update) error {
+//
+// head is the stream's last sequence read before the watcher's consumer
+// was created; each watcher's "initial values done" marker is reported
+// with it (Progress.Head), the first and each after a re-creation.
+func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []string, last uint64, guard bool, created time.Time, head uint64, out chan<- slipstream.Update) error {
 	defer func() { w.Stop() }()
 	reconnected := b.nc.StatusChanged(nats.CONNECTED)
 	defer b.nc.RemoveStatusListener(reconnected)
@@ -331,18 +336,19 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []
 	}
 	updates := w.Updates()
 	var delivered uint64
-	initialDone := false
+	initialDone := false // this watcher's marker was seen
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-reconnected:
 			w.Stop()
-			nw, err := b.rewatch(ctx, filters, last, created)
+			nw, nhead, err := b.rewatch(ctx, filters, last, created)
 			if err != nil || nw == nil {
 				return err
 			}
 			w, updates = nw, nw.Updates()
+			head, initialDone = nhead, false
 		case <-check.C:
 			if err := b.checkStream(ctx, created, last); err != nil {
 				return err
@@ -366,7 +372,7 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []
 				// End of the initial values: not an update, and it must
 				// not touch the frontier or any cursor.
 				if !initialDone && b.onProgress != nil {
-					b.onProgress(Progress{Delivered: delivered, InitialDone: true})
+					b.onProgress(Progress{Delivered: delivered, InitialDone: true, Head: head})
 				}
 				initialDone = true
 				continue
@@ -418,13 +424,15 @@ func (b *Bucket) forward(ctx context.Context, w jetstream.KeyWatcher, filters []
 // and ErrStreamRecreated (see streamReplaced); either way the restart's
 // resume finds the cursor expired and resyncs. A stream that is gone is
 // waited for (checkStream). Neither error wraps slipstream.ErrCursorExpired:
-// the watch has already sent updates. It returns nil, nil when ctx ends.
-func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64, created time.Time) (jetstream.KeyWatcher, error) {
+// the watch has already sent updates. It returns nil, nil when ctx ends;
+// with a watcher, the stream's last sequence read before its consumer was
+// created.
+func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64, created time.Time) (jetstream.KeyWatcher, uint64, error) {
 	var opts []jetstream.WatchOpt
 	if last > 0 {
 		start, ok := protocol.ResumeStart(last)
 		if !ok {
-			return nil, slipstream.ErrCursorOverflow
+			return nil, 0, slipstream.ErrCursorOverflow
 		}
 		opts = append(opts, jetstream.ResumeFromRevision(start))
 	}
@@ -436,39 +444,39 @@ func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64, cre
 	attempt := *b
 	attempt.timeout = min(b.timeout, time.Second)
 	for {
-		w, err := attempt.rewatchOnce(ctx, filters, last, created, opts)
+		w, head, err := attempt.rewatchOnce(ctx, filters, last, created, opts)
 		if ctx.Err() != nil {
 			if w != nil {
 				w.Stop()
 			}
-			return nil, nil
+			return nil, 0, nil
 		}
 		if err == nil {
 			b.log.Info("watch re-created after reconnect", slipstream.LogKeyCursor, last)
-			return w, nil
+			return w, head, nil
 		}
 		// The inner errors are ErrCursorExpired: kept as text only, since
 		// this watch has sent updates (docs/LOOP.md, the Watcher contract).
 		if errors.Is(err, ErrStreamRecreated) || errors.Is(err, slipstream.ErrCursorAhead) {
-			return nil, fmt.Errorf("%w: %w: while reconnecting: %v", slipstream.ErrWatch, ErrStreamRecreated, err)
+			return nil, 0, fmt.Errorf("%w: %w: while reconnecting: %v", slipstream.ErrWatch, ErrStreamRecreated, err)
 		}
 		if errors.Is(err, slipstream.ErrCursorExpired) {
-			return nil, fmt.Errorf("%w: while reconnecting: %v", slipstream.ErrOverrun, err)
+			return nil, 0, fmt.Errorf("%w: while reconnecting: %v", slipstream.ErrOverrun, err)
 		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			if err := b.checkStream(ctx, created, last); err != nil || ctx.Err() != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			deadline = time.Now().Add(2 * b.timeout)
 			continue
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w: re-create watch after reconnect: %w", slipstream.ErrWatch, err)
+			return nil, 0, fmt.Errorf("%w: re-create watch after reconnect: %w", slipstream.ErrWatch, err)
 		}
 		b.log.Debug("re-creating watch after reconnect", "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, nil
+			return nil, 0, nil
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
@@ -476,30 +484,31 @@ func (b *Bucket) rewatch(ctx context.Context, filters []string, last uint64, cre
 	}
 }
 
-func (b *Bucket) rewatchOnce(ctx context.Context, filters []string, last uint64, created time.Time, opts []jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
-	check := func(when string) error {
+func (b *Bucket) rewatchOnce(ctx context.Context, filters []string, last uint64, created time.Time, opts []jetstream.WatchOpt) (jetstream.KeyWatcher, uint64, error) {
+	check := func(when string) (uint64, error) {
 		if last > 0 {
-			_, err := b.checkResume(ctx, last, when, created)
-			return err
+			_, head, err := b.checkResume(ctx, last, when, created)
+			return head, err
 		}
 		info, err := b.streamInfo(ctx)
 		if err != nil {
-			return mapErr(ctx, "get KV stream for watch", err)
+			return 0, mapErr(ctx, "get KV stream for watch", err)
 		}
-		return streamReplaced(info, created, 0)
+		return info.State.LastSeq, streamReplaced(info, created, 0)
 	}
-	if err := check("before re-creating"); err != nil {
-		return nil, err
+	head, err := check("before re-creating")
+	if err != nil {
+		return nil, 0, err
 	}
 	w, err := b.startWatch(ctx, filters, opts...)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if err := check("after re-creating"); err != nil {
+	if _, err := check("after re-creating"); err != nil {
 		w.Stop()
-		return nil, err
+		return nil, 0, err
 	}
-	return w, nil
+	return w, head, nil
 }
 
 // checkFloor trips the floor guard when the stream's first sequence has

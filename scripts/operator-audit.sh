@@ -118,13 +118,15 @@ check "  … lists exactly k.5 and k.6 as stale (k.1's newer put is in flight, n
 import json,sys; ls=[json.loads(l) for l in open(sys.argv[1])]; got={l["key"]: l["class"] for l in ls if "key" in l}
 assert got=={"k.5":"stale","k.6":"stale"}, got' "$WORK/out"
 # The expired markers' revisions are gone with them: the restarted mirror's
-# cursor stays at the last revision it could read (the bucket's last
-# sequence is 2 higher, its lag stays 2 until the next write). Wait for its
-# audit (verified) instead.
+# cursor stays at the last revision it could read, 2 below the bucket's last
+# sequence, but once its resume is done it is caught up to that sequence
+# (caught_up_to) and reports lag 0 (docs/OPERATIONS.md, "Lag").
 start_mirror audit-m --bucket $B --fold "$WORK/fold-am" --http "127.0.0.1:$HP" --nats "$NATS_URL"
 R=$MIRROR_PID
 check "a restarted mirror audits the fold (verified: true)" wait_status "$HP" 'd.get("verified") is True and (d.get("last_audit") or {}).get("repaired") == 2' 60
-echo "     status: $(status "$HP" 'dict(cursor=d["cursor"], server_head=d["server_head"], lag=d["lag"], ready=d["ready"])')"
+echo "     status: $(status "$HP" 'dict(cursor=d["cursor"], server_head=d["server_head"], caught_up_to=d["caught_up_to"], lag=d["lag"], ready=d["ready"])')"
+check "  … idle and caught up: lag 0, the cursor 2 below the last sequence ($(bucket_last $B))" \
+  wait_status "$HP" "d['lag'] == 0 and d['caught_up_to'] == $(bucket_last $B) and d['cursor'] == $(bucket_last $B) - 2" 10
 stop_mirror "$R" && pass "the mirror stops with exit 0" || fail "mirror exit status"
 check "it removed them (the fold equals the bucket)" same_as_bucket "$WORK/fold-am" $B
 run_expect 0 "audit after that mirror" slipstream audit --fold "$WORK/fold-am" --bucket $B --nats "$NATS_URL"
@@ -139,10 +141,13 @@ for i in 1 2 3; do nats kv put $B "fresh.$i" "f$i" >/dev/null; done
 check "the running mirror noticed the recreated bucket and holds exactly its 3 keys at cursor 3" \
   wait_status "$HP" 'd["cursor"] == 3 and d["keys"] == 3 and d["state"] == "synced"' 90
 for i in 1 2 3 4 5 6 7 8; do nats kv put $B "after.$i" "a$i" >/dev/null; done
+check "  … the resync's own audit found it equal (verified, nothing repaired)" \
+  wait_status "$HP" 'd["verified"] is True and d["last_audit"]["equal"] and d["last_audit"]["repaired"] == 0 and d["resyncs"] >= 1' 30
 check "it then folds the new stream's revisions 4..11 (below its old cursor 11)" \
   wait_status "$HP" 'd["cursor"] == 11 and d["keys"] == 11' 60
 echo "     status: $(status "$HP" 'dict(cursor=d["cursor"], keys=d["keys"], verified=d["verified"], resyncs=d["resyncs"], last_audit={k: d["last_audit"][k] for k in ("cursor", "server_last", "fold_keys", "missed", "backwards", "repaired")})')"
 grep -E 'level=(WARN|ERROR)' "$WORK/audit-rc.log" | head -3 | cut -c1-220 | sed 's/^/     /'
+check "  … and logged no error (no backwards finding after the resync)" bash -c "! grep -q 'level=ERROR' '$WORK/audit-rc.log'"
 stop_mirror "$R" && pass "the mirror stops with exit 0" || fail "mirror exit status"
 check "its fold equals the recreated bucket" same_as_bucket "$WORK/fold-am" $B
 

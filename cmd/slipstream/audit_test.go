@@ -519,3 +519,113 @@ func TestAuditCommandRefusals(t *testing.T) {
 		t.Errorf("held fold: %v, want ErrLocked", err)
 	}
 }
+
+// TestMirrorResyncOfRecreatedBucketIsVerified: the bucket is recreated
+// under a running mirror with fewer revisions than the mirror's cursor, one
+// old key re-put at a sequence below its old revision. The resync alone
+// leaves the fold equal to the new bucket at the new stream's last sequence
+// (the old keys deleted, the re-put key at its new revision), so the audit
+// that follows the resync finds it equal: no backwards finding, no repair,
+// no error logged, and verified.
+func TestMirrorResyncOfRecreatedBucketIsVerified(t *testing.T) {
+	cfg := natskv.Config{Bucket: "recreated_low", Storage: natskv.MemoryStorage}
+	e := newAuditEnv(t, cfg)
+	putAll(t, e.b, keysN("old.", 0, 10), "1") // cursor 10
+	m := startProc(t, "mirror", "-bucket", cfg.Bucket, "-fold", e.fold, "-nats", e.srv.URL(),
+		"-http", "127.0.0.1:0", "-batch-window", "1ms")
+	base := m.httpBase(t)
+	waitCaughtUp(t, base, e.b)
+	poll.Until(t, 30*time.Second, func() (bool, string) {
+		st, ok := getStatus(base)
+		return ok && st.Verified && st.Audits == 1, fmt.Sprintf("status %+v", st)
+	})
+
+	if err := e.js.DeleteKeyValue(t.Context(), cfg.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	e.b = e.reopen()
+	put(t, e.b, "fresh.1", "f1")
+	put(t, e.b, "old.9", "again") // revision 2; the fold holds it at 10
+	put(t, e.b, "fresh.2", "f2")  // the new stream's last sequence: 3
+	var st statusDoc
+	poll.Until(t, 60*time.Second, func() (bool, string) {
+		var ok bool
+		st, ok = getStatus(base)
+		return ok && st.Resyncs >= 1 && st.Audits >= 2 && st.State == stateSynced,
+			fmt.Sprintf("status %+v (last audit %+v)", st, st.LastAudit)
+	})
+	la := st.LastAudit
+	if !st.Verified || la == nil || !la.Equal || la.Backwards != 0 || la.Repaired != 0 || la.Cursor != 3 || la.ServerLast != 3 {
+		t.Fatalf("the audit after the resync: %+v (last audit %+v), want equal at cursor 3, verified, nothing repaired\n%s",
+			st, la, m.stderr.String())
+	}
+	if st.Cursor != 3 || st.Keys != 3 || st.Lag != 0 {
+		t.Fatalf("status %+v, want cursor 3, 3 keys, lag 0", st)
+	}
+	if d := diffLines(httpRange(t, base, ""), bucketLines(t, t.Context(), e.b)); d != "" {
+		t.Fatalf("fold differs from the bucket: %s", d)
+	}
+	if strings.Contains(m.stderr.String(), "level=ERROR") {
+		t.Fatalf("the mirror logged an error:\n%s", m.stderr.String())
+	}
+	m.stop(t)
+}
+
+// TestMirrorLagZeroAfterTrailingMarkersExpired: while the mirror is down, a
+// key is put with a 1 s TTL; it expires, the server writes a delete marker,
+// and that marker expires too. The stream's last sequence (13) is then two
+// past anything a watch can deliver, and past the fold's cursor (11). The
+// restarted mirror is caught up and idle: it reports lag 0, with its cursor
+// still 11 (nothing it did not apply is claimed), and the next write is
+// folded at its own revision.
+func TestMirrorLagZeroAfterTrailingMarkersExpired(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := natskv.Config{Bucket: "trailing", Storage: natskv.MemoryStorage, AllowTTL: true, LimitMarkerTTL: time.Second}
+	b := openBucket(t, srv.URL(), cfg)
+	putAll(t, b, keysN("k.", 0, 11), "v") // cursor 11
+	fold := filepath.Join(t.TempDir(), "fold")
+	args := []string{"mirror", "-bucket", cfg.Bucket, "-fold", fold, "-nats", srv.URL(), "-http", "127.0.0.1:0", "-batch-window", "1ms"}
+	m := startProc(t, args...)
+	waitCaughtUp(t, m.httpBase(t), b)
+	if c := m.stop(t); c != 11 {
+		t.Fatalf("final cursor %d, want 11", c)
+	}
+
+	if _, err := b.PutTTL(t.Context(), "brief", []byte("x"), time.Second); err != nil { // 12; its marker 13
+		t.Fatal(err)
+	}
+	poll.Until(t, 30*time.Second, func() (bool, string) {
+		st, err := b.Status(t.Context())
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.LastSeq == 13 && st.Values == 11, fmt.Sprintf("stream last %d, %d messages", st.LastSeq, st.Values)
+	})
+
+	m = startProc(t, args...)
+	base := m.httpBase(t)
+	var st statusDoc
+	poll.Until(t, 30*time.Second, func() (bool, string) {
+		var ok bool
+		st, ok = getStatus(base)
+		return ok && st.State == stateSynced && st.Verified, fmt.Sprintf("status %+v", st)
+	})
+	if st.Cursor != 11 || st.ServerHead != 13 || st.Lag != 0 || st.CaughtUpTo != 13 {
+		t.Fatalf("status %+v, want cursor 11, server_head 13, caught_up_to 13, lag 0", st)
+	}
+	if v := metricValue(t, base, "slipstream_lag_revisions"); v != 0 {
+		t.Fatalf("slipstream_lag_revisions %v, want 0", v)
+	}
+	if v := metricValue(t, base, "slipstream_applied_cursor"); v != 11 {
+		t.Fatalf("slipstream_applied_cursor %v, want 11", v)
+	}
+	put(t, b, "k.new", "v") // 14
+	st = waitCaughtUp(t, base, b)
+	if st.Lag != 0 || st.Cursor != 14 {
+		t.Fatalf("after a write: %+v, want cursor 14, lag 0", st)
+	}
+	if d := diffLines(httpRange(t, base, ""), bucketLines(t, t.Context(), b)); d != "" {
+		t.Fatalf("fold differs from the bucket: %s", d)
+	}
+	m.stop(t)
+}

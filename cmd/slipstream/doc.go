@@ -91,8 +91,11 @@
 //	GET /v1/kv?prefix=P   JSON lines {"key","value" (base64),"revision"}, in
 //	                      key order, streamed
 //	GET /v1/status        JSON: bucket, fold, backend, scope, state, ready,
-//	                      cursor, keys, server_head, lag, pending, resyncs,
-//	                      restarts, nats_connected, last_error, verifying,
+//	                      cursor, keys, server_head, caught_up_to, lag
+//	                      (server_head minus caught_up_to: docs/OPERATIONS.md,
+//	                      "Lag"), pending, resyncs, restarts, nats_connected,
+//	                      nats_disconnected_since (during an outage),
+//	                      nats_disconnects, last_error, verifying,
 //	                      verified (an
 //	                      audit since the last resume found the fold equal or
 //	                      repaired it), audits, last_audit (the summary
@@ -104,7 +107,8 @@
 //	GET /readyz           200 once the first sync or resume has caught up
 //	                      (latched) on a fold bound to the bucket, 503
 //	                      before (and while verifying a fold without a
-//	                      binding)
+//	                      binding), and 503 while NATS has been
+//	                      disconnected for -disconnect-grace (5 s) or longer
 //	GET /metrics          Prometheus metrics (slipstream_applied_cursor,
 //	                      slipstream_server_head, slipstream_lag_revisions,
 //	                      slipstream_flush_batch_updates,
@@ -113,7 +117,9 @@
 //	                      slipstream_resyncs_total, slipstream_audits_total,
 //	                      slipstream_audit_divergences_total{class},
 //	                      slipstream_audit_repaired_keys_total,
-//	                      slipstream_verified, …)
+//	                      slipstream_verified, slipstream_ready,
+//	                      slipstream_nats_connected,
+//	                      slipstream_nats_disconnects_total, …)
 //	GET /v1/artifact      a fresh artifact of the fold as a tar, taken
 //	                      through the follower between two flushes
 //	                      (Content-Length exact, cursor in the

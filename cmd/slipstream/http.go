@@ -35,12 +35,20 @@ type statusDoc struct {
 	Cursor     uint64   `json:"cursor"`
 	Keys       int      `json:"keys"`
 	ServerHead uint64   `json:"server_head"`
-	Lag        uint64   `json:"lag"`
-	Pending    uint64   `json:"pending"`
-	Resyncs    uint64   `json:"resyncs"`
-	Restarts   uint64   `json:"restarts"`
-	Connected  bool     `json:"nats_connected"`
-	LastError  string   `json:"last_error,omitempty"`
+	// CaughtUpTo is what lag is measured from: the cursor, or higher when
+	// the records between the cursor and the head the watch started at
+	// were removed before they could be delivered. Never persisted.
+	CaughtUpTo uint64 `json:"caught_up_to"`
+	Lag        uint64 `json:"lag"`
+	Pending    uint64 `json:"pending"`
+	Resyncs    uint64 `json:"resyncs"`
+	Restarts   uint64 `json:"restarts"`
+	Connected  bool   `json:"nats_connected"`
+	// DisconnectedSince is when the current NATS outage began.
+	DisconnectedSince *time.Time `json:"nats_disconnected_since,omitempty"`
+	// Disconnects counts the NATS outages since the mirror started.
+	Disconnects uint64 `json:"nats_disconnects"`
+	LastError   string `json:"last_error,omitempty"`
 	// Verifying says why the fold is not bound to the bucket yet (state
 	// verifying, not ready); empty once it is (binding.go).
 	Verifying string `json:"verifying,omitempty"`
@@ -53,7 +61,7 @@ type statusDoc struct {
 type httpAPI struct {
 	store   slipstream.Store
 	status  func(ctx context.Context) (statusDoc, error)
-	ready   func() bool
+	ready   func() error // nil when ready, else the reason
 	metrics http.Handler // nil: 404
 	// artifacts serves GET /v1/artifact (artifact_http.go); nil: 404.
 	artifacts http.Handler
@@ -85,8 +93,8 @@ func (a *httpAPI) handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !a.ready() {
-			http.Error(w, "not ready: catching up with the bucket", http.StatusServiceUnavailable)
+		if err := a.ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")

@@ -38,7 +38,12 @@ func newAPI(t testing.TB, backend string, kv ...string) (*httpAPI, *atomic.Bool)
 		status: func(ctx context.Context) (statusDoc, error) {
 			return statusDoc{Bucket: "b", Backend: f.Backend, State: stateSynced, Cursor: f.Cursor().Rank()}, nil
 		},
-		ready:   ready.Load,
+		ready: func() error {
+			if !ready.Load() {
+				return errCatchingUp
+			}
+			return nil
+		},
 		metrics: newMetricsHandler(tr),
 		log:     discardLogger(),
 	}
@@ -141,7 +146,7 @@ func TestHTTP_StoreErrors(t *testing.T) {
 	}
 	f.Close() // every read now fails with ErrClosed
 	api := &httpAPI{store: f, status: func(context.Context) (statusDoc, error) { return statusDoc{}, errors.New("boom") },
-		ready: func() bool { return false }, log: discardLogger()}
+		ready: func() error { return errCatchingUp }, log: discardLogger()}
 	s := httptest.NewServer(api.handler())
 	defer s.Close()
 	for _, path := range []string{"/v1/kv/a.1", "/v1/kv?prefix=a.", "/v1/status"} {

@@ -26,15 +26,14 @@ func newMetricsHandler(t *tracker, extra ...prometheus.Collector) http.Handler {
 			func() float64 { return float64(t.applied.Load()) }),
 		gauge("slipstream_server_head", "Last sequence of the bucket's stream, as last observed.",
 			func() float64 { return float64(t.head.Load()) }),
-		gauge("slipstream_lag_revisions", "Server head minus the applied cursor.",
+		gauge("slipstream_lag_revisions", "Server head minus what the mirror is caught up to (the applied cursor, or the head its watch proved caught up to: caught_up_to).",
 			func() float64 { return float64(t.lag()) }),
-		gauge("slipstream_ready", "1 once the mirror has caught up with the bucket (and verified a fold it had no binding for).",
-			func() float64 {
-				if t.isReady() {
-					return 1
-				}
-				return 0
-			}),
+		gauge("slipstream_ready", "1 while /readyz reports ready: caught up once (and verified a fold it had no binding for), and NATS not disconnected for longer than the grace.",
+			func() float64 { return b2f(t.isReady()) }),
+		gauge("slipstream_nats_connected", "1 while the NATS connection is up.",
+			func() float64 { ok, _ := t.conn.state(); return b2f(ok) }),
+		counter("slipstream_nats_disconnects_total", "NATS outages since the mirror started.",
+			func() float64 { return float64(t.conn.disconnects.Load()) }),
 		gauge("slipstream_watch_pending", "Messages the watch consumer still has to deliver.",
 			func() float64 { _, p, _ := t.snapshot(); return float64(p) }),
 		counter("slipstream_updates_total", "Updates folded into the fold.",
@@ -53,4 +52,11 @@ func newMetricsHandler(t *tracker, extra ...prometheus.Collector) http.Handler {
 	registerAuditMetrics(reg, &t.audit)
 	reg.MustRegister(extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

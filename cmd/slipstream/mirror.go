@@ -60,6 +60,7 @@ type MirrorCommand struct {
 	replicas    int
 	create      bool
 	auditEvery  time.Duration
+	grace       time.Duration
 	asJSON      bool
 	fleet       fleetFlags
 	logs        logFlags
@@ -86,6 +87,7 @@ func (c *MirrorCommand) flagSet() *flag.FlagSet {
 	fs.IntVar(&c.replicas, "replicas", 1, "new bucket: stream replicas")
 	fs.BoolVar(&c.create, "create-bucket", false, "create the bucket if missing (the default on the embedded server; with -nats or -context a missing bucket is an error without it)")
 	fs.DurationVar(&c.auditEvery, "audit-every", DefaultAuditEvery, "audit the fold against the bucket every `duration` (0: only after each resume has caught up)")
+	fs.DurationVar(&c.grace, "disconnect-grace", DefaultDisconnectGrace, "report not ready (/readyz 503) once NATS has been disconnected for `duration`")
 	fs.BoolVar(&c.asJSON, "json", false, "print the final cursor as a JSON object")
 	c.fleet.register(fs)
 	c.logs.register(fs)
@@ -131,6 +133,8 @@ func (c *MirrorCommand) validate(set map[string]bool) error {
 		return usageErrorf("mirror", "-replicas must be ≥ 1")
 	case c.auditEvery < 0:
 		return usageErrorf("mirror", "-audit-every must be ≥ 0")
+	case c.grace < 0:
+		return usageErrorf("mirror", "-disconnect-grace must be ≥ 0")
 	case (c.httpCert == "") != (c.httpKey == ""):
 		return usageErrorf("mirror", "-http-tls-cert and -http-tls-key go together")
 	case c.httpAddr == "" && (c.httpCert != "" || c.httpToken != ""):
@@ -228,6 +232,8 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		term = c.m.Stderr
 	}
 	t := newTracker(scope, logger, newProgressReporter(term, logger))
+	t.conn.grace = c.grace
+	t.conn.attach(nc)
 	bucket, err := natskv.Open(ctx, nc, natskv.Config{
 		Bucket:     c.bucket,
 		History:    uint8(c.history),
@@ -267,7 +273,6 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		batchWindow: c.batchWindow,
 		log:         logger,
 		t:           t,
-		connected:   nc.IsConnected,
 		audits:      true,
 		auditEvery:  c.auditEvery,
 		fleet:       fl,
@@ -304,7 +309,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		api := &httpAPI{
 			store:   fd,
 			status:  func(ctx context.Context) (statusDoc, error) { return mr.status(ctx, c.bucket) },
-			ready:   t.isReady,
+			ready:   t.readyErr,
 			metrics: newMetricsHandler(t, fl.collectors()...),
 			artifacts: &artifactHandler{
 				export:  mr.exportArtifact,
@@ -423,7 +428,6 @@ type mirror struct {
 	batchWindow time.Duration
 	log         *slog.Logger
 	t           *tracker
-	connected   func() bool   // nil: unknown (reported as connected)
 	audits      bool          // audit after each catch-up and every auditEvery
 	auditEvery  time.Duration // 0: only after each catch-up
 
@@ -571,29 +575,33 @@ func (m *mirror) status(ctx context.Context, bucket string) (statusDoc, error) {
 		return statusDoc{}, fmt.Errorf("count keys: %w", err)
 	}
 	state, pending, lastErr := m.t.snapshot()
-	cursor, head := m.fold.Cursor().Rank(), m.t.head.Load()
-	var lag uint64
-	if head > cursor {
-		lag = head - cursor
+	connected, downSince := m.t.conn.state()
+	var disconnectedSince *time.Time
+	if !connected {
+		disconnectedSince = &downSince
 	}
+	cursor, head, caughtTo := m.fold.Cursor().Rank(), m.t.head.Load(), m.t.caughtTo.Load()
 	return statusDoc{
-		Bucket:      bucket,
-		Fold:        m.fold.Dir,
-		Backend:     m.fold.backendName(),
-		Scope:       m.scope.List(),
-		State:       state,
-		Ready:       m.t.isReady(),
-		Cursor:      cursor,
-		Keys:        keys,
-		ServerHead:  head,
-		Lag:         lag,
-		Pending:     pending,
-		Resyncs:     m.t.resyncs.Load(),
-		Restarts:    m.t.restarts.Load(),
-		Connected:   m.connected == nil || m.connected(),
-		LastError:   lastErr,
-		Verifying:   m.t.bind.reason(),
-		auditStatus: m.t.audit.status(),
-		Fleet:       m.fleet.status(),
+		Bucket:            bucket,
+		Fold:              m.fold.Dir,
+		Backend:           m.fold.backendName(),
+		Scope:             m.scope.List(),
+		State:             state,
+		Ready:             m.t.isReady(),
+		Cursor:            cursor,
+		Keys:              keys,
+		ServerHead:        head,
+		CaughtUpTo:        max(cursor, caughtTo),
+		Lag:               lagOf(head, cursor, caughtTo),
+		Pending:           pending,
+		Resyncs:           m.t.resyncs.Load(),
+		Restarts:          m.t.restarts.Load(),
+		Connected:         connected,
+		DisconnectedSince: disconnectedSince,
+		Disconnects:       m.t.conn.disconnects.Load(),
+		LastError:         lastErr,
+		Verifying:         m.t.bind.reason(),
+		auditStatus:       m.t.audit.status(),
+		Fleet:             m.fleet.status(),
 	}, nil
 }

@@ -54,12 +54,19 @@ type auditState struct {
 func (a *auditState) init() { a.caughtUp = make(chan struct{}, 1) }
 
 // resumed is called before each follower start: the fold is not verified
-// against what this follower will fold until an audit says so.
+// against what this follower will fold until an audit says so, and a
+// catch-up of the previous follower not yet audited is dropped (this one
+// is audited when it catches up, not in the middle of its resume or
+// resync).
 func (a *auditState) resumed() {
 	a.mu.Lock()
 	a.mu.gen++
 	a.mu.Unlock()
 	a.verified.Store(false)
+	select {
+	case <-a.caughtUp:
+	default:
+	}
 }
 
 // caughtUpNow is called when a follower has caught up.

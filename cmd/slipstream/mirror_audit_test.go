@@ -92,3 +92,24 @@ func TestAuditState_VerifiedOnlyForTheSameRun(t *testing.T) {
 		t.Fatalf("status %+v", a.status())
 	}
 }
+
+// A catch-up the audit loop has not taken yet when the follower restarts
+// is dropped: the new run is audited when it catches up itself.
+func TestAuditState_RestartDropsAPendingCatchUp(t *testing.T) {
+	var a auditState
+	a.init()
+	a.resumed()
+	a.caughtUpNow()
+	a.resumed() // restarted before the audit loop took it
+	select {
+	case <-a.caughtUp:
+		t.Fatal("the previous run's catch-up would audit the new run mid-resume")
+	default:
+	}
+	a.caughtUpNow()
+	select {
+	case <-a.caughtUp:
+	default:
+		t.Fatal("the new run's catch-up was lost")
+	}
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -32,8 +34,17 @@ type tracker struct {
 	log      *slog.Logger
 	progress *progressReporter // nil: no progress display
 
-	applied    atomic.Uint64 // applied cursor
-	head       atomic.Uint64 // last observed server head (stream last sequence)
+	applied atomic.Uint64 // applied cursor
+	head    atomic.Uint64 // last observed server head (stream last sequence)
+	// caughtTo is a stream position the current watch is known to have
+	// delivered, and the fold applied, everything up to: the server head
+	// read before the watch's consumer was created (again after each
+	// reconnect: Progress.Head), once the initial values it delivered
+	// are folded. Records between the fold's cursor and it were removed before
+	// they could be delivered (expired markers, say), so lag is measured
+	// from it. It is never a cursor: nothing persists it or resumes from it
+	// (docs/OPERATIONS.md, "Lag").
+	caughtTo   atomic.Uint64
 	ready      atomic.Bool   // latched once the first catch-up completed
 	updates    atomic.Uint64 // updates folded
 	failures   atomic.Uint64 // transient store failures
@@ -45,6 +56,7 @@ type tracker struct {
 	readyCh chan struct{} // closed when ready is first set
 
 	audit auditState // audits of the fold (mirror_audit.go)
+	conn  connState  // the NATS connection (conn.go)
 	bind  *binder    // the fold's binding to the bucket (binding.go); nil: always bound
 
 	batchSizes   prometheus.Histogram
@@ -60,9 +72,20 @@ type tracker struct {
 		headAtStart uint64    // server head when the current watch started
 		headKnown   bool      // whether headAtStart was read
 		appliedAt   uint64    // applied cursor when the current watch started
-		delivered   uint64
-		pending     uint64
-		lastErr     string
+		// rebase is set while a resync's state sync has not folded
+		// anything yet: the applied cursor is the one from before the
+		// resync, a revision of the old history (of another stream, after
+		// a recreation), and says nothing about this watch's progress.
+		rebase   bool
+		unfolded bool // a flush of this watch advanced the cursor; its fold has not committed yet
+		// head is the stream head a watcher reported with its initial
+		// values done (Progress.Head), not yet proven: it becomes caughtTo
+		// once the applied cursor reaches headAt, the last revision
+		// delivered by then. 0: none pending.
+		head, headAt uint64
+		delivered    uint64
+		pending      uint64
+		lastErr      string
 	}
 }
 
@@ -86,6 +109,7 @@ func newTracker(scope slipstream.Scope, log *slog.Logger, progress *progressRepo
 	t.mu.state = stateStarting
 	t.mu.since = time.Now()
 	t.audit.init()
+	t.conn.log, t.conn.grace = log, DefaultDisconnectGrace
 	return t
 }
 
@@ -126,6 +150,10 @@ func (t *tracker) watchStarting(after, resume slipstream.Cursor, head uint64, he
 	t.mu.delivered, t.mu.pending = 0, 0
 	t.mu.headAtStart, t.mu.headKnown = head, headKnown
 	t.mu.appliedAt = t.applied.Load()
+	t.mu.rebase = after.IsNone() && !resume.IsNone()
+	t.mu.unfolded = false
+	t.mu.head, t.mu.headAt = 0, 0
+	t.caughtTo.Store(0)
 	if headKnown {
 		t.head.Store(head)
 	}
@@ -139,11 +167,19 @@ func (t *tracker) onProgress(p natskv.Progress) {
 	state := t.mu.state
 	if !p.InitialDone {
 		t.mu.lastRev = max(t.mu.lastRev, p.Revision)
-	} else if !t.mu.initialDone {
-		t.mu.initialDone = true
-		t.mu.doneRev = t.mu.lastRev
+	} else {
+		if !t.mu.initialDone {
+			t.mu.initialDone = true
+			t.mu.doneRev = t.mu.lastRev
+		}
+		if p.Head > 0 {
+			// A watcher (the first, or one re-created after a reconnect)
+			// delivered everything up to p.Head the stream still held.
+			t.mu.head, t.mu.headAt = p.Head, t.mu.lastRev
+		}
 	}
 	t.checkCaughtUpLocked()
+	t.proveLocked()
 	t.mu.Unlock()
 	if t.progress != nil && catchingUp(state) {
 		t.progress.update(state, p)
@@ -155,12 +191,37 @@ func (t *tracker) onApplied(c slipstream.Cursor) {
 	t.applied.Store(c.Rank())
 	t.mu.Lock()
 	t.checkCaughtUpLocked()
+	t.proveLocked()
 	t.mu.Unlock()
 }
 
-// onFlush is the follower's OnFlush hook.
+// proveLocked raises caughtTo to the head a watcher reported with its
+// initial values done, once the fold has applied what it had delivered by
+// then (and its cursor is this stream's: not during a resync's rebase).
+func (t *tracker) proveLocked() {
+	if t.mu.head == 0 || t.mu.rebase || t.applied.Load() < t.mu.headAt {
+		return
+	}
+	if t.mu.head > t.caughtTo.Load() {
+		t.caughtTo.Store(t.mu.head)
+	}
+	t.mu.head, t.mu.headAt = 0, 0
+}
+
+// onFlush is the follower's OnFlush hook; the mirror calls onApplied with
+// the fold's cursor right after it.
 func (t *tracker) onFlush(fi slipstream.FlushInfo) {
 	t.flushNanos.Add(int64(fi.Duration))
+	t.mu.Lock()
+	// A flush that advanced the cursor during a resync's state sync took
+	// it from an update this watch delivered; once the fold commits it
+	// (now or, after a transient failure, at a later flush), the fold's
+	// cursor is this stream's.
+	t.mu.unfolded = t.mu.unfolded || fi.Advanced
+	if fi.StoreErr == nil && t.mu.unfolded {
+		t.mu.rebase, t.mu.unfolded = false, false
+	}
+	t.mu.Unlock()
 	// A failed store apply folded nothing: its batch stays queued and is
 	// counted once, by the flush that folds it.
 	if fi.Updates > 0 && fi.StoreErr == nil {
@@ -211,9 +272,13 @@ func catchingUp(state string) bool {
 // all-keys scope, the server head seen when the watch started: reached by
 // applying, or equal to it from the start (nothing to deliver). A cursor
 // beyond the head (a recreated bucket) is not caught up: it waits for the
-// resync.
+// resync; and during a resync's state sync, the cursor from before the
+// resync counts for nothing (a bucket recreated with fewer revisions than
+// the old cursor would look caught up at once, and the audit that follows
+// would see the old fold): the fold must first have folded what this watch
+// delivered.
 func (t *tracker) checkCaughtUpLocked() {
-	if !catchingUp(t.mu.state) {
+	if !catchingUp(t.mu.state) || t.mu.rebase {
 		return
 	}
 	applied := t.applied.Load()
@@ -225,6 +290,14 @@ func (t *tracker) checkCaughtUpLocked() {
 	}
 	from, took := t.mu.state, time.Since(t.mu.since)
 	t.setStateLocked(stateSynced)
+	if t.mu.headKnown {
+		// Caught up by the marker: every record at or below the head read
+		// before the consumer existed was delivered before the marker (the
+		// consumer's initial pending counted it) and is now applied, or
+		// was gone before the watch could deliver it. (Caught up by the
+		// head, the cursor already covers it.)
+		t.caughtTo.Store(t.mu.headAtStart)
+	}
 	t.audit.caughtUpNow()
 	first := !t.ready.Swap(true)
 	if first {
@@ -237,16 +310,41 @@ func (t *tracker) checkCaughtUpLocked() {
 		"delivered", t.mu.delivered, "took", took.Round(time.Millisecond), "first", first)
 }
 
+// Reasons /readyz gives: before the first catch-up, and while a fold
+// without a binding is verified.
+var (
+	errCatchingUp = errors.New("catching up with the bucket")
+	errVerifying  = errors.New("verifying a fold not bound to the bucket")
+)
+
+// readyErr is /readyz: nil once the first sync or resume has caught up
+// (latched), on a fold bound to the bucket (or verified against it since),
+// while NATS is connected or has been disconnected for less than the
+// grace; else the reason.
+func (t *tracker) readyErr() error {
+	if !t.ready.Load() {
+		return errCatchingUp
+	}
+	if t.unbound() {
+		return fmt.Errorf("%w: %s", errVerifying, t.bind.reason())
+	}
+	return t.conn.readyErr()
+}
+
 // setHead records the server's last sequence.
 func (t *tracker) setHead(head uint64) { t.head.Store(head) }
 
-// lag is the server head minus the applied cursor (0 when ahead or unknown).
-func (t *tracker) lag() uint64 {
-	h, a := t.head.Load(), t.applied.Load()
-	if h <= a {
-		return 0
+// lag is the server head minus what the mirror is caught up to: the
+// applied cursor, or the head the current watch was found caught up to
+// (caughtTo), whichever is higher; 0 when ahead or unknown.
+func (t *tracker) lag() uint64 { return lagOf(t.head.Load(), t.applied.Load(), t.caughtTo.Load()) }
+
+// lagOf is head minus max(cursor, caughtTo), or 0.
+func lagOf(head, cursor, caughtTo uint64) uint64 {
+	if c := max(cursor, caughtTo); head > c {
+		return head - c
 	}
-	return h - a
+	return 0
 }
 
 // snapshot returns the state, pending count and last error. A synced
@@ -264,9 +362,8 @@ func (t *tracker) snapshot() (state string, pending uint64, lastErr string) {
 // unbound reports whether the fold has no binding yet.
 func (t *tracker) unbound() bool { return t.bind != nil && t.bind.unbound.Load() }
 
-// isReady is /readyz: the mirror caught up once, on a fold bound to the
-// bucket (or verified against it since).
-func (t *tracker) isReady() bool { return t.ready.Load() && !t.unbound() }
+// isReady is /readyz's verdict (readyErr).
+func (t *tracker) isReady() bool { return t.readyErr() == nil }
 
 // observedWatcher reports each watch a follower opens to the tracker, with
 // the server head at that moment, then delegates.
