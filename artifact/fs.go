@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/slipstream-kv/slipstream/internal/fsync"
 	"github.com/slipstream-kv/slipstream/internal/movedir"
 )
 
@@ -46,16 +47,6 @@ func (osFS) Create(name string, perm fs.FileMode) (*os.File, error) {
 	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 }
 
-func (osFS) SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (osFS) SyncDir(dir string) error { return fsync.Dir(dir) }
 
 func (osFS) Rename(oldpath, newpath string) error { return movedir.Onto(oldpath, newpath) }

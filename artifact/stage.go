@@ -91,11 +91,69 @@ func newStage(fsys fsys, dest, prefix string) (stage string, err error) {
 	if err := fsys.MkdirAll(parent, 0o755); err != nil {
 		return "", fmt.Errorf("artifact: create %s: %w", parent, err)
 	}
+	sweepStale(fsys, parent, prefix, time.Now().Add(-StaleStageAge))
 	stage, err = fsys.MkdirTemp(parent, prefix+"*")
 	if err != nil {
 		return "", fmt.Errorf("artifact: create stage in %s: %w", parent, err)
 	}
 	return stage, nil
+}
+
+// StaleStageAge is how long a stage directory (see [StagePrefix] and
+// [DownloadPrefix]) must have gone unmodified before an export, import or
+// unpack into the same parent removes it as a crashed run's leftover. A
+// stage is modified throughout its run (files and directories are created
+// and written), and the newest modification anywhere in it counts, so a
+// day leaves room for any run in progress, however slow.
+const StaleStageAge = 24 * time.Hour
+
+// sweepStale removes from parent the stage directories, of prefix, that a
+// crashed run left behind: directories named prefix followed by digits
+// (os.MkdirTemp's naming of the stages newStage creates) in which nothing
+// was modified after cutoff. Anything else, however it is named, is left
+// alone. The sweep is best effort: a stage it cannot read or remove stays,
+// and the run that swept goes on (its own stage is a fresh name).
+func sweepStale(fsys fsys, parent, prefix string, cutoff time.Time) {
+	des, err := fsys.ReadDir(parent)
+	if err != nil {
+		return // newStage's own MkdirTemp reports an unusable parent
+	}
+	for _, de := range des {
+		digits, ok := strings.CutPrefix(de.Name(), prefix)
+		if !ok || digits == "" || strings.Trim(digits, "0123456789") != "" || !de.IsDir() {
+			continue
+		}
+		dir := filepath.Join(parent, de.Name())
+		if fresh, err := modifiedAfter(fsys, dir, cutoff); err != nil || fresh {
+			continue
+		}
+		_ = fsys.RemoveAll(dir) // best effort: see above
+	}
+}
+
+// modifiedAfter reports whether path or anything under it (symlinks are
+// not followed) was modified after cutoff. It stops at the first such entry.
+func modifiedAfter(fsys fsys, path string, cutoff time.Time) (bool, error) {
+	fi, err := fsys.Lstat(path)
+	if err != nil {
+		return false, err
+	}
+	if fi.ModTime().After(cutoff) {
+		return true, nil
+	}
+	if !fi.IsDir() {
+		return false, nil
+	}
+	des, err := fsys.ReadDir(path)
+	if err != nil {
+		return false, err
+	}
+	for _, de := range des {
+		if fresh, err := modifiedAfter(fsys, filepath.Join(path, de.Name()), cutoff); err != nil || fresh {
+			return fresh, err
+		}
+	}
+	return false, nil
 }
 
 // place moves src (a complete stage, or a directory inside one) to dest:

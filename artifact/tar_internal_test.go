@@ -1,11 +1,16 @@
 package artifact
 
 import (
+	"archive/tar"
 	"bytes"
+	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/slipstream-kv/slipstream"
 )
 
 // noSyncFS skips fsyncs, which only cost time under a fuzzer.
@@ -16,7 +21,15 @@ func (noSyncFS) SyncDir(string) error { return nil }
 
 // FuzzReadTar: any archive is unpacked (only regular files and directories,
 // all inside the destination, a manifest that parses) or refused with
-// nothing left behind; never a panic. Seeds: testdata/tar.
+// nothing left behind and an error wrapping ErrArtifactInvalid, tar.ErrHeader
+// or io.ErrUnexpectedEOF (objstore's Download reports the last two as
+// invalid too); never a panic. It is the one fuzz target of the untar path
+// (export -from, Download, the fleet's bootstrap). Seeds: testdata/tar,
+// where objstore's TestUntarSeeds keeps the untar-*.tar hostile archives.
+//
+// Each run touches the disk, so cap minimization:
+//
+//	go test ./artifact -run '^$' -fuzz FuzzReadTar -fuzztime 60s -fuzzminimizetime 100x
 func FuzzReadTar(f *testing.F) {
 	seeds, err := filepath.Glob(filepath.Join("testdata", "tar", "*.tar"))
 	if err != nil || len(seeds) == 0 {
@@ -34,6 +47,9 @@ func FuzzReadTar(f *testing.F) {
 		dest := filepath.Join(parent, "got")
 		m, err := readTar(noSyncFS{}, bytes.NewReader(b), dest, nil)
 		if err != nil {
+			if !errors.Is(err, slipstream.ErrArtifactInvalid) && !errors.Is(err, tar.ErrHeader) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("ReadTar: %v (want ErrArtifactInvalid or a malformed-archive error)", err)
+			}
 			if des, _ := os.ReadDir(parent); len(des) != 0 {
 				t.Fatalf("refused archive left %v (%v)", des, err)
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/artifact"
+	"github.com/slipstream-kv/slipstream/internal/fsync"
 	"github.com/slipstream-kv/slipstream/internal/movedir"
 	"github.com/slipstream-kv/slipstream/objstore"
 )
@@ -193,7 +194,7 @@ func install(art, dest string, backends []artifact.Backend) (*artifact.Manifest,
 		}
 		return nil, verified, fmt.Errorf("move the verified payload to %s: %w", dest, err)
 	}
-	if err := syncDir(parent); err != nil {
+	if err := fsync.Dir(parent); err != nil {
 		return nil, verified, err
 	}
 	return m, verified, nil
@@ -216,18 +217,6 @@ func destAvailable(dest string) error {
 	}
 	if len(ents) > 0 {
 		return fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dest)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -29,7 +29,11 @@
 // empty-value tombstone an abandoned lease leaves, with its revision. A
 // lease that has expired (expiry at or before now), is such a tombstone, or
 // is unparseable is taken over by a compare-and-swap Update on the revision
-// read; a lost race or a live lease returns a nil guard, at once.
+// read; a lost race or a live lease returns a nil guard, at once. Taking
+// over a lease whose round completed, or that was abandoned, is routine
+// (every round after the first starts so) and is logged at Debug; taking
+// over one whose holder never completed its round (it crashed, stalled or
+// overran), or an unparseable one, is logged at Info.
 //
 // [Guard.Complete] records the exported cursor and the completion time by
 // compare-and-swap, keeping the expiry (the round occupies its whole

@@ -125,24 +125,30 @@ func (l *Lease) TryAcquire(ctx context.Context, ttl time.Duration) (*Guard, erro
 	if !ok || observed == 0 {
 		return nil, fmt.Errorf("%w: read lease %q: entry has no revision (%v)", slipstream.ErrOperationFailed, l.Key, e.Version)
 	}
-	reason := "abandoned"
+	// A takeover is routine after a round that completed or was abandoned
+	// (every round after the first begins with one): Debug. Taking over
+	// from a holder whose round never completed (it crashed, stalled or
+	// overran its ttl) is news an operator wants: Info.
+	reason, level, from := "abandoned", slog.LevelDebug, ""
 	if len(e.Value) > 0 {
 		cur, perr := ParseRecord(e.Value)
 		switch {
 		case perr != nil:
-			reason = "unparseable"
+			reason, level = "unparseable", slog.LevelInfo
 			log.Warn("stealing an unparseable lease", "err", perr)
 		case cur.Held(now):
 			log.Debug("lease held", "by", cur.Holder, "expires_at_unix", cur.ExpiresAtUnix)
 			return nil, nil
+		case cur.CompletedAtUnix == nil:
+			reason, level, from = "expired before its round completed", slog.LevelInfo, cur.Holder
 		default:
-			reason = "expired"
+			reason, from = "expired", cur.Holder
 		}
 	}
 	rev, err = l.KV.Update(ctx, l.Key, val, observed)
 	switch {
 	case err == nil:
-		log.Info("lease taken over", "reason", reason, "revision", observed, "expires_at_unix", rec.ExpiresAtUnix)
+		log.Log(ctx, level, "lease taken over", "reason", reason, "from", from, "revision", observed, "expires_at_unix", rec.ExpiresAtUnix)
 		return newGuard(l, log, rec, rev), nil
 	case errors.Is(err, slipstream.ErrRevisionMismatch), errors.Is(err, slipstream.ErrAlreadyExists), errors.Is(err, slipstream.ErrNotFound):
 		log.Debug("lost the takeover race", "err", err)

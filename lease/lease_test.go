@@ -595,3 +595,35 @@ func TestAbandonWithCancelledContext(t *testing.T) {
 		mustAcquire(t, node(mem, "b"), time.Hour)
 	})
 }
+
+// TestTakeoverLogLevels: taking over a completed or abandoned lease after
+// its expiry is routine (Debug; nothing at Info, so a fleet's every round
+// does not log it), while taking over from a holder that never completed
+// its round is logged at Info, naming it.
+func TestTakeoverLogLevels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		kv := memkv.New()
+		var logs logBuf
+		b := &lease.Lease{KV: kv, Key: key, Holder: "node-b", Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+		a := node(kv, "node-a")
+
+		g := mustAcquire(t, a, time.Minute)
+		if err := g.Complete(t.Context(), slipstream.CursorFromUint64(1)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		gb := mustAcquire(t, b, time.Minute) // completed and expired: routine
+		if s := logs.String(); s != "" {
+			t.Fatalf("routine takeover logged at Info or above:\n%s", s)
+		}
+		gb.Abandon(t.Context())
+		mustAcquire(t, a, time.Minute) // abandoned: routine (a's logger is quiet)
+		time.Sleep(time.Minute)
+		mustAcquire(t, b, time.Minute) // a never completed: news
+		s := logs.String()
+		if !strings.Contains(s, "level=INFO") || !strings.Contains(s, `msg="lease taken over"`) ||
+			!strings.Contains(s, `reason="expired before its round completed"`) || !strings.Contains(s, "from=node-a") {
+			t.Fatalf("takeover from a holder that never completed: log %q, want it at Info naming node-a", s)
+		}
+	})
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/artifact"
+	"github.com/slipstream-kv/slipstream/internal/fsync"
 )
 
 // uploadPrefix begins the name of Upload's temporary tar, created in the
@@ -104,7 +105,7 @@ func (t *Transport) Download(ctx context.Context, key, destDir string) (*artifac
 	if err := os.Rename(unpacked, destDir); err != nil {
 		return nil, fmt.Errorf("move download into place: %w", err)
 	}
-	if err := syncDir(parent); err != nil {
+	if err := fsync.Dir(parent); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -160,17 +161,4 @@ func parentDir(p string) string {
 		return ""
 	}
 	return filepath.Dir(p)
-}
-
-// syncDir fsyncs a directory so a rename into it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

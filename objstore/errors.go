@@ -22,4 +22,19 @@ var (
 	// ErrInvalidURL is returned for a store URL that does not parse or names
 	// an unknown scheme.
 	ErrInvalidURL = errors.New("objstore: invalid store URL")
+	// ErrBucketNotFound is returned when the store's bucket (S3's
+	// NoSuchBucket) does not exist: a configuration error, not a transient
+	// one.
+	ErrBucketNotFound = errors.New("objstore: bucket does not exist")
+	// ErrAccessDenied is returned when the store refuses the credentials
+	// or the operation (S3's 403: AccessDenied, InvalidAccessKeyId,
+	// SignatureDoesNotMatch, …): a configuration error, not a transient one.
+	ErrAccessDenied = errors.New("objstore: access denied")
+	// ErrNotPublished is returned by [Transport.Manifest] and
+	// [Transport.Download] when the key has no pointer: nothing was ever
+	// published under it (or the pointer was deleted). The error also
+	// matches ErrNotExist and, as the storage spec classifies a missing
+	// remote object, slipstream.ErrArtifactInvalid; match ErrNotPublished
+	// to tell "nothing published" from "published but invalid".
+	ErrNotPublished = errors.New("objstore: no artifact published")
 )

@@ -246,9 +246,64 @@ func (t *Transport) swapPointer(ctx context.Context, name string, candidate []by
 		slipstream.ErrOperationFailed, name, PointerSwapAttempts, ErrPreconditionFailed)
 }
 
+// NotPublishedError is the error of a read of a key that has no pointer:
+// nothing was published under it. It matches ErrNotPublished, ErrNotExist
+// and slipstream.ErrArtifactInvalid (the storage spec's kind for a missing
+// remote object: fetch another artifact, never repair the fold).
+type NotPublishedError struct {
+	// Key is the logical key.
+	Key string
+	// Pointer is the pointer object's name in the store.
+	Pointer string
+	// Store, when set, names the store (its URL) in the message; the
+	// transport leaves it empty, a caller that knows the URL fills it in.
+	Store string
+}
+
+func (e *NotPublishedError) Error() string {
+	where := ""
+	if e.Store != "" {
+		where = " under " + e.Store
+	}
+	return fmt.Sprintf("no artifact published at %s%s (remote artifact object not found: %s)", e.Key, where, e.Pointer)
+}
+
+// Is matches ErrNotPublished, ErrNotExist and slipstream.ErrArtifactInvalid.
+func (e *NotPublishedError) Is(target error) bool {
+	return target == ErrNotPublished || target == ErrNotExist || target == slipstream.ErrArtifactInvalid
+}
+
+// Check probes the store with the request every operation on key starts
+// with, a read of key's pointer, so that a missing bucket or refused
+// credentials surface before any work (an upload's tar, an export round)
+// rather than at the end of it. A missing pointer is not an error: nothing
+// is published yet. Check proves the store readable, not writable: a store
+// that refuses only writes fails at the first upload.
+//
+// Errors are the store's: a missing bucket wraps ErrBucketNotFound,
+// refused credentials ErrAccessDenied, anything else
+// slipstream.ErrOperationFailed (or ctx's error).
+func (t *Transport) Check(ctx context.Context, key string) error {
+	name, _, err := t.names(key)
+	if err != nil {
+		return err
+	}
+	rc, _, err := t.Store.Get(ctx, name)
+	switch {
+	case err == nil:
+		return rc.Close()
+	case errors.Is(err, ErrNotExist):
+		return nil
+	case errors.Is(err, ErrBucketNotFound), errors.Is(err, ErrAccessDenied), ctx.Err() != nil:
+		return err // the store's own words name the bucket and the object
+	default:
+		return backend("read pointer", name, err)
+	}
+}
+
 // Manifest returns the manifest the key's pointer names, without fetching the
-// payload. A missing pointer returns an error wrapping both
-// slipstream.ErrArtifactInvalid and ErrNotExist; an oversized or malformed
+// payload. A missing pointer returns a [*NotPublishedError] (matching
+// ErrNotPublished, ErrNotExist and slipstream.ErrArtifactInvalid); an oversized or malformed
 // one wraps slipstream.ErrArtifactInvalid; store failures wrap
 // slipstream.ErrOperationFailed.
 func (t *Transport) Manifest(ctx context.Context, key string) (*artifact.Manifest, error) {
@@ -264,7 +319,7 @@ func (t *Transport) pointer(ctx context.Context, key string) (*artifact.Manifest
 	}
 	b, _, err := t.readPointer(ctx, name)
 	if errors.Is(err, ErrNotExist) {
-		return nil, nil, fmt.Errorf("%w: remote artifact object not found: %s: %w", slipstream.ErrArtifactInvalid, name, ErrNotExist)
+		return nil, nil, &NotPublishedError{Key: key, Pointer: name}
 	}
 	if err != nil {
 		return nil, nil, err

@@ -17,7 +17,7 @@ import (
 	"github.com/slipstream-kv/slipstream/objstore/objstoretest"
 )
 
-var update = flag.Bool("update", false, "rewrite the untar fuzz seeds in testdata/untar")
+var update = flag.Bool("update", false, "rewrite the untar fuzz seeds in ../artifact/testdata/tar")
 
 // testPointer is a valid manifest used as the pointer of hand-made payloads.
 func testPointer(t testing.TB) []byte {
@@ -181,17 +181,18 @@ func TestDownloadAcceptsReferenceArchives(t *testing.T) {
 	}
 }
 
-// TestUntarSeeds keeps testdata/untar in step with the cases above; run with
-// -update to rewrite it.
+// TestUntarSeeds keeps the untar-*.tar seeds of artifact's FuzzReadTar (the
+// one fuzz target of the untar path Download uses) in step with the cases
+// above; run with -update to rewrite them.
 func TestUntarSeeds(t *testing.T) {
 	pointer := testPointer(t)
 	all := hostile(t, pointer)
 	for k, v := range accepted(t, pointer) {
 		all[k] = v
 	}
-	dir := filepath.Join("testdata", "untar")
+	dir := filepath.Join("..", "artifact", "testdata", "tar")
 	for name, b := range all {
-		path := filepath.Join(dir, name+".tar")
+		path := filepath.Join(dir, "untar-"+name+".tar")
 		if *update {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)

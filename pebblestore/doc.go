@@ -31,9 +31,14 @@
 // Zero Options size pebble from the machine: the block cache is an eighth of
 // the memory the process may use (GOMEMLIMIT, the cgroup's limit, the
 // physical memory), within 64 MiB and 1 GiB; memtables are a quarter of it
-// (4 to 64 MiB); pebble may run up to GOMAXPROCS compactions at once when
-// level 0 or the compaction debt grows (pebble's default is one).
-// BenchmarkApplyOptions compares these with the former fixed settings.
+// (4 to 64 MiB; Options.MemTableSize overrides); pebble may run up to
+// GOMAXPROCS compactions at once when level 0 or the compaction debt grows
+// (pebble's default is one). BenchmarkApplyOptions compares these with the
+// former fixed settings; BenchmarkHydrate and BenchmarkLiveApply show where
+// an Apply's time goes (the applying thread's CPU time and page faults,
+// pebble's flushes, compactions and write stalls). On machines where page
+// faults are expensive, they bound a fresh hydration: see
+// docs/OPERATIONS.md ("What bounds the Pebble fold").
 //
 // # Concurrency
 //

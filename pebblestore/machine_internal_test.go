@@ -65,17 +65,26 @@ func TestOpenSizesFromTheMachine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.cacheSize != autoCacheSize(processMemory()) || s.compactions != runtime.GOMAXPROCS(0) {
-		t.Fatalf("cache %d, compactions %d", s.cacheSize, s.compactions)
+	cache := autoCacheSize(processMemory())
+	if s.cacheSize != cache || s.compactions != runtime.GOMAXPROCS(0) || s.memTable != min(max(cache/4, 4<<20), 64<<20) {
+		t.Fatalf("cache %d, memtable %d, compactions %d", s.cacheSize, s.memTable, s.compactions)
 	}
 	s.Close()
 	s, err = Open(filepath.Join(t.TempDir(), "b"), &Options{CacheSize: 8 << 20, CompactionConcurrency: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.cacheSize != 8<<20 || s.compactions != 3 || s.memTable != 4<<20 {
+		t.Fatalf("explicit options: cache %d, memtable %d, compactions %d", s.cacheSize, s.memTable, s.compactions)
+	}
+	s.Close()
+	s, err = Open(filepath.Join(t.TempDir(), "c"), &Options{MemTableSize: 2 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
-	if s.cacheSize != 8<<20 || s.compactions != 3 {
-		t.Fatalf("explicit options: cache %d, compactions %d", s.cacheSize, s.compactions)
+	if s.memTable != 2<<20 {
+		t.Fatalf("explicit memtable: %d", s.memTable)
 	}
 }
 

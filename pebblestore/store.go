@@ -59,6 +59,14 @@ type Options struct {
 	// compaction debt grows (a bulk hydration). 0 means GOMAXPROCS (pebble's
 	// own default is one).
 	CompactionConcurrency int
+	// MemTableSize is the size of each memtable in bytes; 0 derives it
+	// from CacheSize (a quarter, within 4 and 64 MiB). Smaller memtables
+	// are flushed sooner and their memory is reused (pebble recycles a
+	// flushed memtable's arena for the next one of the same size) when the
+	// flushes keep up with the applies; larger ones defer the flush work
+	// but fill never-touched memory. docs/OPERATIONS.md has the trade-off
+	// measured.
+	MemTableSize int64
 	// Logger receives pebble's own events (its informational chatter at
 	// Debug); nil means slog.Default().
 	Logger *slog.Logger
@@ -85,6 +93,7 @@ type Store struct {
 	log  *slog.Logger
 
 	cacheSize   int64 // the block cache, as sized at open
+	memTable    int64 // the memtable size, as sized at open
 	compactions int   // the compaction concurrency bound
 
 	wmu     sync.Mutex     // the single writer
@@ -121,6 +130,9 @@ func open(dir string, opts *Options, fs vfs.FS, tune func(*pebble.Options)) (*St
 	if o.CacheSize == 0 {
 		o.CacheSize = autoCacheSize(processMemory())
 	}
+	if o.MemTableSize <= 0 {
+		o.MemTableSize = min(max(o.CacheSize/4, minMemTableSize), maxMemTableSize)
+	}
 	if o.CompactionConcurrency <= 0 {
 		o.CompactionConcurrency = autoCompactionConcurrency()
 	}
@@ -149,7 +161,7 @@ func open(dir string, opts *Options, fs vfs.FS, tune func(*pebble.Options)) (*St
 		Cache:                       cache,
 		Lock:                        lock,
 		FormatMajorVersion:          pebble.FormatNewest,
-		MemTableSize:                uint64(min(max(o.CacheSize/4, minMemTableSize), maxMemTableSize)),
+		MemTableSize:                uint64(o.MemTableSize),
 		MemTableStopWritesThreshold: 4,
 		BytesPerSync:                1 << 20,
 		Logger:                      pebbleLogger{log},
@@ -179,7 +191,7 @@ func open(dir string, opts *Options, fs vfs.FS, tune func(*pebble.Options)) (*St
 		wopt = pebble.Sync
 	}
 	return &Store{dir: dir, db: db, lock: lock, wopt: wopt, log: log, cursor: c,
-		cacheSize: o.CacheSize, compactions: o.CompactionConcurrency}, nil
+		cacheSize: o.CacheSize, memTable: o.MemTableSize, compactions: o.CompactionConcurrency}, nil
 }
 
 // checkDir refuses a path that is not a directory, an append-log fold, and

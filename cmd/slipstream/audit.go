@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -113,6 +114,9 @@ func (c *AuditCommand) Run(ctx context.Context, args []string) (err error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	c.conn.applyEnv(c.m.Getenv)
+	if err := c.conn.check("audit"); err != nil {
+		return err
+	}
 	switch {
 	case len(args) != 0:
 		return usageErrorf("audit", "unexpected argument %q", args[0])
@@ -191,7 +195,10 @@ func (c *AuditCommand) Run(ctx context.Context, args []string) (err error) {
 		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
 	}
 
-	rep, err := (&audit.Auditor{Bucket: bucket, Fold: fd, Scope: scope, Logger: logger}).Run(ctx)
+	// Every finding is printed below, and a divergence is the command's
+	// error: the auditor's Error-level log of backwards findings (the
+	// mirror's report) would say it a second time, as a log line.
+	rep, err := (&audit.Auditor{Bucket: bucket, Fold: fd, Scope: scope, Logger: slog.New(slog.DiscardHandler)}).Run(ctx)
 	if err != nil {
 		return err
 	}

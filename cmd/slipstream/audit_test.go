@@ -90,6 +90,11 @@ func runAudit(t testing.TB, natsURL, bucket, fold string, extra ...string) audit
 	if want == 1 && !strings.Contains(stderr, "diverges") {
 		t.Fatalf("divergent audit: stderr %q lacks the verdict", stderr)
 	}
+	// The findings are on stdout and the verdict is the error: no log line
+	// says either again.
+	if strings.Contains(stderr, "level=ERROR") || strings.Count(stderr, "diverges") > 1 {
+		t.Fatalf("slipstream %v: stderr repeats the findings or the verdict:\n%s", args, stderr)
+	}
 	return o
 }
 

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -114,6 +115,13 @@ type benchRestart struct {
 	PeakRSS      int64   `json:"peak_rss_bytes"`
 	CPUSeconds   float64 `json:"cpu_seconds"`
 	PageFaults   int64   `json:"page_faults"`
+	GCCycles     uint64  `json:"gc_cycles"`
+	// The restart's time, split: the dial, the bucket's open, the fold's
+	// open, then the watch to caught up.
+	DialSeconds     float64 `json:"dial_seconds"`
+	BucketSeconds   float64 `json:"bucket_open_seconds"`
+	FoldOpenSeconds float64 `json:"fold_open_seconds"`
+	CatchUpSeconds  float64 `json:"catch_up_seconds"`
 }
 
 // benchLive is the live lag of one backend: for each put, the time from its
@@ -149,23 +157,26 @@ type benchLive struct {
 
 // benchReport is the output of `slipstream bench -json`.
 type benchReport struct {
-	Server        string         `json:"server"`
-	Keys          int            `json:"keys"`
-	Rounds        int            `json:"rounds"`
-	ValueSize     int            `json:"value_size"`
-	RawBytes      int64          `json:"raw_bytes"`
-	BatchMax      int            `json:"batch_max"`
-	BatchWindow   string         `json:"batch_window"`
-	GOMAXPROCS    int            `json:"gomaxprocs"`
-	NumCPU        int            `json:"num_cpu"`
-	LoadAverage   string         `json:"load_average,omitempty"`
-	FillSeconds   float64        `json:"fill_seconds"`
-	FillPerSec    float64        `json:"fill_keys_per_sec"`
-	PhaseRSSReset bool           `json:"phase_rss_reset"`
-	Phases        []benchPhase   `json:"phases"`
-	Hydration     []benchSummary `json:"hydration"`
-	Live          []benchLive    `json:"live"`
-	Restarts      []benchRestart `json:"restarts"`
+	Server      string `json:"server"`
+	Keys        int    `json:"keys"`
+	Rounds      int    `json:"rounds"`
+	ValueSize   int    `json:"value_size"`
+	RawBytes    int64  `json:"raw_bytes"`
+	BatchMax    int    `json:"batch_max"`
+	BatchWindow string `json:"batch_window"`
+	GOMAXPROCS  int    `json:"gomaxprocs"`
+	NumCPU      int    `json:"num_cpu"`
+	LoadAverage string `json:"load_average,omitempty"`
+	// Environment is what shifts the figures besides the code: the
+	// transparent-huge-page mode and the allocator and GC settings.
+	Environment   map[string]string `json:"environment"`
+	FillSeconds   float64           `json:"fill_seconds"`
+	FillPerSec    float64           `json:"fill_keys_per_sec"`
+	PhaseRSSReset bool              `json:"phase_rss_reset"`
+	Phases        []benchPhase      `json:"phases"`
+	Hydration     []benchSummary    `json:"hydration"`
+	Live          []benchLive       `json:"live"`
+	Restarts      []benchRestart    `json:"restarts"`
 }
 
 func (c *BenchCommand) flagSet() *flag.FlagSet {
@@ -239,6 +250,7 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 		Keys: c.keys, Rounds: c.rounds, ValueSize: c.valueSize, RawBytes: int64(c.keys) * int64(len(benchKey(0))+c.valueSize),
 		BatchMax: c.batchMax, BatchWindow: c.batchWindow.String(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), LoadAverage: loadAverage(),
+		Environment: benchEnvironment(),
 	}
 	dial := natskv.DialConfig{URL: c.natsURL, CredsFile: c.creds}
 	if c.natsURL == "" {
@@ -417,7 +429,9 @@ func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial 
 	// FreshSeconds and Ratio are filled by summarize, against the median
 	// of this backend's fresh hydrations.
 	rep.Restarts = append(rep.Restarts, benchRestart{Backend: backend, Delta: c.delta, Seconds: restart.Seconds(),
-		PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds(), PageFaults: m.faults})
+		PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds(), PageFaults: m.faults, GCCycles: m.gcs,
+		DialSeconds: mr.dialed.Seconds(), BucketSeconds: (mr.bucketOpened - mr.dialed).Seconds(),
+		FoldOpenSeconds: (mr.foldOpened - mr.bucketOpened).Seconds(), CatchUpSeconds: (restart - mr.foldOpened).Seconds()})
 	c.progress(logger, backend+" restart", "seconds", restart.Seconds())
 	return nil
 }
@@ -523,6 +537,14 @@ func (c *BenchCommand) print(rep benchReport) error {
 	w := c.m.Stdout
 	fmt.Fprintf(w, "slipstream bench: %d keys × %d B against %s; GOMAXPROCS=%d of %d CPUs; load average %s\n",
 		rep.Keys, rep.ValueSize, rep.Server, rep.GOMAXPROCS, rep.NumCPU, orNA(rep.LoadAverage))
+	if len(rep.Environment) > 0 {
+		keys := slices.Sorted(maps.Keys(rep.Environment))
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + "=" + rep.Environment[k]
+		}
+		fmt.Fprintf(w, "environment: %s\n", strings.Join(parts, " "))
+	}
 	fmt.Fprintf(w, "mirror: batch-max %d, batch-window %s. fill (PublishAsync, window %d): %.2fs, %s keys/s. Rounds: %d.\n\n",
 		rep.BatchMax, rep.BatchWindow, c.window, rep.FillSeconds, humanCount(rep.FillPerSec), rep.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -548,8 +570,10 @@ func (c *BenchCommand) print(rep benchReport) error {
 			humanBytes(h.MaxPeakRSS), rssData(h.MaxPeakRSS), ratio)
 	}
 	for _, r := range rep.Restarts {
-		fmt.Fprintf(tw, "restart after a %d-key delta\t%s\t%.2fs\t-\t-\t%.2fs\t%s\t-\t%s\t%s\t%.2f× fresh\t\n", r.Delta, r.Backend,
-			r.Seconds, r.CPUSeconds, humanCount(float64(r.PageFaults)), humanBytes(r.PeakRSS), rssData(r.PeakRSS), r.Ratio)
+		fmt.Fprintf(tw, "restart after a %d-key delta\t%s\t%.2fs\t-\t-\t%.2fs\t%s\t%d\t%s\t%s\t%.2f× fresh\t\n", r.Delta, r.Backend,
+			r.Seconds, r.CPUSeconds, humanCount(float64(r.PageFaults)), r.GCCycles, humanBytes(r.PeakRSS), rssData(r.PeakRSS), r.Ratio)
+		fmt.Fprintf(tw, "  split: dial; bucket; fold open; catch-up\t%s\t%.0f; %.0f; %.0f; %.0fms\t-\t-\t-\t-\t-\t-\t-\t\t\n", r.Backend,
+			1000*r.DialSeconds, 1000*r.BucketSeconds, 1000*r.FoldOpenSeconds, 1000*r.CatchUpSeconds)
 	}
 	for _, l := range rep.Live {
 		fmt.Fprintf(tw, "live lag p50 / p99 (max)\t%s\t%.1f / %.1fms (%.0f)\t-\t%s puts/s\t%.2fs\t%s\t-\t%s\t%s\tp99 %+.1fms vs window\t\n", l.Backend,
@@ -595,6 +619,27 @@ func humanBytes(n int64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+}
+
+// benchEnvironment returns the settings that move the figures: the
+// kernel's transparent-huge-page mode (Linux) and, when set, GLIBC_TUNABLES
+// (Pebble's memtables come from the C allocator), GOGC, GOMEMLIMIT and
+// GODEBUG.
+func benchEnvironment() map[string]string {
+	env := map[string]string{}
+	if b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); err == nil {
+		mode := strings.TrimSpace(string(b))
+		if i, j := strings.IndexByte(mode, '['), strings.IndexByte(mode, ']'); i >= 0 && j > i {
+			mode = mode[i+1 : j]
+		}
+		env["thp"] = mode
+	}
+	for _, k := range []string{"GLIBC_TUNABLES", "GOGC", "GOMEMLIMIT", "GODEBUG"} {
+		if v := os.Getenv(k); v != "" {
+			env[k] = v
+		}
+	}
+	return env
 }
 
 // loadAverage returns the 1, 5 and 15-minute load averages where the OS
@@ -747,6 +792,10 @@ func rawWatchAll(ctx context.Context, dial natskv.DialConfig) (int, time.Duratio
 
 // benchMirror is a running mirror of the bench bucket.
 type benchMirror struct {
+	// When its start had dialed, opened the bucket and opened the fold,
+	// from the start.
+	dialed, bucketOpened, foldOpened time.Duration
+
 	nc   *nats.Conn
 	fd   *fold
 	t    *tracker
@@ -765,6 +814,7 @@ func (c *BenchCommand) startMirror(ctx context.Context, dial natskv.DialConfig, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("connect: %w", err)
 	}
+	dialed := time.Since(start)
 	scope := slipstream.AllKeys()
 	t := newTracker(scope, logger, nil)
 	onProgress := t.onProgress
@@ -779,18 +829,21 @@ func (c *BenchCommand) startMirror(ctx context.Context, dial natskv.DialConfig, 
 		nc.Close()
 		return nil, 0, fmt.Errorf("open bucket: %w", err)
 	}
+	bucketOpened := time.Since(start)
 	fd, err := openFold(foldDir, backend, logger)
 	if err != nil {
 		nc.Close()
 		return nil, 0, err
 	}
+	foldOpened := time.Since(start)
 	if clock != nil {
 		clock.store = fd.store
 		fd.store = clock
 	}
 	mr := &mirror{bucket: bucket, fold: fd, scope: scope, batchMax: c.batchMax, batchWindow: c.batchWindow, log: logger, t: t}
 	runCtx, stop := context.WithCancel(ctx)
-	h := &benchMirror{nc: nc, fd: fd, t: t, stop: stop, errc: make(chan error, 1)}
+	h := &benchMirror{nc: nc, fd: fd, t: t, stop: stop, errc: make(chan error, 1),
+		dialed: dialed, bucketOpened: bucketOpened, foldOpened: foldOpened}
 	go func() { h.errc <- mr.run(runCtx) }()
 	select {
 	case <-t.readyCh:

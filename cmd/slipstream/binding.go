@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/fsync"
 )
 
 // A fold's binding: which bucket (and scope) it mirrors, recorded in a
@@ -154,7 +155,7 @@ func writeBinding(dir string, b foldBinding) error {
 		return fmt.Errorf("write fold binding: %w", err)
 	}
 	ok = true
-	return syncDir(dir)
+	return fsync.Dir(dir)
 }
 
 // binder tracks whether the mirror's fold is bound to its bucket. A fold

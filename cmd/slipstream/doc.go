@@ -73,7 +73,10 @@
 // cursor expired starts from the latest artifact there and replays only the
 // updates after its cursor; without a usable artifact (none, another
 // backend, older than the bucket's retained history) it syncs or resyncs as
-// usual and logs why. docs/FLEET.md has the details.
+// usual and logs why. Both store URLs are probed at startup: a missing
+// bucket or refused credentials end the mirror (exit 1); publish, fetch and
+// prune probe their store the same way before any work. docs/FLEET.md has
+// the details.
 //
 // While catching up, progress is shown as a bar when stderr is a terminal,
 // else as a log line every 5 s (keys done, pending, rate, ETA; from the watch

@@ -153,9 +153,22 @@ func (c *ExportCommand) download(ctx context.Context, logger *slog.Logger) (*art
 		fmt.Fprint(term, "\r\033[K")
 	}
 	if err != nil {
+		if msg := err.Error(); strings.Contains(msg, "malformed HTTP ") {
+			// Something that does not speak HTTP answered ("malformed
+			// HTTP response", "… status code"): name it, without echoing
+			// its greeting (a NATS server's INFO JSON).
+			hint := ""
+			if strings.Contains(msg, "INFO") || strings.Contains(msg, "server_id") {
+				hint = ": it greets like a NATS server; give the mirror's -http address"
+			}
+			return nil, fmt.Errorf("download %s: %s is not a slipstream HTTP endpoint (it does not answer HTTP%s)", u, c.from, hint)
+		}
 		return nil, fmt.Errorf("download %s: %w", u, err)
 	}
 	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode == http.StatusOK && ct != "application/x-tar" {
+		return nil, fmt.Errorf("download %s: %s is not a slipstream HTTP endpoint (it answered %s with Content-Type %q, not an artifact tar)", u, c.from, resp.Status, ct)
+	}
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		hint := ""

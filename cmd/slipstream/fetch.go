@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
+
+	"github.com/slipstream-kv/slipstream/objstore"
 )
 
 // FetchCommand downloads the artifact a key's pointer names.
@@ -65,7 +68,7 @@ func (c *FetchCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	target, err := c.store.open(ctx, c.m.Getenv, "fetch", c.from)
+	target, err := c.store.open(ctx, c.m.Getenv, "fetch", c.from, c.key)
 	if err != nil {
 		return err
 	}
@@ -75,6 +78,9 @@ func (c *FetchCommand) Run(ctx context.Context, args []string) error {
 	res := fetchResult{Key: c.key}
 	if c.peek {
 		m, err := tr.Manifest(ctx, c.key)
+		if errors.Is(err, objstore.ErrNotPublished) {
+			return underStore(err, c.from)
+		}
 		if err != nil {
 			return fmt.Errorf("fetch %s from %s: %w", c.key, c.from, err)
 		}
@@ -85,6 +91,9 @@ func (c *FetchCommand) Run(ctx context.Context, args []string) error {
 			return err
 		}
 		m, err := tr.Download(ctx, c.key, out)
+		if errors.Is(err, objstore.ErrNotPublished) {
+			return underStore(err, c.from)
+		}
 		if err != nil {
 			return fmt.Errorf("fetch %s from %s: %w", c.key, c.from, err)
 		}

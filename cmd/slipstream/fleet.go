@@ -21,6 +21,7 @@ import (
 	"github.com/slipstream-kv/slipstream/applog"
 	"github.com/slipstream-kv/slipstream/artifact"
 	"github.com/slipstream-kv/slipstream/fleet"
+	"github.com/slipstream-kv/slipstream/internal/fsync"
 	"github.com/slipstream-kv/slipstream/lease"
 	"github.com/slipstream-kv/slipstream/natskv"
 	"github.com/slipstream-kv/slipstream/objstore"
@@ -162,6 +163,27 @@ func (ff *fleetFlags) openTransport(ctx context.Context, raw string, nc *nats.Co
 	return tgt.Transport(), tgt.Close, nil
 }
 
+// probeStore reads key's pointer at url once (objstore.Transport.Check)
+// before the mirror starts. A missing bucket or refused credentials are
+// configuration errors that no retry fixes: they end the mirror at startup.
+// Any other failure (the store unreachable, a timeout) may be transient: it
+// is logged, and the export rounds or the bootstrap retry or fall back as
+// they do later on.
+func probeStore(ctx context.Context, tr *objstore.Transport, url, key string, log *slog.Logger) error {
+	err := tr.Check(ctx, key)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, objstore.ErrBucketNotFound), errors.Is(err, objstore.ErrAccessDenied):
+		return fmt.Errorf("%s: %w", url, err)
+	default:
+		log.Warn("store not reachable at startup; the fleet will retry", "store", url, "err", err)
+		return nil
+	}
+}
+
 // wrapFold makes the fold's store swappable, for the bootstrap.
 func (ff *fleetFlags) wrapFold(fd *fold) *fold {
 	if ff.bootstrapFrom == "" {
@@ -278,6 +300,9 @@ func startFleet(ctx context.Context, ff fleetFlags, explicitBackend bool, nc *na
 			return nil, fmt.Errorf("-export-to: %w", err)
 		}
 		n.closers = append(n.closers, closeFn)
+		if err := probeStore(ctx, tr, ff.exportTo, ff.exportKey, log); err != nil {
+			return nil, fmt.Errorf("-export-to: %w", err)
+		}
 		tr.NonAtomicPointerFallback = ff.nonAtomic
 		tr.Logger = n.log
 		n.exportTr = tr
@@ -298,6 +323,9 @@ func startFleet(ctx context.Context, ff fleetFlags, explicitBackend bool, nc *na
 				return nil, fmt.Errorf("-bootstrap-from: %w", err)
 			}
 			n.closers = append(n.closers, closeFn)
+			if err := probeStore(ctx, tr, ff.bootstrapFrom, ff.bootstrapKey, log); err != nil {
+				return nil, fmt.Errorf("-bootstrap-from: %w", err)
+			}
 			tr.Logger = n.log
 			n.bootTr = tr
 		}
@@ -495,6 +523,9 @@ func (n *fleetNode) bootstrap(ctx context.Context, reason string) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, objstore.ErrNotPublished) {
+			return fallback(underStore(err, n.ff.bootstrapFrom).Error())
+		}
 		return fallback("no artifact to start from", "key", n.ff.bootstrapKey, "err", err)
 	}
 	rec.Cursor = m.Cursor.Rank()
@@ -608,7 +639,7 @@ func (n *fleetNode) swapIn(dir, be string) error {
 		if err := os.Rename(dir, foldDir); err != nil {
 			return nil, "", fmt.Errorf("bootstrap: move the imported fold into place: %w", err)
 		}
-		if err := syncDir(filepath.Dir(foldDir)); err != nil {
+		if err := fsync.Dir(filepath.Dir(foldDir)); err != nil {
 			return nil, "", err
 		}
 		f, err := openBackend(foldDir, be, n.log)
@@ -636,18 +667,6 @@ func (n *fleetNode) freshFold(be string) error {
 		return err
 	}
 	return n.t.bind.bindNow()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // ---- export rounds ----
@@ -743,7 +762,11 @@ func (n *fleetNode) checkPointer(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		a.Error = err.Error()
+		url := n.ff.exportTo
+		if url == "" {
+			url = n.ff.bootstrapFrom
+		}
+		a.Error = underStore(err, url).Error()
 	} else {
 		a.Cursor = m.Cursor.Rank()
 		a.Backend = m.Backend

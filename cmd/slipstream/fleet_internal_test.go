@@ -240,8 +240,10 @@ func TestBootstrapDecisions(t *testing.T) {
 		if err := n.beforeRun(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if rec := n.status().Bootstrap.Last; rec.Outcome != bootFallback || !strings.Contains(logs.String(), "no artifact") {
-			t.Fatalf("record %+v\n%s", rec, logs)
+		want := "no artifact published at key under file:///unused (remote artifact object not found: key.manifest.json)"
+		if rec := n.status().Bootstrap.Last; rec.Outcome != bootFallback || rec.Message != want ||
+			!strings.Contains(logs.String(), want) || strings.Contains(logs.String(), "invalid") {
+			t.Fatalf("record %+v\n%s\nwant the fallback message %q", rec, logs, want)
 		}
 	})
 	t.Run("expired fold, artifact no newer", func(t *testing.T) {

@@ -171,6 +171,9 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	c.conn.applyEnv(c.m.Getenv)
+	if err := c.conn.check("mirror"); err != nil {
+		return err
+	}
 	if err := c.validate(set); err != nil {
 		return err
 	}
@@ -217,6 +220,9 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	logger.Debug("connecting to NATS", "config", dialCfg.String())
 	nc, err := natskv.Dial(dialCfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return c.stopped(logger, fd)
+		}
 		return err
 	}
 	defer nc.Close()
@@ -242,6 +248,9 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		return fmt.Errorf("%w: bucket %q on %s (create it, or pass -create-bucket)", errBucketMissing, c.bucket, nc.ConnectedUrlRedacted())
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return c.stopped(logger, fd)
+		}
 		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
 	}
 	if t.bind, err = bindFold(ctx, c.foldDir, want, bound != nil, bucket, fd, logger); err != nil {
@@ -249,6 +258,9 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	}
 	fl, err := startFleet(ctx, c.fleet, c.backend != "", nc, c.bucket, bucket, fd, t, term, logger)
 	if err != nil {
+		if ctx.Err() != nil {
+			return c.stopped(logger, fd)
+		}
 		return err
 	}
 	defer fl.close()
@@ -326,6 +338,12 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	if httpErr != nil {
 		return httpErr
 	}
+	return c.stopped(logger, fd)
+}
+
+// stopped reports a shutdown (SIGINT or SIGTERM; also one that arrives
+// while the mirror is still starting): the final cursor on stdout, exit 0.
+func (c *MirrorCommand) stopped(logger *slog.Logger, fd *fold) error {
 	final := fd.Cursor().Rank()
 	logger.Info("mirror stopped", slipstream.LogKeyCursor, final)
 	if c.asJSON {
@@ -336,7 +354,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 			Backend string `json:"backend"`
 		}{final, c.bucket, c.foldDir, fd.backendName()})
 	}
-	_, err = fmt.Fprintln(c.m.Stdout, final)
+	_, err := fmt.Fprintln(c.m.Stdout, final)
 	return err
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/jsm.go/natscontext"
@@ -114,5 +115,38 @@ func (n *natsFlags) dialConfig(defaultURL, name string) (natskv.DialConfig, erro
 	if cfg.URL == "" {
 		cfg.URL = defaultURL
 	}
+	if err := checkNATSURL(cfg.URL); err != nil {
+		cmd := strings.TrimPrefix(name, "slipstream ")
+		cmd, _, _ = strings.Cut(cmd, " ")
+		return cfg, usageErrorf(cmd, "%s", err.Error())
+	}
 	return cfg, nil
+}
+
+// check refuses a -nats URL (or NATS_URL) with a scheme nats.go cannot
+// dial, as a usage error of cmd: commands call it before any side effect.
+// dialConfig checks again, after a context may have supplied the URL.
+func (n *natsFlags) check(cmd string) error {
+	if err := checkNATSURL(n.url); err != nil {
+		return usageErrorf(cmd, "%s", err.Error())
+	}
+	return nil
+}
+
+// natsSchemes are the URL schemes nats.go dials. It dials any other scheme
+// as plain NATS too (an http:// URL reaches the port, then fails in the
+// handshake, or worse, talks to the wrong port), so they are refused first.
+var natsSchemes = []string{"nats", "tls", "ws", "wss"}
+
+// checkNATSURL refuses a server URL (a comma-separated list, as nats.go
+// takes) with a scheme nats.go cannot dial. Bare HOST:PORT is nats://.
+func checkNATSURL(raw string) error {
+	for _, u := range strings.Split(raw, ",") {
+		scheme, _, ok := strings.Cut(strings.TrimSpace(u), "://")
+		if !ok || slices.Contains(natsSchemes, strings.ToLower(scheme)) {
+			continue
+		}
+		return fmt.Errorf("NATS server URL %q: scheme %q is not one NATS speaks; want nats://HOST:PORT (or tls://, ws://, wss://)", strings.TrimSpace(u), scheme)
+	}
+	return nil
 }

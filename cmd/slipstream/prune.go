@@ -55,7 +55,7 @@ func (c *PruneCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	target, err := c.store.open(ctx, c.m.Getenv, "prune", c.from)
+	target, err := c.store.open(ctx, c.m.Getenv, "prune", c.from, c.key)
 	if err != nil {
 		return err
 	}

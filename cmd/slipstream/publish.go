@@ -70,7 +70,7 @@ func (c *PublishCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	target, err := c.store.open(ctx, c.m.Getenv, "publish", c.to)
+	target, err := c.store.open(ctx, c.m.Getenv, "publish", c.to, c.key)
 	if err != nil {
 		return err
 	}

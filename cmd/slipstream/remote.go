@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"strings"
 
 	"github.com/slipstream-kv/slipstream/natskv"
@@ -27,9 +28,11 @@ func (sf *storeFlags) register(fs *flag.FlagSet) {
 	sf.conn.register(fs, "nats-object:// URLs: NATS server `URL` (default "+DefaultNATSURL+"; the other connection flags as for mirror)")
 }
 
-// open opens the store raw names; a bad URL is a usage error. getenv
-// supplies the NATS_* defaults of the connection flags.
-func (sf *storeFlags) open(ctx context.Context, getenv func(string) string, cmd, raw string) (*storeurl.Target, error) {
+// open opens the store raw names and probes it with a read of key's
+// pointer (objstore.Transport.Check), so that a missing bucket or refused
+// credentials end the command before any work; a bad URL is a usage error.
+// getenv supplies the NATS_* defaults of the connection flags.
+func (sf *storeFlags) open(ctx context.Context, getenv func(string) string, cmd, raw, key string) (*storeurl.Target, error) {
 	var dialCfg natskv.DialConfig
 	if strings.HasPrefix(raw, "nats-object:") {
 		// Only a NATS store needs the connection (and its context).
@@ -48,7 +51,27 @@ func (sf *storeFlags) open(ctx context.Context, getenv func(string) string, cmd,
 	if errors.Is(err, objstore.ErrInvalidURL) {
 		return nil, usageErrorf(cmd, "%s", err.Error())
 	}
-	return t, err
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Transport().Check(ctx, key); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("%s: %s: %w", cmd, t.Location, err)
+	}
+	return t, nil
+}
+
+// underStore names url in err when err says nothing is published under a
+// key (objstore.NotPublishedError): "no artifact published at KEY under
+// URL". Other errors are returned as they are.
+func underStore(err error, url string) error {
+	var np *objstore.NotPublishedError
+	if !errors.As(err, &np) {
+		return err
+	}
+	named := *np
+	named.Store = url
+	return &named
 }
 
 // storeURLHelp describes the store URLs in a command's usage.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/slipstream-kv/slipstream/internal/fsync"
 	"github.com/slipstream-kv/slipstream/objstore"
 )
 
@@ -124,7 +125,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.ReaderAt, size int64)
 	if err := os.Rename(tmp, p); err != nil {
 		return fmt.Errorf("put %s: %w", name, err)
 	}
-	return syncDir(filepath.Dir(p))
+	return fsync.Dir(filepath.Dir(p))
 }
 
 // Create links a temporary file into place; the link fails if the name
@@ -148,7 +149,7 @@ func (s *Store) Create(ctx context.Context, name string, data []byte) error {
 		}
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	return syncDir(filepath.Dir(p))
+	return fsync.Dir(filepath.Dir(p))
 }
 
 // Replace is not implemented: a directory has no compare-and-swap.
@@ -222,13 +223,4 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -229,20 +229,38 @@ func testDoctoredPointer(t *testing.T, s objstore.Store) {
 	dst := t.TempDir()
 	_, err = tr.Download(ctx, Key, filepath.Join(dst, "out"))
 	wantInvalid(t, err, "not found")
+	if errors.Is(err, objstore.ErrNotPublished) {
+		t.Fatalf("Download of a doctored pointer: err = %v; a missing payload is not 'nothing published'", err)
+	}
 	AssertClean(t, dst)
+}
+
+// wantNotPublished checks the error of a read of a key without a pointer:
+// ErrNotPublished and ErrNotExist, and a message saying nothing was
+// published rather than that an artifact is invalid.
+func wantNotPublished(t *testing.T, err error) {
+	t.Helper()
+	if !errors.Is(err, objstore.ErrNotPublished) || !errors.Is(err, objstore.ErrNotExist) {
+		t.Fatalf("err = %v, want ErrNotPublished and ErrNotExist", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "no artifact published at never/uploaded") || strings.Contains(msg, "invalid") {
+		t.Fatalf("message %q, want \"no artifact published at never/uploaded\" and no \"invalid\"", msg)
+	}
 }
 
 func testMissingRemote(t *testing.T, s objstore.Store) {
 	ctx := t.Context()
 	tr := newTransport(s)
+	if err := tr.Check(ctx, "never/uploaded"); err != nil {
+		t.Fatalf("Check of a key never published: %v; want nil (the store is usable)", err)
+	}
 	_, err := tr.Manifest(ctx, "never/uploaded")
 	wantInvalid(t, err, "not found")
-	if !errors.Is(err, objstore.ErrNotExist) {
-		t.Fatalf("err = %v, want it to wrap ErrNotExist too", err)
-	}
+	wantNotPublished(t, err)
 	dst := t.TempDir()
 	_, err = tr.Download(ctx, "never/uploaded", filepath.Join(dst, "out"))
 	wantInvalid(t, err, "not found")
+	wantNotPublished(t, err)
 	AssertClean(t, dst)
 	if n, err := tr.Prune(ctx, "never/uploaded", 0); n != 0 || err != nil {
 		t.Fatalf("Prune without a pointer = %d, %v; want 0, nil", n, err)

@@ -8,6 +8,13 @@
 // pointer deleted meanwhile (objstore.ErrNotExist), 501 a server without
 // conditional writes (objstore.ErrNotImplemented).
 //
+// Errors an operator must act on get short messages of their own (the
+// SDK's text, request ids included, stays in the chain for errors.As):
+// NoSuchBucket is objstore.ErrBucketNotFound, a 403 (AccessDenied,
+// InvalidAccessKeyId, SignatureDoesNotMatch) objstore.ErrAccessDenied, both
+// also slipstream.ErrOperationFailed; NoSuchKey (or another 404) is
+// objstore.ErrNotExist.
+//
 // Payloads above one part are multipart uploads: 8 MiB parts, at most 8 in
 // flight, each read straight from the caller's io.ReaderAt (memory does not
 // grow with the object), the upload aborted on any failure. Every request

@@ -128,10 +128,12 @@ func request(ctx context.Context, d time.Duration) (context.Context, context.Can
 	return context.WithTimeoutCause(ctx, d, errStalled)
 }
 
-// translate maps an SDK error onto the objstore and slipstream sentinels.
+// translate maps an SDK error onto the objstore and slipstream sentinels:
+// NoSuchBucket onto ErrBucketNotFound, 403 onto ErrAccessDenied and
+// NoSuchKey (or another 404) onto ErrNotExist, each with a short message.
 // parent is the caller's context: its own cancellation is returned as is,
 // while our stall timeouts become slipstream.ErrTimeout.
-func translate(parent context.Context, op, name string, err error) error {
+func translate(parent context.Context, bucket, op, name string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -152,8 +154,17 @@ func translate(parent context.Context, op, name string, err error) error {
 	}
 	var noKey *types.NoSuchKey
 	switch {
-	case errors.As(err, &noKey), code == "NoSuchKey", status == http.StatusNotFound && code != "NoSuchBucket":
-		return fmt.Errorf("s3 %s %s: %w: %w", op, name, objstore.ErrNotExist, err)
+	case code == "NoSuchBucket":
+		return &apiError{msg: fmt.Sprintf("s3 %s %s: bucket %q does not exist (NoSuchBucket)", op, name, bucket),
+			errs: []error{objstore.ErrBucketNotFound, slipstream.ErrOperationFailed, err}}
+	case status == http.StatusForbidden, code == "AccessDenied", code == "InvalidAccessKeyId", code == "SignatureDoesNotMatch":
+		if code == "" {
+			code = "403 Forbidden"
+		}
+		return &apiError{msg: fmt.Sprintf("s3 %s %s: access to bucket %q denied (%s): check the credentials and the bucket's policy", op, name, bucket, code),
+			errs: []error{objstore.ErrAccessDenied, slipstream.ErrOperationFailed, err}}
+	case errors.As(err, &noKey), code == "NoSuchKey", status == http.StatusNotFound:
+		return &apiError{msg: fmt.Sprintf("s3 %s %s: no such object", op, name), errs: []error{objstore.ErrNotExist, err}}
 	case status == http.StatusPreconditionFailed, status == http.StatusConflict,
 		code == "PreconditionFailed", code == "ConditionalRequestConflict":
 		return fmt.Errorf("s3 %s %s: %w: %w", op, name, objstore.ErrPreconditionFailed, err)
@@ -162,6 +173,17 @@ func translate(parent context.Context, op, name string, err error) error {
 	}
 	return fmt.Errorf("%w: s3 %s %s: %w", slipstream.ErrOperationFailed, op, name, err)
 }
+
+// apiError is a translated S3 answer with a short message of its own: the
+// SDK's text (operation, request ids, the server's sentence) stays in the
+// chain for errors.As but out of what an operator reads.
+type apiError struct {
+	msg  string
+	errs []error
+}
+
+func (e *apiError) Error() string   { return e.msg }
+func (e *apiError) Unwrap() []error { return e.errs }
 
 // Get starts a GetObject. The body is read under a stall timer: each read
 // that makes progress restarts it.
@@ -175,7 +197,7 @@ func (s *Store) Get(ctx context.Context, name string) (io.ReadCloser, objstore.A
 			err = fmt.Errorf("%w: %w", errStalled, err)
 		}
 		cancel(nil)
-		return nil, objstore.Attrs{}, translate(ctx, "get", name, err)
+		return nil, objstore.Attrs{}, translate(ctx, s.cfg.Bucket, "get", name, err)
 	}
 	attrs := objstore.Attrs{
 		Name:         name,
@@ -183,7 +205,7 @@ func (s *Store) Get(ctx context.Context, name string) (io.ReadCloser, objstore.A
 		ETag:         aws.ToString(out.ETag),
 		LastModified: aws.ToTime(out.LastModified),
 	}
-	return &stallReader{body: out.Body, ctx: rctx, parent: ctx, name: name, timer: timer, timeout: s.cfg.RequestTimeout, cancel: cancel}, attrs, nil
+	return &stallReader{body: out.Body, ctx: rctx, parent: ctx, bucket: s.cfg.Bucket, name: name, timer: timer, timeout: s.cfg.RequestTimeout, cancel: cancel}, attrs, nil
 }
 
 // stallReader reads a response body, restarting the stall timer on progress.
@@ -191,6 +213,7 @@ type stallReader struct {
 	body    io.ReadCloser
 	ctx     context.Context
 	parent  context.Context
+	bucket  string
 	name    string
 	timer   *time.Timer
 	timeout time.Duration
@@ -206,7 +229,7 @@ func (r *stallReader) Read(p []byte) (int, error) {
 		if context.Cause(r.ctx) == errStalled {
 			err = fmt.Errorf("%w: %w", errStalled, err)
 		}
-		err = translate(r.parent, "read", r.name, err)
+		err = translate(r.parent, r.bucket, "read", r.name, err)
 	}
 	return n, err
 }
@@ -228,7 +251,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.ReaderAt, size int64)
 			Bucket: &s.cfg.Bucket, Key: &name,
 			Body: io.NewSectionReader(r, 0, size), ContentLength: aws.Int64(size),
 		})
-		return translate(ctx, "put", name, err)
+		return translate(ctx, s.cfg.Bucket, "put", name, err)
 	}
 	return s.putMultipart(ctx, name, r, size)
 }
@@ -239,7 +262,7 @@ func (s *Store) putMultipart(ctx context.Context, name string, r io.ReaderAt, si
 	created, err := s.client.CreateMultipartUpload(rctx, &awss3.CreateMultipartUploadInput{Bucket: &s.cfg.Bucket, Key: &name})
 	cancel()
 	if err != nil {
-		return translate(ctx, "create multipart upload", name, err)
+		return translate(ctx, s.cfg.Bucket, "create multipart upload", name, err)
 	}
 	uploadID := created.UploadId
 	abort := func(cause error) error {
@@ -247,7 +270,7 @@ func (s *Store) putMultipart(ctx context.Context, name string, r io.ReaderAt, si
 		actx, cancel := request(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
 		defer cancel()
 		if _, err := s.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: &s.cfg.Bucket, Key: &name, UploadId: uploadID}); err != nil {
-			return errors.Join(cause, translate(ctx, "abort multipart upload", name, err))
+			return errors.Join(cause, translate(ctx, s.cfg.Bucket, "abort multipart upload", name, err))
 		}
 		return cause
 	}
@@ -271,7 +294,7 @@ func (s *Store) putMultipart(ctx context.Context, name string, r io.ReaderAt, si
 				Body: io.NewSectionReader(r, off, n), ContentLength: aws.Int64(n),
 			})
 			if err != nil {
-				return translate(gctx, fmt.Sprintf("upload part %d of", num), name, err)
+				return translate(gctx, s.cfg.Bucket, fmt.Sprintf("upload part %d of", num), name, err)
 			}
 			parts[i] = types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag}
 			return nil
@@ -290,7 +313,7 @@ func (s *Store) putMultipart(ctx context.Context, name string, r io.ReaderAt, si
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	})
 	if err != nil {
-		return abort(translate(ctx, "complete multipart upload", name, err))
+		return abort(translate(ctx, s.cfg.Bucket, "complete multipart upload", name, err))
 	}
 	return nil
 }
@@ -303,7 +326,7 @@ func (s *Store) Create(ctx context.Context, name string, data []byte) error {
 		Bucket: &s.cfg.Bucket, Key: &name, IfNoneMatch: aws.String("*"),
 		Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
 	})
-	return translate(ctx, "create", name, err)
+	return translate(ctx, s.cfg.Bucket, "create", name, err)
 }
 
 // Replace is PutObject with If-Match: etag, the ETag sent verbatim.
@@ -314,7 +337,7 @@ func (s *Store) Replace(ctx context.Context, name string, data []byte, etag stri
 		Bucket: &s.cfg.Bucket, Key: &name, IfMatch: aws.String(etag),
 		Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
 	})
-	return translate(ctx, "replace", name, err)
+	return translate(ctx, s.cfg.Bucket, "replace", name, err)
 }
 
 // List pages through ListObjectsV2, each page under the stall timeout.
@@ -326,7 +349,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]objstore.Attrs, erro
 		page, err := p.NextPage(rctx)
 		cancel()
 		if err != nil {
-			return nil, translate(ctx, "list", prefix, err)
+			return nil, translate(ctx, s.cfg.Bucket, "list", prefix, err)
 		}
 		for _, o := range page.Contents {
 			out = append(out, objstore.Attrs{
@@ -346,7 +369,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	rctx, cancel := request(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	_, err := s.client.DeleteObject(rctx, &awss3.DeleteObjectInput{Bucket: &s.cfg.Bucket, Key: &name})
-	if err = translate(ctx, "delete", name, err); errors.Is(err, objstore.ErrNotExist) {
+	if err = translate(ctx, s.cfg.Bucket, "delete", name, err); errors.Is(err, objstore.ErrNotExist) {
 		return nil
 	}
 	return err

@@ -105,7 +105,9 @@ func TestErrorTranslation(t *testing.T) {
 		{http.StatusConflict, "ConditionalRequestConflict", objstore.ErrPreconditionFailed},
 		{http.StatusPreconditionFailed, "PreconditionFailed", objstore.ErrPreconditionFailed},
 		{http.StatusNotImplemented, "NotImplemented", objstore.ErrNotImplemented},
+		{http.StatusForbidden, "AccessDenied", objstore.ErrAccessDenied},
 		{http.StatusForbidden, "AccessDenied", slipstream.ErrOperationFailed},
+		{http.StatusForbidden, "InvalidAccessKeyId", objstore.ErrAccessDenied},
 	}
 	for _, c := range cases {
 		f.setHook(func(w http.ResponseWriter, r *http.Request) bool {
@@ -123,6 +125,81 @@ func TestErrorTranslation(t *testing.T) {
 		}
 	}
 	f.setHook(nil)
+}
+
+// TestMissingBucket runs every operation against a bucket that does not
+// exist: each fails with ErrBucketNotFound (still a backend failure) and a
+// short message naming the bucket, without the SDK's request ids.
+func TestMissingBucket(t *testing.T) {
+	fakeCredentials(t)
+	f := startFake(t)
+	s, err := s3.New(t.Context(), s3.Config{Bucket: "missing-bucket", Endpoint: f.url, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	ops := map[string]func() error{
+		"get":     func() error { _, _, err := s.Get(ctx, "k.manifest.json"); return err },
+		"put":     func() error { return s.Put(ctx, "k.payloads/x.tar", strings.NewReader("x"), 1) },
+		"create":  func() error { return s.Create(ctx, "k.manifest.json", []byte("x")) },
+		"replace": func() error { return s.Replace(ctx, "k.manifest.json", []byte("x"), `"e"`) },
+		"list":    func() error { _, err := s.List(ctx, "k.payloads/"); return err },
+		"delete":  func() error { return s.Delete(ctx, "k.payloads/x.tar") },
+	}
+	ops["transport check"] = func() error { return (&objstore.Transport{Store: s, Prefix: "p"}).Check(ctx, "k") }
+	for op, do := range ops {
+		err := do()
+		if !errors.Is(err, objstore.ErrBucketNotFound) || !errors.Is(err, slipstream.ErrOperationFailed) || errors.Is(err, objstore.ErrNotExist) {
+			t.Errorf("%s: err = %v, want ErrBucketNotFound and ErrOperationFailed, not ErrNotExist", op, err)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, `bucket "missing-bucket" does not exist`) || strings.Contains(msg, "RequestID") || strings.Contains(msg, "operation error") {
+			t.Errorf("%s: message %q, want a short one naming the bucket", op, msg)
+		}
+	}
+}
+
+// TestAccessDenied answers every request 403 and checks that each
+// operation fails with ErrAccessDenied and a short message, and that a
+// missing key (NoSuchKey) keeps a short message of its own.
+func TestAccessDenied(t *testing.T) {
+	fakeCredentials(t)
+	f := startFake(t)
+	s := f.store(t, s3.Config{})
+	ctx := t.Context()
+	_, _, err := s.Get(ctx, "missing.manifest.json")
+	if !errors.Is(err, objstore.ErrNotExist) || err.Error() != "s3 get missing.manifest.json: no such object" {
+		t.Fatalf("Get of a missing key: err = %q, want ErrNotExist with a short message", err)
+	}
+	f.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusForbidden)
+		if r.Method != http.MethodHead {
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>R1</RequestId></Error>`)
+		}
+		return true
+	})
+	defer f.setHook(nil)
+	ops := map[string]func() error{
+		"get":     func() error { _, _, err := s.Get(ctx, "k.manifest.json"); return err },
+		"put":     func() error { return s.Put(ctx, "k.payloads/x.tar", strings.NewReader("x"), 1) },
+		"create":  func() error { return s.Create(ctx, "k.manifest.json", []byte("x")) },
+		"replace": func() error { return s.Replace(ctx, "k.manifest.json", []byte("x"), `"e"`) },
+		"list":    func() error { _, err := s.List(ctx, "k.payloads/"); return err },
+		"delete":  func() error { return s.Delete(ctx, "k.payloads/x.tar") },
+	}
+	ops["transport check"] = func() error { return (&objstore.Transport{Store: s, Prefix: "p"}).Check(ctx, "k") }
+	for op, do := range ops {
+		err := do()
+		if !errors.Is(err, objstore.ErrAccessDenied) || !errors.Is(err, slipstream.ErrOperationFailed) {
+			t.Errorf("%s: err = %v, want ErrAccessDenied and ErrOperationFailed", op, err)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, "denied (AccessDenied)") || strings.Contains(msg, "RequestID") || strings.Contains(msg, "operation error") {
+			t.Errorf("%s: message %q, want a short one", op, msg)
+		}
+	}
 }
 
 // TestMultipartAbortOnFailure fails one part and checks that the upload is
