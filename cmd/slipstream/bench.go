@@ -78,6 +78,7 @@ type benchPhase struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	PageFaults int64   `json:"page_faults"`
 	GCCycles   uint64  `json:"gc_cycles"`
+	GCCPU      float64 `json:"gc_cpu_seconds"`
 	// FlushSeconds is the time the follower's loop spent flushing
 	// (Apply and the fold's write): the loop receives nothing meanwhile.
 	FlushSeconds float64 `json:"flush_seconds,omitempty"`
@@ -99,6 +100,7 @@ type benchSummary struct {
 	MedianFlush    float64 `json:"median_flush_seconds,omitempty"`
 	MedianFaults   int64   `json:"median_page_faults"`
 	MedianGCCycles uint64  `json:"median_gc_cycles"`
+	MedianGCCPU    float64 `json:"median_gc_cpu_seconds"`
 	MaxPeakRSS     int64   `json:"max_peak_rss_bytes"`
 	MedianRatio    float64 `json:"median_ratio_vs_raw,omitempty"`
 	MinRatio       float64 `json:"min_ratio_vs_raw,omitempty"`
@@ -304,7 +306,7 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 		}
 		rep.Phases = append(rep.Phases, benchPhase{Name: "raw WatchAll", Round: round, Keys: n, Seconds: d.Seconds(),
 			KeysPerSec: float64(n) / d.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds(),
-			PageFaults: m.faults, GCCycles: m.gcs})
+			PageFaults: m.faults, GCCycles: m.gcs, GCCPU: m.gcCPU})
 		return nil
 	}
 	for round := 1; round <= c.rounds; round++ {
@@ -335,6 +337,7 @@ type measured struct {
 	cpu    time.Duration
 	faults int64
 	gcs    uint64
+	gcCPU  float64 // seconds of the runtime's estimate of GC CPU
 }
 
 // measure runs one phase labelled name (for pprof -tagfocus; goroutines it
@@ -343,13 +346,14 @@ func (c *BenchCommand) measure(ctx context.Context, name string, f func() error)
 	runtime.GC()
 	debug.FreeOSMemory()
 	resetPeakRSS()
-	cpu0, faults0, gcs0 := cpuTime(), pageFaults(), gcCycles()
+	cpu0, faults0, gcs0, gcCPU0 := cpuTime(), pageFaults(), gcCycles(), gcCPUSeconds()
 	var err error
 	pprof.Do(ctx, pprof.Labels("phase", name), func(context.Context) { err = f() })
 	if err != nil {
 		return measured{}, fmt.Errorf("bench %s: %w", name, err)
 	}
-	return measured{rss: peakRSS(), cpu: cpuTime() - cpu0, faults: pageFaults() - faults0, gcs: gcCycles() - gcs0}, nil
+	return measured{rss: peakRSS(), cpu: cpuTime() - cpu0, faults: pageFaults() - faults0, gcs: gcCycles() - gcs0,
+		gcCPU: gcCPUSeconds() - gcCPU0}, nil
 }
 
 // benchBackend measures one backend: a fresh hydration and, in the last
@@ -384,7 +388,7 @@ func (c *BenchCommand) benchBackend(ctx context.Context, rep *benchReport, dial 
 	}
 	rep.Phases = append(rep.Phases, benchPhase{Name: "mirror", Round: round, Backend: backend, Keys: n, Seconds: fresh.Seconds(),
 		KeysPerSec: float64(n) / fresh.Seconds(), PeakRSS: m.rss, CPUSeconds: m.cpu.Seconds(),
-		PageFaults: m.faults, GCCycles: m.gcs, FlushSeconds: time.Duration(mr.t.flushNanos.Load()).Seconds()})
+		PageFaults: m.faults, GCCycles: m.gcs, GCCPU: m.gcCPU, FlushSeconds: time.Duration(mr.t.flushNanos.Load()).Seconds()})
 	c.progress(logger, backend+" hydration", "round", round, "seconds", fresh.Seconds())
 	if round < c.rounds {
 		err := mr.close()
@@ -480,6 +484,7 @@ func (rep *benchReport) summarize() {
 			MedianFlush:    median(ps, func(p benchPhase) float64 { return p.FlushSeconds }),
 			MedianFaults:   int64(median(ps, func(p benchPhase) float64 { return float64(p.PageFaults) })),
 			MedianGCCycles: uint64(median(ps, func(p benchPhase) float64 { return float64(p.GCCycles) })),
+			MedianGCCPU:    median(ps, func(p benchPhase) float64 { return p.GCCPU }),
 			MedianRatio:    ratios[len(ratios)/2], MinRatio: ratios[0], MaxRatio: ratios[len(ratios)-1],
 		}
 		if len(ratios)%2 == 0 {
@@ -529,6 +534,17 @@ func gcCycles() uint64 {
 	return s[0].Value.Uint64()
 }
 
+// gcCPUSeconds returns the runtime's estimate of the CPU time spent in GC
+// so far (mark assists, workers and pauses).
+func gcCPUSeconds() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return s[0].Value.Float64()
+}
+
 func (c *BenchCommand) progress(logger *slog.Logger, phase string, args ...any) {
 	logger.Info("bench phase done", append([]any{"phase", phase}, args...)...)
 }
@@ -548,7 +564,7 @@ func (c *BenchCommand) print(rep benchReport) error {
 	fmt.Fprintf(w, "mirror: batch-max %d, batch-window %s. fill (PublishAsync, window %d): %.2fs, %s keys/s. Rounds: %d.\n\n",
 		rep.BatchMax, rep.BatchWindow, c.window, rep.FillSeconds, humanCount(rep.FillPerSec), rep.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "measure\tbackend\ttime\tin flush\trate\tCPU\tfaults\tGCs\tpeak RSS\tRSS/data\tratio\t")
+	fmt.Fprintln(tw, "measure\tbackend\ttime\tin flush\trate\tCPU\tfaults\tGCs (CPU)\tpeak RSS\tRSS/data\tratio\t")
 	rssData := func(rss int64) string {
 		if rss <= 0 || rep.RawBytes <= 0 {
 			return "-"
@@ -565,8 +581,8 @@ func (c *BenchCommand) print(rep benchReport) error {
 			backend, name = h.Backend, "hydration, mirror"
 			ratio = fmt.Sprintf("%.2f× raw (%.2f–%.2f)", h.MedianRatio, h.MinRatio, h.MaxRatio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.2fs\t%s\t%s keys/s\t%.2fs\t%s\t%d\t%s\t%s\t%s\t\n", name, backend, h.MedianSeconds, flush,
-			humanCount(h.MedianPerSec), h.MedianCPU, humanCount(float64(h.MedianFaults)), h.MedianGCCycles,
+		fmt.Fprintf(tw, "%s\t%s\t%.2fs\t%s\t%s keys/s\t%.2fs\t%s\t%d (%.2fs)\t%s\t%s\t%s\t\n", name, backend, h.MedianSeconds, flush,
+			humanCount(h.MedianPerSec), h.MedianCPU, humanCount(float64(h.MedianFaults)), h.MedianGCCycles, h.MedianGCCPU,
 			humanBytes(h.MaxPeakRSS), rssData(h.MaxPeakRSS), ratio)
 	}
 	for _, r := range rep.Restarts {
@@ -602,7 +618,7 @@ runs, split where the watch hands each put to the loop: the server's and
 the client library's part, then the loop's (window and fold). 'in flush' is the time the loop spent applying batches; CPU is the
 process's user+system time (an embedded server included); faults are the
 process's page faults (each costs microseconds on some virtual machines);
-GCs are completed GC cycles; RSS/data divides by the keys and values; %s.
+GCs are completed GC cycles (the runtime's estimate of their CPU); RSS/data divides by the keys and values; %s.
 `, rep.Rounds, liveWorkers, rss)
 	return err
 }
