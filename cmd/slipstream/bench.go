@@ -322,6 +322,22 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 	if err := raw(c.rounds + 1); err != nil {
 		return err
 	}
+	if c.liveRate > 0 {
+		// The live baseline: the same paced puts to a raw nats.go watch,
+		// with no mirror running: the server's and the client library's
+		// share of the lag.
+		var lv benchLive
+		m, err := c.measure(ctx, "raw live", func() error {
+			var err error
+			lv, err = c.liveRaw(ctx, dial)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		lv.PeakRSS, lv.CPUSeconds, lv.PageFaults = m.rss, m.cpu.Seconds(), m.faults
+		rep.Live = append([]benchLive{lv}, rep.Live...)
+	}
 	rep.summarize()
 	if c.asJSON {
 		enc := json.NewEncoder(c.m.Stdout)
@@ -592,6 +608,12 @@ func (c *BenchCommand) print(rep benchReport) error {
 			1000*r.DialSeconds, 1000*r.BucketSeconds, 1000*r.FoldOpenSeconds, 1000*r.CatchUpSeconds)
 	}
 	for _, l := range rep.Live {
+		if l.Backend == "" {
+			fmt.Fprintf(tw, "live lag p50 / p99 (max), raw watch\t-\t%.1f / %.1fms (%.0f)\t-\t%s puts/s\t%.2fs\t%s\t-\t%s\t%s\tthe server's share\t\n",
+				l.P50Millis, l.P99Millis, l.MaxMillis, humanCount(l.AchievedRate), l.CPUSeconds, humanCount(float64(l.PageFaults)),
+				humanBytes(l.PeakRSS), rssData(l.PeakRSS))
+			continue
+		}
 		fmt.Fprintf(tw, "live lag p50 / p99 (max)\t%s\t%.1f / %.1fms (%.0f)\t-\t%s puts/s\t%.2fs\t%s\t-\t%s\t%s\tp99 %+.1fms vs window\t\n", l.Backend,
 			l.P50Millis, l.P99Millis, l.MaxMillis, humanCount(l.AchievedRate), l.CPUSeconds, humanCount(float64(l.PageFaults)),
 			humanBytes(l.PeakRSS), rssData(l.PeakRSS), l.P99Millis-float64(c.batchWindow)/float64(time.Millisecond))
@@ -615,7 +637,8 @@ open included) to caught up, against that backend's median fresh hydration.
 Live lag: from a put's acknowledgement at the publisher to the Apply holding
 it, puts paced at -live-rate from %d connections of a separate process while the last round's mirror
 runs, split where the watch hands each put to the loop: the server's and
-the client library's part, then the loop's (window and fold). 'in flush' is the time the loop spent applying batches; CPU is the
+the client library's part, then the loop's (window and fold); the raw watch
+row is the same puts to a plain nats.go watch with no mirror running. 'in flush' is the time the loop spent applying batches; CPU is the
 process's user+system time (an embedded server included); faults are the
 process's page faults (each costs microseconds on some virtual machines);
 GCs are completed GC cycles (the runtime's estimate of their CPU); RSS/data divides by the keys and values; %s.
@@ -1025,6 +1048,81 @@ func liveLags(acks []ackMark, marks []applyMark) (lags []time.Duration, early in
 	}
 	slices.Sort(lags)
 	return lags, early, nil
+}
+
+// liveRaw runs the live puts against a raw nats.go KV watch of new updates
+// and returns the lag from each put's acknowledgement to the watch
+// delivering it.
+func (c *BenchCommand) liveRaw(ctx context.Context, dial natskv.DialConfig) (benchLive, error) {
+	total := max(int(float64(c.liveRate)*c.liveFor.Seconds()), 1)
+	nc, err := natskv.Dial(withName(dial, "slipstream bench raw live"))
+	if err != nil {
+		return benchLive{}, fmt.Errorf("connect: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return benchLive{}, fmt.Errorf("jetstream: %w", err)
+	}
+	kv, err := js.KeyValue(ctx, benchBucket)
+	if err != nil {
+		return benchLive{}, fmt.Errorf("bind bucket: %w", err)
+	}
+	w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return benchLive{}, fmt.Errorf("watch: %w", err)
+	}
+	defer w.Stop()
+	var (
+		mu       sync.Mutex
+		receipts []applyMark
+		latest   atomic.Uint64
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			now := time.Now()
+			mu.Lock()
+			receipts = append(receipts, applyMark{cursor: e.Revision(), at: now})
+			mu.Unlock()
+			latest.Store(e.Revision())
+		}
+	}()
+	all, sent, err := c.runPublisher(ctx, dial, total)
+	if err != nil {
+		return benchLive{}, err
+	}
+	last := uint64(0)
+	for _, a := range all {
+		last = max(last, a.seq)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for latest.Load() < last {
+		if time.Now().After(deadline) {
+			return benchLive{}, fmt.Errorf("the raw watch did not reach sequence %d within a minute of the last put", last)
+		}
+		select {
+		case <-ctx.Done():
+			return benchLive{}, ctx.Err()
+		case <-done:
+			return benchLive{}, errors.New("the raw watch ended")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	mu.Lock()
+	got := slices.Clone(receipts)
+	mu.Unlock()
+	lags, early, err := liveLags(all, got)
+	if err != nil {
+		return benchLive{}, err
+	}
+	return benchLive{TargetRate: c.liveRate, Puts: len(all), AchievedRate: float64(len(all)) / sent.Seconds(),
+		P50Millis: millis(percentile(lags, 0.50)), P99Millis: millis(percentile(lags, 0.99)),
+		MaxMillis: millis(lags[len(lags)-1]), BeforeAck: early, ToWatchP99Millis: millis(percentile(lags, 0.99))}, nil
 }
 
 // loopLags returns, in ascending order, the time from each receipt to the

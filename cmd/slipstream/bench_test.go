@@ -72,15 +72,18 @@ func checkBenchReport(t *testing.T, rep benchReport, rounds, keys, delta, puts i
 			t.Fatalf("summary %d ratios out of order: %+v", i, h)
 		}
 	}
-	if len(rep.Restarts) != len(backends) || len(rep.Live) != len(backends) {
-		t.Fatalf("%d restarts and %d live phases, want %d of each", len(rep.Restarts), len(rep.Live), len(backends))
+	if len(rep.Restarts) != len(backends) || len(rep.Live) != len(backends)+1 {
+		t.Fatalf("%d restarts and %d live phases, want %d restarts and raw plus %[3]d live phases", len(rep.Restarts), len(rep.Live), len(backends))
+	}
+	if l := rep.Live[0]; l.Backend != "" || l.Puts != puts || l.AchievedRate <= 0 || l.P50Millis > l.P99Millis || l.P99Millis > l.MaxMillis {
+		t.Fatalf("raw live: %+v", l)
 	}
 	for i, b := range backends {
 		r := rep.Restarts[i]
 		if r.Backend != b || r.Delta != delta || r.Seconds <= 0 || r.FreshSeconds != rep.Hydration[i+1].MedianSeconds || r.Ratio <= 0 {
 			t.Fatalf("restart %d: %+v", i, r)
 		}
-		l := rep.Live[i]
+		l := rep.Live[i+1]
 		if l.Backend != b || l.Puts != puts || l.AchievedRate <= 0 || l.P50Millis < 0 || l.P50Millis > l.P99Millis || l.P99Millis > l.MaxMillis {
 			t.Fatalf("live %d: %+v", i, l)
 		}
@@ -166,7 +169,7 @@ func TestBenchAgainstASeparateServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{srv.URL(), "hydration, mirror", "restart after a 50-key delta", "live lag p50 / p99"} {
+	for _, want := range []string{srv.URL(), "hydration, mirror", "restart after a 50-key delta", "live lag p50 / p99", "raw watch"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("table lacks %q:\n%s", want, out)
 		}
