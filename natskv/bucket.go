@@ -109,6 +109,15 @@ type Config struct {
 	// NoCreate makes Open fail with an error wrapping ErrBucketNotFound
 	// when the bucket does not exist, instead of creating it.
 	NoCreate bool
+	// StreamCreated is the creation time of the stream the caller's
+	// cursor belongs to, as [Bucket.SyncedStream] reported it when that
+	// cursor was taken (persisted beside the cursor); zero means unknown.
+	// When set, the Bucket starts as if it had last state-synced from that
+	// stream: a resume on a bucket recreated since (its stream created at
+	// another time) fails with slipstream.ErrCursorExpired and
+	// ErrStreamRecreated, so the follower resyncs, even after a process
+	// restart. Zero: the stream found at Open is taken as the cursor's.
+	StreamCreated time.Time
 }
 
 // Progress reports a watch's progress to Config.OnProgress.
@@ -244,6 +253,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Bucket, error) {
 
 	err = b.bind(ctx)
 	if err == nil {
+		b.rememberStream(cfg.StreamCreated)
 		return b, nil
 	}
 	if ctx.Err() != nil {
@@ -263,7 +273,32 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Bucket, error) {
 	if err := b.bind(ctx); err != nil {
 		return nil, fmt.Errorf("open bucket %q after create: %w", cfg.Bucket, err)
 	}
+	b.rememberStream(cfg.StreamCreated)
 	return b, nil
+}
+
+// rememberStream makes created (when known) the stream the bucket last
+// state-synced from (Config.StreamCreated).
+func (b *Bucket) rememberStream(created time.Time) {
+	if created.IsZero() {
+		return
+	}
+	if bound := time.Unix(0, b.synced.Load()); !bound.Equal(created) {
+		b.log.Info("the bucket's stream is not the one the cursor was taken on (recreated); a resume will resync",
+			"stream_created", bound.Format(time.RFC3339Nano), "cursor_stream_created", created.Format(time.RFC3339Nano))
+	}
+	b.synced.Store(created.UnixNano())
+}
+
+// SyncedStream returns the creation time of the stream the Bucket was
+// bound to (by Open: Config.StreamCreated when set) or last state-synced
+// from: the stream a cursor taken from this Bucket's updates belongs to.
+// A caller that persists its cursor persists this beside it and passes it
+// back as Config.StreamCreated, so that a resume after a restart on a
+// recreated bucket resyncs. Read it once the state sync's updates are
+// applied: a state sync started later changes it.
+func (b *Bucket) SyncedStream() time.Time {
+	return time.Unix(0, b.synced.Load()).UTC()
 }
 
 // bind looks the bucket and its stream up.

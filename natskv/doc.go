@@ -74,8 +74,13 @@
 //     caught by its creation time instead: a Bucket remembers the creation
 //     time of the stream it was bound to (by Open) or last state-synced from,
 //     and refuses to resume on another one (ErrCursorExpired with
-//     ErrStreamRecreated). Across a process restart nothing remembers it;
-//     the audit (package audit) covers that case.
+//     ErrStreamRecreated). Across a process restart, the caller carries
+//     it: persist [Bucket.SyncedStream] beside the cursor (once the state
+//     sync's updates are applied, never before) and pass it back as
+//     Config.StreamCreated; the Bucket then starts as if it had last synced
+//     from that stream, and the first resume on a bucket recreated since is
+//     refused the same way. Without it (zero), the stream found at Open is
+//     taken as the cursor's, and the audit (package audit) covers that case.
 //   - Every running watch, of any scope, checks its stream every 5 s and
 //     when its subscription closes: deleted (it waits for it), recreated
 //     (creation time changed) or restored below what it delivered ends the

@@ -199,3 +199,58 @@ func copyDir(t *testing.T, src, dst string) {
 		t.Fatalf("copy %s to %s: %v", src, dst, err)
 	}
 }
+
+// TestOpenWithRecordedStreamRefusesResumeOnRecreated: a cursor persisted
+// with the creation time of its stream (Bucket.SyncedStream) is refused by
+// a Bucket opened after a restart (Config.StreamCreated) once the bucket
+// was recreated, even when the new stream has passed the cursor; with the
+// new stream's creation time the same resume is accepted, and without one
+// (unknown) the stream found at Open is taken as the cursor's.
+func TestOpenWithRecordedStreamRefusesResumeOnRecreated(t *testing.T) {
+	e := newEnv(t)
+	cfg := natskv.Config{Bucket: "recorded", Storage: natskv.MemoryStorage}
+	b := e.open(t, cfg)
+	var cursor slipstream.Cursor
+	for i := range 3 {
+		cursor = slipstream.CursorFromUint64(put(t, b, keyN("old.", i), "1"))
+	}
+	old := b.SyncedStream()
+	st, err := b.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !old.Equal(st.Created) {
+		t.Fatalf("SyncedStream %v after Open, want the stream's creation time %v", old, st.Created)
+	}
+	recreate(t, e, cfg, 5) // new.0…new.4 at revisions 1…5: past the cursor 3
+
+	withOld := cfg
+	withOld.StreamCreated = old
+	stale := e.open(t, withOld)
+	if got := stale.SyncedStream(); !got.Equal(old) {
+		t.Fatalf("SyncedStream %v, want the recorded %v", got, old)
+	}
+	wantRecreatedExpired(t, startWatch(t, stale, slipstream.AllKeys(), cursor))
+
+	fresh := e.open(t, cfg)
+	cur := fresh.SyncedStream()
+	if cur.Equal(old) {
+		t.Fatalf("the recreated stream has the old creation time %v", cur)
+	}
+	withNew := cfg
+	withNew.StreamCreated = cur
+	for name, h := range map[string]*natskv.Bucket{"recorded": e.open(t, withNew), "unknown": fresh} {
+		w := startWatch(t, h, slipstream.AllKeys(), cursor)
+		if u := w.next(t); u.Key != "new.3" {
+			t.Fatalf("%s: resume after %s on the current stream delivered %s, want new.3", name, cursor, u.Key)
+		}
+		w.stop()
+	}
+	// A state sync re-bases the stale handle on the new stream.
+	sync := startWatch(t, stale, slipstream.AllKeys(), slipstream.Cursor{})
+	sync.next(t)
+	sync.stop()
+	if got := stale.SyncedStream(); !got.Equal(cur) {
+		t.Fatalf("SyncedStream after a state sync %v, want %v", got, cur)
+	}
+}

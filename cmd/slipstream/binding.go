@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/slipstream-kv/slipstream"
 	"github.com/slipstream-kv/slipstream/internal/fsync"
@@ -55,6 +57,14 @@ type foldBinding struct {
 	Bucket string `json:"bucket"`
 	// Prefixes is the mirrored scope, sorted; empty means all keys.
 	Prefixes []string `json:"prefixes"`
+	// StreamCreated is the creation time of the bucket's stream the
+	// fold's cursor belongs to (natskv's Bucket.SyncedStream); absent
+	// (zero) when unknown: a fold bound before any state sync, or by a
+	// sidecar written before the field existed. A mirror passes it to
+	// natskv.Config.StreamCreated, so that a resume on a bucket recreated
+	// since resyncs instead of skipping the new stream's revisions up to
+	// the cursor.
+	StreamCreated time.Time `json:"stream_created,omitzero"`
 }
 
 // newBinding is the binding of a mirror of bucket with scope.
@@ -102,11 +112,23 @@ func readBinding(dir string) (*foldBinding, error) {
 		return nil, fmt.Errorf("%w: %s: version %d (this build reads %d)", errBindingInvalid, path, b.Version, bindingVersion)
 	case !bucketNameRE.MatchString(b.Bucket):
 		return nil, fmt.Errorf("%w: %s: bucket %q", errBindingInvalid, path, b.Bucket)
+	case !b.StreamCreated.IsZero() && (b.StreamCreated.Before(time.Unix(0, 1)) || b.StreamCreated.After(time.Unix(0, math.MaxInt64))):
+		// Outside what a stream's creation time (Unix nanoseconds) can be.
+		return nil, fmt.Errorf("%w: %s: stream_created %s", errBindingInvalid, path, b.StreamCreated.Format(time.RFC3339Nano))
 	}
 	if b.Prefixes == nil {
 		b.Prefixes = []string{}
 	}
 	return &b, nil
+}
+
+// boundStream is the creation time of the stream b's fold's cursor belongs
+// to; zero when unknown (no binding, or none recorded).
+func boundStream(b *foldBinding) time.Time {
+	if b == nil {
+		return time.Time{}
+	}
+	return b.StreamCreated
 }
 
 // checkBinding refuses a fold bound to another bucket or scope than want;
@@ -171,6 +193,16 @@ type binder struct {
 	mu    sync.Mutex
 	epoch uint64 // bumped when the fold is replaced (a bootstrap)
 	why   string // why the fold is unbound
+	// stream is the creation time of the stream the fold's cursor
+	// belongs to (zero: unknown), written into the binding with it.
+	stream time.Time
+}
+
+// bindingLocked returns the binding to write. Called with mu held.
+func (b *binder) bindingLocked() foldBinding {
+	fb := b.want
+	fb.StreamCreated = b.stream
+	return fb
 }
 
 // reason returns why the fold is unbound ("" when bound).
@@ -208,7 +240,33 @@ func (b *binder) replace(why string, fn func() error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.unbindLocked(why)
+	b.stream = time.Time{} // the new fold's cursor: of a stream not known
 	return fn()
+}
+
+// setStream records that the fold's cursor now belongs to the stream
+// created at created: once the fold has committed data of that stream
+// (never before, or a restart would resume on it after a cursor of
+// another stream). A bound fold's binding is rewritten at once; an unbound
+// fold's is written with it when it is bound.
+func (b *binder) setStream(created time.Time) error {
+	if b == nil || created.IsZero() {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stream.Equal(created) {
+		return nil
+	}
+	if !b.unbound.Load() {
+		fb := b.bindingLocked()
+		fb.StreamCreated = created
+		if err := writeBinding(b.dir, fb); err != nil {
+			return err
+		}
+	}
+	b.stream = created
+	return nil
 }
 
 // bindNow binds the current fold (an empty one: nothing to verify).
@@ -218,7 +276,7 @@ func (b *binder) bindNow() error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := writeBinding(b.dir, b.want); err != nil {
+	if err := writeBinding(b.dir, b.bindingLocked()); err != nil {
 		return err
 	}
 	b.unbound.Store(false)
@@ -241,7 +299,7 @@ func (b *binder) bind(epoch uint64) (bool, error) {
 	if epoch != b.epoch || !b.unbound.Load() {
 		return false, nil
 	}
-	if err := writeBinding(b.dir, b.want); err != nil {
+	if err := writeBinding(b.dir, b.bindingLocked()); err != nil {
 		return false, err
 	}
 	b.unbound.Store(false)
@@ -336,14 +394,15 @@ func checkIdentity(ctx context.Context, b probeBucket, st store, bucketName stri
 	return nil
 }
 
-// bindFold returns the binder of a mirror's fold at dir, which hasBinding
-// says was found bound to want. An empty fold is bound at once. Any other
+// bindFold returns the binder of a mirror's fold at dir, found bound to
+// want by bound (nil: no binding). An empty fold is bound at once. Any other
 // fold is compared with the bucket (checkIdentity): refused if it holds
 // another bucket's keys, else adopted unbound, to be bound once an audit has
 // verified it.
-func bindFold(ctx context.Context, dir string, want foldBinding, hasBinding bool, bucket mirrorBucket, fd *fold, log *slog.Logger) (*binder, error) {
+func bindFold(ctx context.Context, dir string, want foldBinding, bound *foldBinding, bucket mirrorBucket, fd *fold, log *slog.Logger) (*binder, error) {
 	bd := &binder{dir: dir, want: want}
-	if hasBinding {
+	if bound != nil {
+		bd.stream = bound.StreamCreated
 		return bd, nil
 	}
 	if fd.Cursor().IsNone() {

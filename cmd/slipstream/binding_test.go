@@ -52,6 +52,10 @@ func TestBinding_ReadWrite(t *testing.T) {
 		"bucket":        `{"version":1,"bucket":"a b","prefixes":[]}`,
 		"trailing":      `{"version":1,"bucket":"a","prefixes":[]} {}`,
 		"not json":      `bucket=a`,
+		"stream text":   `{"version":1,"bucket":"a","prefixes":[],"stream_created":"yesterday"}`,
+		"stream number": `{"version":1,"bucket":"a","prefixes":[],"stream_created":1764589761}`,
+		"stream 1960":   `{"version":1,"bucket":"a","prefixes":[],"stream_created":"1960-01-01T00:00:00Z"}`,
+		"stream 2300":   `{"version":1,"bucket":"a","prefixes":[],"stream_created":"2300-01-01T00:00:00Z"}`,
 	} {
 		if err := os.WriteFile(filepath.Join(dir, bindingFile), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
@@ -88,7 +92,7 @@ func FuzzReadBinding(f *testing.F) {
 			t.Fatal(err)
 		}
 		again, err := readBinding(dir)
-		if err != nil || !again.matches(*b) {
+		if err != nil || !again.matches(*b) || !again.StreamCreated.Equal(b.StreamCreated) {
 			t.Fatalf("round trip: %+v → %+v %v", b, again, err)
 		}
 	})
@@ -375,4 +379,153 @@ func TestBinding_VerificationRetried(t *testing.T) {
 			t.Fatalf("binding %+v %v", b, err)
 		}
 	})
+}
+
+// TestBinding_StreamCreated: the stream a fold's cursor belongs to is an
+// optional field of version 1: sidecars without it (written before it
+// existed) read as unknown (zero), and one written with it reads back the
+// same instant, to the nanosecond. It plays no part in matching a fold to
+// a bucket and scope.
+func TestBinding_StreamCreated(t *testing.T) {
+	for _, seed := range []string{"all.json", "prefixes.json"} {
+		dir := t.TempDir()
+		data, err := os.ReadFile(filepath.Join("testdata/binding", seed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, bindingFile), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b, err := readBinding(dir)
+		if err != nil || b == nil || !b.StreamCreated.IsZero() || !boundStream(b).IsZero() {
+			t.Fatalf("%s: %+v %v, want a binding with no stream", seed, b, err)
+		}
+	}
+	dir := t.TempDir()
+	created := time.Date(2026, 12, 1, 11, 49, 21, 765760328, time.UTC)
+	want := newBinding("demo", slipstream.AllKeys())
+	want.StreamCreated = created
+	if err := writeBinding(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := checkBinding(dir, newBinding("demo", slipstream.AllKeys()))
+	if err != nil || got == nil || !boundStream(got).Equal(created) {
+		t.Fatalf("read back %+v %v, want stream_created %v", got, err, created)
+	}
+	seed, err := readBindingFile(filepath.Join("testdata/binding", "stream.json"))
+	if err != nil || !seed.StreamCreated.Equal(created) {
+		t.Fatalf("stream.json: %+v %v", seed, err)
+	}
+}
+
+// readBindingFile reads the sidecar at path.
+func readBindingFile(path string) (*foldBinding, error) {
+	dir, err := os.MkdirTemp("", "binding")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, bindingFile), data, 0o644); err != nil {
+		return nil, err
+	}
+	return readBinding(dir)
+}
+
+// TestBinding_StreamRecordedOnlyOnceCommitted: the binding records a
+// state sync's stream only once a flush has committed data that watch
+// delivered (the fold's cursor is then that stream's): not at the watch's
+// start, not for a flush that only folded a resync's synthetic deletes
+// (the cursor did not move), not for a flush whose store write failed. A
+// resume watch records nothing; a failed write is retried at the next
+// flush; an unbound fold records it when it is bound; a replaced fold
+// forgets it.
+func TestBinding_StreamRecordedOnlyOnceCommitted(t *testing.T) {
+	dir := t.TempDir()
+	want := newBinding("b", slipstream.AllKeys())
+	s1 := time.Date(2026, 12, 1, 10, 0, 0, 1, time.UTC)
+	s2 := s1.Add(time.Hour)
+	want.StreamCreated = s1
+	if err := writeBinding(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	bound, err := checkBinding(dir, newBinding("b", slipstream.AllKeys()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTracker(slipstream.AllKeys(), quietLogger(), nil)
+	if tr.bind, err = bindFold(t.Context(), dir, newBinding("b", slipstream.AllKeys()), bound, nil, nil, quietLogger()); err != nil {
+		t.Fatal(err)
+	}
+	current := s2
+	tr.syncedStream = func() time.Time { return current }
+	recorded := func() time.Time {
+		t.Helper()
+		b, err := readBinding(dir)
+		if err != nil || b == nil {
+			t.Fatalf("binding %+v %v", b, err)
+		}
+		return b.StreamCreated
+	}
+	c10 := slipstream.CursorFromUint64(10)
+
+	// A resume that folds updates records nothing.
+	tr.runStarting(c10)
+	tr.watchStarting(c10, c10, 12, true)
+	tr.onFlush(slipstream.FlushInfo{Updates: 2, Advanced: true})
+	if got := recorded(); !got.Equal(s1) {
+		t.Fatalf("after a resume's flush the binding records %v, want %v", got, s1)
+	}
+
+	// The resync's state sync on the recreated stream.
+	tr.watchStarting(slipstream.Cursor{}, c10, 14, true)
+	tr.onFlush(slipstream.FlushInfo{Updates: 3}) // synthetic deletes: the cursor stays 10
+	if got := recorded(); !got.Equal(s1) {
+		t.Fatalf("after folding only synthetic deletes the binding records %v, want %v", got, s1)
+	}
+	tr.onFlush(slipstream.FlushInfo{Updates: 4, Advanced: true, StoreErr: errors.New("disk full")})
+	if got := recorded(); !got.Equal(s1) {
+		t.Fatalf("after a failed store write the binding records %v, want %v", got, s1)
+	}
+	// The binding cannot be written now (a non-empty directory in its
+	// place: the rename fails, even for root): retried at the next flush.
+	side := filepath.Join(dir, bindingFile)
+	if err := os.Remove(side); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(side, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tr.onFlush(slipstream.FlushInfo{Updates: 4, Advanced: true})
+	if err := os.RemoveAll(side); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeBinding(dir, want); err != nil { // back to S1
+		t.Fatal(err)
+	}
+	tr.onFlush(slipstream.FlushInfo{}) // nothing new: the data already committed
+	if got := recorded(); !got.Equal(s2) {
+		t.Fatalf("after the state sync's data committed the binding records %v, want %v", got, s2)
+	}
+
+	// A replaced (bootstrapped) fold's stream is unknown, and a state sync
+	// into it while unbound is recorded when it is bound.
+	if err := tr.bind.replace("bootstrapped", func() error { return os.Remove(filepath.Join(dir, bindingFile)) }); err != nil {
+		t.Fatal(err)
+	}
+	current = s2.Add(time.Hour)
+	tr.watchStarting(slipstream.Cursor{}, slipstream.Cursor{}, 3, true)
+	tr.onFlush(slipstream.FlushInfo{Updates: 3, Advanced: true})
+	if b, _ := readBinding(dir); b != nil {
+		t.Fatalf("an unbound fold got a binding %+v", b)
+	}
+	if ok, err := tr.bind.bind(tr.bind.current()); !ok || err != nil {
+		t.Fatalf("bind: %v %v", ok, err)
+	}
+	if got := recorded(); !got.Equal(current) {
+		t.Fatalf("the bound fold's binding records %v, want %v", got, current)
+	}
 }

@@ -47,7 +47,9 @@
 // memory) or pebble (an LSM tree on disk); an existing fold keeps its own.
 // A fold records the bucket and scope it mirrors (slipstream-binding.json in
 // its directory): a mirror with another -bucket or -prefix refuses it and
-// leaves it untouched. A fold without that record (imported, bootstrapped,
+// leaves it untouched. The record also names the bucket's stream the fold's
+// cursor belongs to, so a restart on a bucket recreated since resyncs
+// instead of resuming. A fold without that record (imported, bootstrapped,
 // or made by an older version) is compared with the bucket at a few points
 // and refused if it holds another bucket's keys; otherwise it is resumed,
 // and reported ready only once an audit has verified it

@@ -243,6 +243,9 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		Logger:     logger,
 		OnProgress: t.onProgress,
 		NoCreate:   !c.create,
+		// The stream the fold's cursor belongs to: a resume on a bucket
+		// recreated since is refused, and the follower resyncs.
+		StreamCreated: boundStream(bound),
 	})
 	if errors.Is(err, natskv.ErrBucketNotFound) {
 		return fmt.Errorf("%w: bucket %q on %s (create it, or pass -create-bucket)", errBucketMissing, c.bucket, nc.ConnectedUrlRedacted())
@@ -253,9 +256,10 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		}
 		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
 	}
-	if t.bind, err = bindFold(ctx, c.foldDir, want, bound != nil, bucket, fd, logger); err != nil {
+	if t.bind, err = bindFold(ctx, c.foldDir, want, bound, bucket, fd, logger); err != nil {
 		return err
 	}
+	t.syncedStream = bucket.SyncedStream
 	fl, err := startFleet(ctx, c.fleet, c.backend != "", nc, c.bucket, bucket, fd, t, term, logger)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -58,6 +58,10 @@ type tracker struct {
 	audit auditState // audits of the fold (mirror_audit.go)
 	conn  connState  // the NATS connection (conn.go)
 	bind  *binder    // the fold's binding to the bucket (binding.go); nil: always bound
+	// syncedStream returns the creation time of the stream the bucket
+	// last state-synced from (natskv's Bucket.SyncedStream); nil: not
+	// recorded.
+	syncedStream func() time.Time
 
 	batchSizes   prometheus.Histogram
 	flushLatency prometheus.Histogram
@@ -78,6 +82,13 @@ type tracker struct {
 		// a recreation), and says nothing about this watch's progress.
 		rebase   bool
 		unfolded bool // a flush of this watch advanced the cursor; its fold has not committed yet
+		// restream is set while a state sync's stream is not yet recorded
+		// in the fold's binding: from the state-sync watch's start until a
+		// flush has committed data of it (the fold's cursor is then that
+		// stream's) and the binding was written.
+		restream  bool
+		committed bool   // a flush committed data this watch delivered
+		watches   uint64 // counts watchStarting calls
 		// head is the stream head a watcher reported with its initial
 		// values done (Progress.Head), not yet proven: it becomes caughtTo
 		// once the applied cursor reaches headAt, the last revision
@@ -151,7 +162,9 @@ func (t *tracker) watchStarting(after, resume slipstream.Cursor, head uint64, he
 	t.mu.headAtStart, t.mu.headKnown = head, headKnown
 	t.mu.appliedAt = t.applied.Load()
 	t.mu.rebase = after.IsNone() && !resume.IsNone()
-	t.mu.unfolded = false
+	t.mu.restream = after.IsNone()
+	t.mu.unfolded, t.mu.committed = false, false
+	t.mu.watches++
 	t.mu.head, t.mu.headAt = 0, 0
 	t.caughtTo.Store(0)
 	if headKnown {
@@ -220,8 +233,13 @@ func (t *tracker) onFlush(fi slipstream.FlushInfo) {
 	t.mu.unfolded = t.mu.unfolded || fi.Advanced
 	if fi.StoreErr == nil && t.mu.unfolded {
 		t.mu.rebase, t.mu.unfolded = false, false
+		t.mu.committed = true
 	}
+	restream, watch := t.mu.restream && t.mu.committed, t.mu.watches
 	t.mu.Unlock()
+	if restream {
+		t.recordStream(watch)
+	}
 	// A failed store apply folded nothing: its batch stays queued and is
 	// counted once, by the flush that folds it.
 	if fi.Updates > 0 && fi.StoreErr == nil {
@@ -232,6 +250,27 @@ func (t *tracker) onFlush(fi slipstream.FlushInfo) {
 	if fi.StoreErr != nil {
 		t.failures.Add(1)
 	}
+}
+
+// recordStream writes the stream a state sync read into the fold's
+// binding, now that the fold has committed data of it: after a crash, the
+// cursor is then resumed only on that stream (natskv.Config.StreamCreated).
+// A failed write is retried at the next flush; meanwhile the binding names
+// the older stream, so a restart resyncs rather than resumes: safe.
+func (t *tracker) recordStream(watch uint64) {
+	if t.syncedStream == nil {
+		return
+	}
+	created := t.syncedStream()
+	if err := t.bind.setStream(created); err != nil {
+		t.log.Warn("the fold's binding could not record the bucket's stream; retrying at the next flush", "err", err)
+		return
+	}
+	t.mu.Lock()
+	if t.mu.watches == watch {
+		t.mu.restream = false
+	}
+	t.mu.Unlock()
 }
 
 // onResync is the follower's OnResync hook.
