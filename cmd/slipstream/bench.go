@@ -962,34 +962,15 @@ type ackMark struct {
 // them, and returns the lag from each put's acknowledgement to the Apply
 // that held it.
 func (c *BenchCommand) live(ctx context.Context, dial natskv.DialConfig, clock *applyClock, t *tracker) (benchLive, error) {
-	total := int(float64(c.liveRate) * c.liveFor.Seconds())
-	if total < 1 {
-		total = 1
-	}
 	clock.mu.Lock()
 	clock.marks, clock.receipts, clock.writes = clock.marks[:0], clock.receipts[:0], clock.writes[:0]
 	clock.mu.Unlock()
 	clock.armed.Store(true)
 	defer clock.armed.Store(false)
 
-	all, sent, err := c.runPublisher(ctx, dial, total)
+	all, sent, err := c.publishLive(ctx, dial, "the fold", t.applied.Load, nil)
 	if err != nil {
 		return benchLive{}, err
-	}
-	last := uint64(0)
-	for _, a := range all {
-		last = max(last, a.seq)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for t.applied.Load() < last {
-		if time.Now().After(deadline) {
-			return benchLive{}, fmt.Errorf("the fold did not reach sequence %d within a minute of the last put (at %d)", last, t.applied.Load())
-		}
-		select {
-		case <-ctx.Done():
-			return benchLive{}, ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
 	}
 	clock.armed.Store(false)
 	clock.mu.Lock()
@@ -1050,11 +1031,40 @@ func liveLags(acks []ackMark, marks []applyMark) (lags []time.Duration, early in
 	return lags, early, nil
 }
 
+// publishLive runs the live puts (-live-rate for -live-duration, from the
+// publisher process) and waits until reached, what the measured consumer
+// has taken, covers the last of them; ended (nil: never) closes if that
+// consumer stops.
+func (c *BenchCommand) publishLive(ctx context.Context, dial natskv.DialConfig, what string, reached func() uint64, ended <-chan struct{}) ([]ackMark, time.Duration, error) {
+	total := max(int(float64(c.liveRate)*c.liveFor.Seconds()), 1)
+	all, sent, err := c.runPublisher(ctx, dial, total)
+	if err != nil {
+		return nil, 0, err
+	}
+	last := uint64(0)
+	for _, a := range all {
+		last = max(last, a.seq)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for reached() < last {
+		if time.Now().After(deadline) {
+			return nil, 0, fmt.Errorf("%s did not reach sequence %d within a minute of the last put (at %d)", what, last, reached())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case <-ended:
+			return nil, 0, fmt.Errorf("%s ended before sequence %d", what, last)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return all, sent, nil
+}
+
 // liveRaw runs the live puts against a raw nats.go KV watch of new updates
 // and returns the lag from each put's acknowledgement to the watch
 // delivering it.
 func (c *BenchCommand) liveRaw(ctx context.Context, dial natskv.DialConfig) (benchLive, error) {
-	total := max(int(float64(c.liveRate)*c.liveFor.Seconds()), 1)
 	nc, err := natskv.Dial(withName(dial, "slipstream bench raw live"))
 	if err != nil {
 		return benchLive{}, fmt.Errorf("connect: %w", err)
@@ -1092,26 +1102,9 @@ func (c *BenchCommand) liveRaw(ctx context.Context, dial natskv.DialConfig) (ben
 			latest.Store(e.Revision())
 		}
 	}()
-	all, sent, err := c.runPublisher(ctx, dial, total)
+	all, sent, err := c.publishLive(ctx, dial, "the raw watch", latest.Load, done)
 	if err != nil {
 		return benchLive{}, err
-	}
-	last := uint64(0)
-	for _, a := range all {
-		last = max(last, a.seq)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for latest.Load() < last {
-		if time.Now().After(deadline) {
-			return benchLive{}, fmt.Errorf("the raw watch did not reach sequence %d within a minute of the last put", last)
-		}
-		select {
-		case <-ctx.Done():
-			return benchLive{}, ctx.Err()
-		case <-done:
-			return benchLive{}, errors.New("the raw watch ended")
-		case <-time.After(time.Millisecond):
-		}
 	}
 	mu.Lock()
 	got := slices.Clone(receipts)
