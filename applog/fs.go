@@ -3,6 +3,8 @@ package applog
 import (
 	"os"
 	"path/filepath"
+
+	"github.com/slipstream-kv/slipstream/internal/fsync"
 )
 
 // fsys is the filesystem seam of the writer and of compaction, so tests can
@@ -37,17 +39,7 @@ func (osFS) OpenAppend(name string) (*os.File, error) {
 	return os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 }
 
-func (osFS) SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (osFS) SyncDir(dir string) error { return fsync.Dir(dir) }
 
 // tempPattern names compaction temp files: hidden, in the log's directory.
 const tempPattern = ".fold.snap.tmp-*"

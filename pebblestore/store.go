@@ -19,6 +19,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/slipstream-kv/slipstream"
+	"github.com/slipstream-kv/slipstream/internal/fsync"
 	"github.com/slipstream-kv/slipstream/internal/movedir"
 )
 
@@ -498,7 +499,7 @@ func (s *Store) ExportTo(dir string) (slipstream.Export, error) {
 	}
 	placed = true
 	_ = os.RemoveAll(stage) // now empty
-	if err := syncDir(parent); err != nil {
+	if err := fsync.Dir(parent); err != nil {
 		return slipstream.Export{}, fmt.Errorf("pebblestore: export: sync %s after moving %s into place: %w", parent, dir, err)
 	}
 	return slipstream.Export{
@@ -532,18 +533,6 @@ func checkDest(dir string) error {
 		return fmt.Errorf("%w: destination %s exists and is not empty", slipstream.ErrArtifactInvalid, dir)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // verifyCopy opens a checkpoint read-only and without a lock file (WAL
