@@ -328,3 +328,45 @@ func TestSortedReplayIndex(t *testing.T) {
 		t.Fatalf("scan after applies on a sorted load has %d keys, want %d", len(got), len(live))
 	}
 }
+
+// TestSortedRunStaysUnindexedUnderInserts checks that inserts after a
+// sorted load do not build the run's key index through Apply's overdue
+// refresh while they are few against the run (the run counts as indexed
+// keys in the bound), and that a scan afterwards sees every key.
+func TestSortedRunStaysUnindexedUnderInserts(t *testing.T) {
+	n := 2*chunkLen + 5
+	data := appendHeader(nil)
+	live := map[string]bool{}
+	for i := range n {
+		k := fmt.Sprintf("key.%010d", i)
+		data = append(data, put(k, "v", uint64(i+1))...)
+		live[k] = true
+	}
+	tb := newTable()
+	if _, err := replay(slices.Concat(data, ckpt(uint64(n))), tb); err != nil {
+		t.Fatal(err)
+	}
+	inserts := n/2 - 1 // fewer than half the run: not overdue
+	for i := range inserts {
+		k := fmt.Sprintf("new.%010d", i)
+		tb.apply(&slipstream.Update{Op: slipstream.OpPut, Key: k, Value: []byte{1}}, 1)
+		live[k] = true
+		if tb.overdue() { // as Apply does
+			tb.refresh()
+		}
+	}
+	if tb.unindexed != n {
+		t.Fatalf("%d inserts after a sorted load of %d keys indexed the run (%d unindexed)", inserts, n, tb.unindexed)
+	}
+	tb.refresh()
+	var got []string
+	it := newKeyIter(tb.idx.base, tb.idx.delta, "")
+	for k, ok := it.next(); ok; k, ok = it.next() {
+		if tb.get(k) != nil {
+			got = append(got, k)
+		}
+	}
+	if want := slices.Sorted(maps.Keys(live)); !slices.Equal(got, want) {
+		t.Fatalf("scan has %d keys, want %d", len(got), len(want))
+	}
+}

@@ -43,8 +43,9 @@ type table struct {
 	// unindexed is the length of the sorted run that starts the entries
 	// (entries [0, unindexed)) while its keys are not yet in the key
 	// index: indexRun puts them there when first needed — a scan, a
-	// compaction, a delete (which could free one of those entries) — so a
-	// fold that only applies after a restart never builds the index.
+	// compaction, a delete (which could free one of those entries), an
+	// overdue refresh — so a fold that only overwrites or inserts a few
+	// keys after a restart never builds the index.
 	unindexed int
 
 	// live is the size of the PUT records a compaction would write for the
@@ -310,10 +311,12 @@ func (t *table) needsRefresh() bool {
 
 // overdue reports whether the index has grown so stale that the writer
 // should refresh it even if nobody scans: it bounds the memory held by
-// pending keys and by deleted keys still in base.
+// pending keys and by deleted keys still in base. An unindexed sorted run
+// counts as base (it is the base the refresh would build), so a few
+// thousand inserts after a restart do not make an Apply index the run.
 func (t *table) overdue() bool {
 	x := &t.idx
-	return len(x.pending)+x.dead > len(x.base)/2+4096
+	return len(x.pending)+x.dead > (len(x.base)+t.unindexed)/2+4096
 }
 
 // refresh folds pending keys into delta and, once delta and the deletes are
