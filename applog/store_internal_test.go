@@ -103,6 +103,22 @@ func TestApplyCompactionReopenFailurePoisonsStore(t *testing.T) {
 	}
 }
 
+// scanIndex returns the live keys under prefix in the order a scan reads
+// them: the index refreshed if needed, then walked, dead keys skipped.
+func scanIndex(tb *table, prefix string) []string {
+	if tb.needsRefresh() {
+		tb.refresh()
+	}
+	var out []string
+	it := newKeyIter(tb.idx.base, tb.idx.delta, prefix)
+	for k, ok := it.next(); ok; k, ok = it.next() {
+		if tb.get(k) != nil {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // TestIndexMatchesModel drives the table's ordered index through random
 // inserts, overwrites, deletes and re-inserts, with scans at random points,
 // and compares every scan with a sorted model. Enough churn passes through
@@ -114,19 +130,6 @@ func TestIndexMatchesModel(t *testing.T) {
 	keys := make([]string, 6000)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("%c.%05d", 'a'+rune(i%4), rng.IntN(1_000_000))
-	}
-	scan := func(prefix string) []string {
-		if tb.needsRefresh() {
-			tb.refresh()
-		}
-		var out []string
-		it := newKeyIter(tb.idx.base, tb.idx.delta, prefix)
-		for k, ok := it.next(); ok; k, ok = it.next() {
-			if tb.get(k) != nil {
-				out = append(out, k)
-			}
-		}
-		return out
 	}
 	model := func(prefix string) []string {
 		var out []string
@@ -152,7 +155,7 @@ func TestIndexMatchesModel(t *testing.T) {
 		}
 		if rng.IntN(500) == 0 || step == 59_999 {
 			for _, p := range []string{"", "b.", "c.0", "d.9"} {
-				if got, want := scan(p), model(p); !slices.Equal(got, want) {
+				if got, want := scanIndex(tb, p), model(p); !slices.Equal(got, want) {
 					t.Fatalf("step %d prefix %q: scan has %d keys, model %d", step, p, len(got), len(want))
 				}
 			}
@@ -198,17 +201,7 @@ func TestIndexMatchesModelAscending(t *testing.T) {
 			tb.refresh()
 		}
 		if rng.IntN(400) == 0 || step == 39_999 {
-			if tb.needsRefresh() {
-				tb.refresh()
-			}
-			var got []string
-			it := newKeyIter(tb.idx.base, tb.idx.delta, "")
-			for k, ok := it.next(); ok; k, ok = it.next() {
-				if tb.get(k) != nil {
-					got = append(got, k)
-				}
-			}
-			want := slices.Sorted(maps.Keys(live))
+			got, want := scanIndex(tb, ""), slices.Sorted(maps.Keys(live))
 			if !slices.Equal(got, want) {
 				t.Fatalf("step %d: scan has %d keys, model %d", step, len(got), len(want))
 			}
@@ -269,27 +262,13 @@ func TestSortedReplayIndex(t *testing.T) {
 		}
 	}
 
-	scan := func(tb *table) []string {
-		if tb.needsRefresh() {
-			tb.refresh()
-		}
-		var got []string
-		it := newKeyIter(tb.idx.base, tb.idx.delta, "")
-		for k, ok := it.next(); ok; k, ok = it.next() {
-			if tb.get(k) != nil {
-				got = append(got, k)
-			}
-		}
-		return got
-	}
-
 	// The run ends at a key out of order; a delete follows.
 	tb = newTable()
 	if _, err := replay(slices.Concat(data, put("a.first", "x", uint64(n+1)), del(want[7], uint64(n+2)), ckpt(uint64(n+2))), tb); err != nil {
 		t.Fatal(err)
 	}
 	model := slices.Concat([]string{"a.first"}, want[:7], want[8:])
-	if got := scan(tb); !slices.Equal(got, model) || tb.size() != len(model) {
+	if got := scanIndex(tb, ""); !slices.Equal(got, model) || tb.size() != len(model) {
 		t.Fatalf("scan after the run ended has %d keys, want %d", len(got), len(model))
 	}
 
@@ -324,7 +303,7 @@ func TestSortedReplayIndex(t *testing.T) {
 	}
 	apply(slipstream.OpPut, "b.reused") // takes an entry a delete freed
 	apply(slipstream.OpPut, want[1])    // back again
-	if got := scan(tb); !slices.Equal(got, slices.Sorted(maps.Keys(live))) {
+	if got := scanIndex(tb, ""); !slices.Equal(got, slices.Sorted(maps.Keys(live))) {
 		t.Fatalf("scan after applies on a sorted load has %d keys, want %d", len(got), len(live))
 	}
 }
@@ -358,14 +337,7 @@ func TestSortedRunStaysUnindexedUnderInserts(t *testing.T) {
 	if tb.unindexed != n {
 		t.Fatalf("%d inserts after a sorted load of %d keys indexed the run (%d unindexed)", inserts, n, tb.unindexed)
 	}
-	tb.refresh()
-	var got []string
-	it := newKeyIter(tb.idx.base, tb.idx.delta, "")
-	for k, ok := it.next(); ok; k, ok = it.next() {
-		if tb.get(k) != nil {
-			got = append(got, k)
-		}
-	}
+	got := scanIndex(tb, "")
 	if want := slices.Sorted(maps.Keys(live)); !slices.Equal(got, want) {
 		t.Fatalf("scan has %d keys, want %d", len(got), len(want))
 	}
