@@ -41,7 +41,6 @@ type hashIndex struct {
 	used   uint32    // entries handed out so far
 	free   []uint32  // indices of cleared entries, reused first
 	n      int
-	gen    uint64 // bumped when compactEntries renumbers the entries
 }
 
 const (
@@ -187,9 +186,6 @@ func (h *hashIndex) placeAll(fps *fpChunks) {
 	}
 }
 
-// remove deletes key and reports whether it was present.
-func (h *hashIndex) remove(key string) bool { return h.removeFP(key, h.fingerprint(key)) }
-
 // removeFP is remove for a key whose fingerprint is fp.
 func (h *hashIndex) removeFP(key string, fp uint32) bool {
 	_, ok := h.take(key, fp)
@@ -260,7 +256,7 @@ func (h *hashIndex) place(old []uint64) {
 // the slots to fit.
 func (h *hashIndex) compactEntries() {
 	old := *h
-	*h = hashIndex{seed: old.seed, gen: old.gen + 1}
+	*h = hashIndex{seed: old.seed}
 	size := minSlots
 	for old.n*10 > size*maxLoad/2 {
 		size *= 2
