@@ -33,9 +33,10 @@ type table struct {
 	// log's key count is ever made, so nothing is sized for keys that are
 	// not there. Nothing grows by copying either: the fingerprints are kept
 	// in fixed-size chunks, like the entries, and the key index is built
-	// from the entries, in one exactly sized slice, when the mode ends (a
-	// slice grown by doubling would copy every element about twice, into
-	// fresh pages, which cost more than the copy on some machines).
+	// from the entries, in one exactly sized slice, when first needed (see
+	// unindexed; a slice grown by doubling would copy every element about
+	// twice, into fresh pages, which cost more than the copy on some
+	// machines).
 	sorted    bool
 	sortedFPs fpChunks // fingerprints of the entries appended in sorted mode
 	sortedKey keyPack  // keys of the entries appended in sorted mode
