@@ -111,9 +111,9 @@
 // is then sized once for their exact number, and their ordered index (for
 // range scans) is built from them, exactly sized, at the first scan,
 // delete or compaction (or once the keys inserted since outnumber half of
-// them). Nothing a load builds grows by doubling: on VMs
-// where a fresh page costs microseconds, a doubling's copies into fresh
-// pages were a third of a restart.
+// them). Nothing the load of a compacted log builds grows by doubling: on
+// VMs where a fresh page costs microseconds, a doubling's copies into
+// fresh pages were a third of a restart.
 //
 // # Concurrency
 //
