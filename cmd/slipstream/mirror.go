@@ -515,6 +515,7 @@ func (m *mirror) run(ctx context.Context) error {
 		_, err := f.Run(ctx)
 		m.fleet.setLoop(nil)
 		m.current.Store(nil)
+		m.t.runEnded()
 		if ctx.Err() != nil {
 			if err != nil {
 				return fmt.Errorf("final flush: %w", err)
