@@ -501,10 +501,8 @@ func (rep *benchReport) summarize() {
 			MedianFaults:   int64(median(ps, func(p benchPhase) float64 { return float64(p.PageFaults) })),
 			MedianGCCycles: uint64(median(ps, func(p benchPhase) float64 { return float64(p.GCCycles) })),
 			MedianGCCPU:    median(ps, func(p benchPhase) float64 { return p.GCCPU }),
-			MedianRatio:    ratios[len(ratios)/2], MinRatio: ratios[0], MaxRatio: ratios[len(ratios)-1],
-		}
-		if len(ratios)%2 == 0 {
-			sum.MedianRatio = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
+			MedianRatio:    median(ps, func(p benchPhase) float64 { return p.Ratio }),
+			MinRatio:       ratios[0], MaxRatio: ratios[len(ratios)-1],
 		}
 		for _, p := range ps {
 			sum.MaxPeakRSS = max(sum.MaxPeakRSS, p.PeakRSS)

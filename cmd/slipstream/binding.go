@@ -321,7 +321,9 @@ type probeBucket interface {
 }
 
 // checkIdentity compares a fold without a binding with the bucket at a few
-// points, cheaply, before a mirror resumes on it: for each of the fold's
+// points before a mirror resumes on it: cheap on the bucket's side (two
+// reads per probe), but finding the fold's newest entries reads the whole
+// fold once (slipstream.Store has no access by revision). For each of the fold's
 // newest entries (by revision), the stream's message at that revision, when
 // it still exists, must be that key's put of that value, and the key's
 // latest record in the bucket must not be older than the fold's. An entry

@@ -141,8 +141,10 @@
 // resyncing (the cursor expired), synced, verifying (caught up on a fold
 // without a binding — imported, bootstrapped or made by an older version —
 // that an audit has yet to verify; not ready; "verifying" says why),
-// retrying (the watch failed; a restart is pending) and stopped. Lag is the stream's last sequence minus
-// the fold's cursor; with -prefix it counts messages outside the scope too.
+// retrying (the watch failed; a restart is pending) and stopped. Lag is the
+// stream's last sequence minus caught_up_to (the fold's cursor, or the head
+// the current watch proved caught up to: docs/OPERATIONS.md, "Lag"); with
+// -prefix it counts messages outside the scope too.
 //
 // # get, range, stat
 //

@@ -220,6 +220,7 @@ type fleetNode struct {
 	leaseKey    string
 	pointerTr   *objstore.Transport // the transport whose pointer status reports
 	pointerKey  string
+	pointerURL  string // the store pointerTr reads, for its errors
 	checkEvery  time.Duration
 	loopMu      sync.Mutex
 	loop        *slipstream.Follower
@@ -312,7 +313,7 @@ func startFleet(ctx context.Context, ff fleetFlags, explicitBackend bool, nc *na
 		}
 		n.leaseKey = leaseKey(bucketName, ff.exportTo, ff.exportKey)
 		n.lease = &lease.Lease{KV: lb, Key: n.leaseKey, Holder: ff.nodeID, Logger: log}
-		n.pointerTr, n.pointerKey, n.checkEvery = tr, ff.exportKey, ff.exportEvery
+		n.pointerTr, n.pointerKey, n.pointerURL, n.checkEvery = tr, ff.exportKey, ff.exportTo, ff.exportEvery
 	}
 	if ff.bootstrapFrom != "" {
 		if ff.bootstrapFrom == ff.exportTo {
@@ -330,7 +331,7 @@ func startFleet(ctx context.Context, ff fleetFlags, explicitBackend bool, nc *na
 			n.bootTr = tr
 		}
 		if n.pointerTr == nil {
-			n.pointerTr, n.pointerKey = n.bootTr, ff.bootstrapKey
+			n.pointerTr, n.pointerKey, n.pointerURL = n.bootTr, ff.bootstrapKey, ff.bootstrapFrom
 		}
 	}
 	ok = true
@@ -762,11 +763,7 @@ func (n *fleetNode) checkPointer(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		url := n.ff.exportTo
-		if url == "" {
-			url = n.ff.bootstrapFrom
-		}
-		a.Error = underStore(err, url).Error()
+		a.Error = underStore(err, n.pointerURL).Error()
 	} else {
 		a.Cursor = m.Cursor.Rank()
 		a.Backend = m.Backend

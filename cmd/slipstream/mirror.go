@@ -204,6 +204,15 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		}
 	}()
 
+	// A shutdown (SIGINT, SIGTERM) that interrupts a step of the startup
+	// is a stop like any other, whichever step it was.
+	startErr := func(err error) error {
+		if ctx.Err() != nil {
+			return c.stopped(logger, fd)
+		}
+		return err
+	}
+
 	dialCfg, err := c.conn.dialConfig("", "slipstream mirror "+c.bucket)
 	if err != nil {
 		return err
@@ -220,10 +229,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 	logger.Debug("connecting to NATS", "config", dialCfg.String())
 	nc, err := natskv.Dial(dialCfg)
 	if err != nil {
-		if ctx.Err() != nil {
-			return c.stopped(logger, fd)
-		}
-		return err
+		return startErr(err)
 	}
 	defer nc.Close()
 
@@ -251,21 +257,15 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) (err error) {
 		return fmt.Errorf("%w: bucket %q on %s (create it, or pass -create-bucket)", errBucketMissing, c.bucket, nc.ConnectedUrlRedacted())
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return c.stopped(logger, fd)
-		}
-		return fmt.Errorf("open bucket %s: %w", c.bucket, err)
+		return startErr(fmt.Errorf("open bucket %s: %w", c.bucket, err))
 	}
 	if t.bind, err = bindFold(ctx, c.foldDir, want, bound, bucket, fd, logger); err != nil {
-		return err
+		return startErr(err)
 	}
 	t.syncedStream = bucket.SyncedStream
 	fl, err := startFleet(ctx, c.fleet, c.backend != "", nc, c.bucket, bucket, fd, t, term, logger)
 	if err != nil {
-		if ctx.Err() != nil {
-			return c.stopped(logger, fd)
-		}
-		return err
+		return startErr(err)
 	}
 	defer fl.close()
 
@@ -515,6 +515,7 @@ func (m *mirror) run(ctx context.Context) error {
 		_, err := f.Run(ctx)
 		m.fleet.setLoop(nil)
 		m.current.Store(nil)
+		m.t.runEnded()
 		if ctx.Err() != nil {
 			if err != nil {
 				return fmt.Errorf("final flush: %w", err)

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/slipstream-kv/slipstream/internal/natstest"
+	"github.com/slipstream-kv/slipstream/natskv"
 )
 
 // TestNATSURLScheme: a -nats URL with a scheme nats.go cannot dial (it
@@ -112,5 +115,91 @@ func TestMirror_SIGTERMWhileOpeningBucket(t *testing.T) {
 	}
 	if s := p.stderr.String(); strings.Contains(s, "context canceled") {
 		t.Fatalf("stderr mentions the cancellation:\n%s", s)
+	}
+}
+
+// stallingProxy forwards NATS connections to the server at url, until a
+// client publishes to a JetStream message-get subject (a read of one
+// record): that request and all after it are held back, and got is closed.
+func stallingProxy(t *testing.T, url string) (proxyURL string, got <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	addr := strings.TrimPrefix(url, "nats://")
+	stalled := make(chan struct{})
+	var once sync.Once
+	go func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", addr)
+			if err != nil {
+				client.Close()
+				return
+			}
+			mu.Lock()
+			conns = append(conns, client, server)
+			mu.Unlock()
+			go io.Copy(client, server)
+			go func() {
+				r := bufio.NewReader(client)
+				for {
+					line, err := r.ReadString('\n')
+					if strings.Contains(line, ".MSG.GET.") || strings.Contains(line, ".DIRECT.GET.") {
+						once.Do(func() { close(stalled) })
+						io.Copy(io.Discard, r) // hold back this request and the rest
+						return
+					}
+					if _, werr := server.Write([]byte(line)); werr != nil || err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "nats://" + ln.Addr().String(), stalled
+}
+
+// TestMirror_SIGTERMWhileVerifyingUnboundFold sends SIGTERM while the mirror
+// compares a fold without a binding with the bucket (bindFold, a startup
+// step like opening the bucket): a shutdown like any other, exit 0 and the
+// fold's cursor on stdout.
+func TestMirror_SIGTERMWhileVerifyingUnboundFold(t *testing.T) {
+	binary(t)
+	srv := natstest.Start(t)
+	b := openBucket(t, srv.URL(), natskv.Config{Bucket: "legacy"})
+	for i := range 3 {
+		put(t, b, fmt.Sprintf("k.%d", i), "v")
+	}
+	fold := filepath.Join(t.TempDir(), "fold")
+	mirrorUntilSynced(t, srv.URL(), b, fold)
+	if err := os.Remove(filepath.Join(fold, bindingFile)); err != nil {
+		t.Fatal(err)
+	}
+	url, stalled := stallingProxy(t, srv.URL())
+	p := startProc(t, "mirror", "-bucket", "legacy", "-fold", fold, "-nats", url)
+	select {
+	case <-stalled:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the mirror read no record of the bucket; stderr:\n%s", p.stderr.String())
+	}
+	if cur, want := p.stop(t), lastSeq(t, b); cur != want {
+		t.Fatalf("final cursor %d, want the fold's %d", cur, want)
 	}
 }

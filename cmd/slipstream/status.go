@@ -139,6 +139,18 @@ func (t *tracker) runStarting(resume slipstream.Cursor) {
 	t.audit.resumed()
 }
 
+// runEnded is called when a Follower.Run has returned. What its watch
+// proved (caughtTo, and a head not proven yet) was about that watch: the
+// next run may start on another fold (a bootstrap replaces it in between)
+// or another stream, so caught_up_to falls back to the fold's cursor until
+// the next watch proves more.
+func (t *tracker) runEnded() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.mu.head, t.mu.headAt = 0, 0
+	t.caughtTo.Store(0)
+}
+
 // watchStarting is called when the follower opens a watch: after is its
 // cursor (none for a state-sync watch), resume the cursor the run started
 // from, head the server's last sequence (when headKnown).

@@ -276,6 +276,29 @@ func TestTracker_LagFromTheHeadCaughtUpTo(t *testing.T) {
 	}
 }
 
+// A run that ended (a live expiry that hands over to a bootstrap, a failed
+// watch) takes what its watch proved with it: the fold may be replaced
+// before the next run, and caught_up_to must not stay ahead of it.
+func TestTracker_RunEndedForgetsCaughtUpTo(t *testing.T) {
+	tr := newTracker(slipstream.AllKeys(), discardLogger(), nil)
+	c := slipstream.CursorFromUint64(11)
+	tr.runStarting(c)
+	tr.watchStarting(c, c, 13, true)
+	tr.onProgress(natskv.Progress{InitialDone: true, Head: 13})
+	if tr.caughtTo.Load() != 13 || tr.lag() != 0 {
+		t.Fatalf("caughtTo %d lag %d, want 13, 0", tr.caughtTo.Load(), tr.lag())
+	}
+	tr.runEnded()
+	if tr.caughtTo.Load() != 0 || tr.lag() != 2 {
+		t.Fatalf("after the run: caughtTo %d lag %d, want 0, 2", tr.caughtTo.Load(), tr.lag())
+	}
+	// A bootstrapped fold at 5: nothing of the old watch is claimed.
+	tr.runStarting(slipstream.CursorFromUint64(5))
+	if tr.caughtTo.Load() != 0 || tr.lag() != 8 {
+		t.Fatalf("bootstrapped fold: caughtTo %d lag %d, want 0, 8", tr.caughtTo.Load(), tr.lag())
+	}
+}
+
 // Caught up by the head (no marker yet), nothing beyond the cursor is
 // claimed; neither before the initial values are applied.
 func TestTracker_CaughtUpToNeedsTheInitialValuesApplied(t *testing.T) {
